@@ -1,1 +1,6 @@
-//! placeholder
+//! tinykv-node: a running tinykv node. It ties the Raft core (tinykv-raft), the storage engines
+//! (tinykv-storage) and the network (tinykv-transport) into a store that hosts region peers,
+//! proposes and applies commands, serves the client and admin services, and joins or bootstraps
+//! a cluster. It also holds the node configuration and the Rust client library.
+
+pub mod config;

@@ -1,0 +1,609 @@
+//! A node's configuration: one YAML file, kebab-case keys, every field defaulted, unknown keys
+//! refused with their name, sizes written as `100MiB` and durations as `1s`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use thiserror::Error;
+
+/// Why a configuration was refused. Each variant names the file or key at fault.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// A byte count, written `100MiB`, `64KiB`, `1GB` or a plain number of bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const fn mib(n: u64) -> ByteSize {
+        ByteSize(n * 1024 * 1024)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
+        for (size, unit) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{}", self.0 / size, unit);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ByteSize, String> {
+        s.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| ByteSize(b.as_u64()))
+            .map_err(|e| format!("`{s}` is not a size like 100MiB: {e}"))
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration, written `100ms`, `1s`, `2m`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadableDuration(pub Duration);
+
+impl ReadableDuration {
+    pub const fn millis(ms: u64) -> ReadableDuration {
+        ReadableDuration(Duration::from_millis(ms))
+    }
+}
+
+impl fmt::Display for ReadableDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl FromStr for ReadableDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ReadableDuration, String> {
+        humantime::parse_duration(s.trim())
+            .map(ReadableDuration)
+            .map_err(|e| format!("`{s}` is not a duration like 1s or 100ms: {e}"))
+    }
+}
+
+impl Serialize for ReadableDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReadableDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ReadableDuration, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One member of the initial cluster, written `ID=HOST:PORT` as in etcd's `initial-cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub store_id: u64,
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.store_id, self.addr)
+    }
+}
+
+impl FromStr for Member {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Member, String> {
+        let (id, addr) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not a member like 1=127.0.0.1:20160"))?;
+        let store_id = id
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&id| id != 0)
+            .ok_or_else(|| format!("`{id}` in `{s}` is not a store id (a number above 0)"))?;
+        let addr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{addr}` in `{s}` is not an address like 127.0.0.1:20160"))?;
+        Ok(Member { store_id, addr })
+    }
+}
+
+impl Serialize for Member {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Member, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The certificate files a node presents and trusts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The cluster CA certificate (PEM).
+    pub ca: PathBuf,
+    /// This node's certificate (PEM), naming `store-<id>.tinykv`.
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Raft timing and flow control.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// One Raft tick; election and heartbeat timeouts are counted in ticks.
+    pub base_tick_interval: ReadableDuration,
+    pub heartbeat_ticks: usize,
+    /// The election timeout is drawn from [election-timeout-ticks, 2 × election-timeout-ticks).
+    pub election_timeout_ticks: usize,
+    pub max_inflight_msgs: usize,
+    pub max_size_per_msg: ByteSize,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// How often a leader checks whether its log should be compacted.
+    pub log_gc_tick_interval: ReadableDuration,
+    /// Compact when more than this many applied entries are kept.
+    pub log_gc_count_limit: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> RaftConfig {
+        RaftConfig {
+            base_tick_interval: ReadableDuration::millis(100),
+            heartbeat_ticks: 2,
+            election_timeout_ticks: 10,
+            max_inflight_msgs: 256,
+            max_size_per_msg: ByteSize::mib(1),
+            pre_vote: true,
+            check_quorum: true,
+            log_gc_tick_interval: ReadableDuration::millis(10_000),
+            log_gc_count_limit: 10_000,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// The shortest election timeout in wall time.
+    pub fn election_timeout(&self) -> Duration {
+        self.base_tick_interval.0 * self.election_timeout_ticks as u32
+    }
+}
+
+/// Snapshot transfer limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// Shared by every outgoing snapshot of the node; 0 means unlimited.
+    pub max_bytes_per_sec: ByteSize,
+    pub chunk_size: ByteSize,
+    pub concurrent_send_limit: usize,
+    pub concurrent_recv_limit: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> SnapshotConfig {
+        SnapshotConfig {
+            max_bytes_per_sec: ByteSize::mib(100),
+            chunk_size: ByteSize::mib(1),
+            concurrent_send_limit: 4,
+            concurrent_recv_limit: 4,
+        }
+    }
+}
+
+/// A node's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's store id, unique in the cluster and never 0.
+    pub store_id: u64,
+    /// The UDP address the node's QUIC endpoint binds (Raft, clients and admin alike).
+    pub listen_addr: SocketAddr,
+    /// The address other nodes and clients dial; defaults to `listen-addr`.
+    pub advertise_addr: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// The founding members, `ID=HOST:PORT` each, the same list on every founding node. Empty for
+    /// a node that joins a running cluster.
+    pub initial_cluster: Vec<Member>,
+    /// Distinguishes clusters: a data dir made for another token is refused.
+    pub initial_cluster_token: String,
+    pub tls: TlsConfig,
+    pub raft: RaftConfig,
+    pub snapshot: SnapshotConfig,
+    /// How long a client request may wait for its answer before `Timeout`.
+    pub request_timeout: ReadableDuration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            store_id: 1,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 20160)),
+            advertise_addr: None,
+            data_dir: PathBuf::from("tinykv-data"),
+            initial_cluster: Vec::new(),
+            initial_cluster_token: "tinykv".to_string(),
+            tls: TlsConfig::default(),
+            raft: RaftConfig::default(),
+            snapshot: SnapshotConfig::default(),
+            request_timeout: ReadableDuration::millis(5_000),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = NodeConfig::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses YAML text without validating it. The message names the unknown or bad key and
+    /// where it is.
+    pub fn parse(text: &str) -> Result<NodeConfig, String> {
+        if text.trim().is_empty() {
+            return Ok(NodeConfig::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.advertise_addr.unwrap_or(self.listen_addr)
+    }
+
+    /// The id that ties a data dir to its cluster, derived from the token (FNV-1a, stable
+    /// across versions and platforms).
+    pub fn cluster_id(&self) -> u64 {
+        cluster_id_from_token(&self.initial_cluster_token)
+    }
+
+    /// Checks the values serde cannot: ranges and cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.store_id == 0 {
+            return invalid("store-id", "must be a number above 0".into());
+        }
+        if self.initial_cluster_token.is_empty() {
+            return invalid("initial-cluster-token", "must not be empty".into());
+        }
+        if !self.initial_cluster.is_empty() {
+            let mut ids: Vec<u64> = self.initial_cluster.iter().map(|m| m.store_id).collect();
+            ids.sort_unstable();
+            if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return invalid(
+                    "initial-cluster",
+                    format!("store id {} is listed twice", w[0]),
+                );
+            }
+            if !ids.contains(&self.store_id) {
+                return invalid(
+                    "initial-cluster",
+                    format!("does not list this node's store-id {}", self.store_id),
+                );
+            }
+        }
+        let r = &self.raft;
+        if r.base_tick_interval.0.is_zero() {
+            return invalid("raft.base-tick-interval", "must be above 0".into());
+        }
+        if r.heartbeat_ticks == 0 {
+            return invalid("raft.heartbeat-ticks", "must be above 0".into());
+        }
+        if r.election_timeout_ticks <= r.heartbeat_ticks {
+            return invalid(
+                "raft.election-timeout-ticks",
+                format!(
+                    "must be greater than raft.heartbeat-ticks ({} <= {})",
+                    r.election_timeout_ticks, r.heartbeat_ticks
+                ),
+            );
+        }
+        if r.max_inflight_msgs == 0 {
+            return invalid("raft.max-inflight-msgs", "must be above 0".into());
+        }
+        if r.max_size_per_msg.0 == 0 {
+            return invalid("raft.max-size-per-msg", "must be above 0".into());
+        }
+        if r.log_gc_tick_interval.0.is_zero() {
+            return invalid("raft.log-gc-tick-interval", "must be above 0".into());
+        }
+        if r.log_gc_count_limit == 0 {
+            return invalid("raft.log-gc-count-limit", "must be above 0".into());
+        }
+        let s = &self.snapshot;
+        if s.chunk_size.0 == 0 || s.chunk_size.0 > 64 * 1024 * 1024 {
+            return invalid("snapshot.chunk-size", "must be between 1B and 64MiB".into());
+        }
+        if s.max_bytes_per_sec.0 != 0 && s.max_bytes_per_sec.0 < s.chunk_size.0 {
+            return invalid(
+                "snapshot.max-bytes-per-sec",
+                format!(
+                    "must be 0 (unlimited) or at least snapshot.chunk-size ({})",
+                    s.chunk_size
+                ),
+            );
+        }
+        if s.concurrent_send_limit == 0 {
+            return invalid("snapshot.concurrent-send-limit", "must be above 0".into());
+        }
+        if s.concurrent_recv_limit == 0 {
+            return invalid("snapshot.concurrent-recv-limit", "must be above 0".into());
+        }
+        if self.request_timeout.0.is_zero() {
+            return invalid("request-timeout", "must be above 0".into());
+        }
+        for (key, path) in [
+            ("tls.ca", &self.tls.ca),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+        ] {
+            if path.as_os_str().is_empty() {
+                return invalid(key, "is required: every connection uses mutual TLS".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A complete configuration with a comment on every key, for `tinykv config default`.
+    pub fn default_yaml() -> String {
+        let d = NodeConfig::default();
+        let r = &d.raft;
+        let s = &d.snapshot;
+        format!(
+            "# tinykv node configuration. Every key is optional; shown are the defaults.\n\
+             # This node's id, unique in the cluster, above 0.\n\
+             store-id: {store_id}\n\
+             # UDP address of the node's QUIC endpoint: Raft, clients and admin share it.\n\
+             listen-addr: {listen}\n\
+             # Address others dial; defaults to listen-addr.\n\
+             advertise-addr: null\n\
+             # Where the node keeps its data (fjall) and snapshots.\n\
+             data-dir: {data_dir}\n\
+             # Founding members, ID=HOST:PORT, the same list on each founding node; empty to join.\n\
+             initial-cluster: []\n\
+             # A data dir made under another token is refused.\n\
+             initial-cluster-token: {token}\n\
+             # Mutual TLS: the cluster CA, this node's certificate and key (PEM). Required.\n\
+             tls:\n  ca: ''\n  cert: ''\n  key: ''\n\
+             raft:\n\
+             \x20 # One tick; the timeouts below are counted in ticks.\n\
+             \x20 base-tick-interval: {tick}\n\
+             \x20 heartbeat-ticks: {hb}\n\
+             \x20 # Elections start after a random [n, 2n) ticks without a leader.\n\
+             \x20 election-timeout-ticks: {et}\n\
+             \x20 # Append messages in flight per follower.\n\
+             \x20 max-inflight-msgs: {inflight}\n\
+             \x20 # Entry bytes in one append message.\n\
+             \x20 max-size-per-msg: {msgsize}\n\
+             \x20 pre-vote: {prevote}\n\
+             \x20 check-quorum: {cq}\n\
+             \x20 # How often the leader considers compacting its log.\n\
+             \x20 log-gc-tick-interval: {gctick}\n\
+             \x20 # Compact once more than this many applied entries are kept.\n\
+             \x20 log-gc-count-limit: {gclimit}\n\
+             snapshot:\n\
+             \x20 # Shared by all outgoing snapshots of the node; 0 is unlimited.\n\
+             \x20 max-bytes-per-sec: {rate}\n\
+             \x20 chunk-size: {chunk}\n\
+             \x20 concurrent-send-limit: {sends}\n\
+             \x20 concurrent-recv-limit: {recvs}\n\
+             # A client request not answered within this is answered Timeout.\n\
+             request-timeout: {timeout}\n",
+            store_id = d.store_id,
+            listen = d.listen_addr,
+            data_dir = d.data_dir.display(),
+            token = d.initial_cluster_token,
+            tick = r.base_tick_interval,
+            hb = r.heartbeat_ticks,
+            et = r.election_timeout_ticks,
+            inflight = r.max_inflight_msgs,
+            msgsize = r.max_size_per_msg,
+            prevote = r.pre_vote,
+            cq = r.check_quorum,
+            gctick = r.log_gc_tick_interval,
+            gclimit = r.log_gc_count_limit,
+            rate = s.max_bytes_per_sec,
+            chunk = s.chunk_size,
+            sends = s.concurrent_send_limit,
+            recvs = s.concurrent_recv_limit,
+            timeout = d.request_timeout,
+        )
+    }
+}
+
+/// FNV-1a of the token; never 0.
+pub fn cluster_id_from_token(token: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in token.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_yaml_parses_to_the_defaults() {
+        assert_eq!(
+            NodeConfig::parse(&NodeConfig::default_yaml()).unwrap(),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
+    fn rendered_yaml_round_trips() {
+        let mut c = NodeConfig::default();
+        c.initial_cluster = vec![
+            "1=127.0.0.1:1".parse().unwrap(),
+            "2=127.0.0.1:2".parse().unwrap(),
+        ];
+        c.raft.max_size_per_msg = ByteSize(1536);
+        c.raft.base_tick_interval = ReadableDuration::millis(1500);
+        assert_eq!(NodeConfig::parse(&c.to_yaml()).unwrap(), c);
+    }
+
+    #[test]
+    fn units_are_read() {
+        let c = NodeConfig::parse(
+            "raft:\n  base-tick-interval: 50ms\n  max-size-per-msg: 512KiB\nsnapshot:\n  max-bytes-per-sec: 16MiB\n  chunk-size: 65536\n",
+        )
+        .unwrap();
+        assert_eq!(c.raft.base_tick_interval.0, Duration::from_millis(50));
+        assert_eq!(c.raft.max_size_per_msg.0, 512 * 1024);
+        assert_eq!(c.snapshot.max_bytes_per_sec.0, 16 * 1024 * 1024);
+        assert_eq!(c.snapshot.chunk_size.0, 65536);
+        assert_eq!(ByteSize(16 * 1024 * 1024).to_string(), "16MiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000B");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = NodeConfig::parse("raft:\n  heartbeat-tick: 3\n").unwrap_err();
+        assert!(err.contains("heartbeat-tick"), "{err}");
+        let err = NodeConfig::parse("listen-adress: 127.0.0.1:1\n").unwrap_err();
+        assert!(err.contains("listen-adress"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = NodeConfig::parse("raft:\n  base-tick-interval: soon\n").unwrap_err();
+        assert!(err.contains("soon"), "{err}");
+        let err = NodeConfig::parse("initial-cluster: [\"1=nowhere\"]\n").unwrap_err();
+        assert!(err.contains("nowhere"), "{err}");
+        let err = NodeConfig::parse("snapshot:\n  chunk-size: lots\n").unwrap_err();
+        assert!(err.contains("lots"), "{err}");
+    }
+
+    fn valid() -> NodeConfig {
+        NodeConfig {
+            tls: TlsConfig {
+                ca: "ca.pem".into(),
+                cert: "n.pem".into(),
+                key: "n.key".into(),
+            },
+            initial_cluster: vec!["1=127.0.0.1:20160".parse().unwrap()],
+            ..NodeConfig::default()
+        }
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        assert!(valid().validate().is_ok());
+        let key_of = |c: NodeConfig| match c.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        };
+        let mut c = valid();
+        c.store_id = 0;
+        assert_eq!(key_of(c), "store-id");
+        let mut c = valid();
+        c.raft.election_timeout_ticks = 2;
+        assert_eq!(key_of(c), "raft.election-timeout-ticks");
+        let mut c = valid();
+        c.initial_cluster = vec!["2=127.0.0.1:1".parse().unwrap()];
+        assert_eq!(key_of(c), "initial-cluster");
+        let mut c = valid();
+        c.initial_cluster.push("1=127.0.0.1:2".parse().unwrap());
+        assert_eq!(key_of(c), "initial-cluster");
+        let mut c = valid();
+        c.tls.key = PathBuf::new();
+        assert_eq!(key_of(c), "tls.key");
+        let mut c = valid();
+        c.snapshot.max_bytes_per_sec = ByteSize(10);
+        assert_eq!(key_of(c), "snapshot.max-bytes-per-sec");
+    }
+
+    #[test]
+    fn load_reports_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.yaml");
+        assert!(matches!(
+            NodeConfig::load(&missing),
+            Err(ConfigError::Read { .. })
+        ));
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "store-id: [1\n").unwrap();
+        let err = NodeConfig::load(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn cluster_id_is_stable() {
+        assert_eq!(
+            cluster_id_from_token("tinykv"),
+            cluster_id_from_token("tinykv")
+        );
+        assert_ne!(
+            cluster_id_from_token("tinykv"),
+            cluster_id_from_token("tinykv2")
+        );
+    }
+}
