@@ -1,0 +1,399 @@
+//! `Engines`: the one fjall database of a node with its three keyspaces, how a data dir is
+//! opened (and refused), bootstrapped and inspected, and consistent reads of user data.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use tinykv_raft::Entry;
+
+use crate::error::{Result, StorageError};
+use crate::keys::{self, MetaKey};
+use crate::records::{
+    PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM, RaftApplyState, RaftLocalState,
+    RaftTruncatedState, Record, Region, RegionLocalState, StoreIdent,
+};
+use crate::snapshot::recovery::{self, RecoveryReport};
+
+/// Keyspace of Raft logs and raft states.
+pub const RAFT_KEYSPACE: &str = "raft";
+/// Keyspace of user data (`d` + user key).
+pub const KV_KEYSPACE: &str = "kv";
+/// Keyspace of apply states, region states and the store ident.
+pub const META_KEYSPACE: &str = "meta";
+
+/// Subdirectory of the data dir that holds the fjall database.
+const DB_DIR: &str = "db";
+/// Subdirectory of the data dir that holds snapshot files.
+const SNAP_DIR: &str = "snap";
+/// The file fjall writes first in a database directory; its absence in a non-empty directory
+/// means the directory is something else.
+const FJALL_VERSION_FILE: &str = "version";
+
+/// What `Engines::open` checks besides the data dir's own consistency.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// Refuse a data dir whose store ident names another cluster.
+    pub expected_cluster_id: Option<u64>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    snap_dir: PathBuf,
+    db: Database,
+    raft: Keyspace,
+    kv: Keyspace,
+    meta: Keyspace,
+}
+
+/// The storage engines of one node. Cheap to clone: clones share the database.
+#[derive(Clone)]
+pub struct Engines {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engines")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engines {
+    /// Opens (or creates) the data dir `dir`, validates every meta record and finishes or
+    /// resets snapshot applies a crash interrupted. Refuses, without writing anything, a
+    /// directory that is not a tinykv data dir, a corrupt record (the error names the key) and a
+    /// store of another cluster.
+    pub fn open(dir: impl AsRef<Path>, options: OpenOptions) -> Result<(Engines, RecoveryReport)> {
+        let dir = dir.as_ref().to_path_buf();
+        let db_dir = dir.join(DB_DIR);
+        check_not_foreign(&db_dir)?;
+        let snap_dir = dir.join(SNAP_DIR);
+        let db = Database::builder(&db_dir).open()?;
+        let unknown: Vec<String> = db
+            .list_keyspace_names()
+            .iter()
+            .map(|name| name.as_ref().to_string())
+            .filter(|name| ![RAFT_KEYSPACE, KV_KEYSPACE, META_KEYSPACE].contains(&name.as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StorageError::ForeignDataDir {
+                path: db_dir,
+                problem: format!("unknown keyspaces {unknown:?}"),
+            });
+        }
+        let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
+        validate_meta(&meta, options.expected_cluster_id)?;
+        let raft = db.keyspace(RAFT_KEYSPACE, KeyspaceCreateOptions::default)?;
+        let kv = db.keyspace(KV_KEYSPACE, KeyspaceCreateOptions::default)?;
+        std::fs::create_dir_all(&snap_dir).map_err(|e| StorageError::io(&snap_dir, e))?;
+        let engines = Engines {
+            inner: Arc::new(Inner {
+                dir,
+                snap_dir,
+                db,
+                raft,
+                kv,
+                meta,
+            }),
+        };
+        for region in engines.regions()? {
+            let id = region.region.id;
+            if engines.raft_state(id)?.is_none() && region.state == PeerState::Normal {
+                return Err(StorageError::corrupt(
+                    RAFT_KEYSPACE,
+                    &keys::raft_state_key(id),
+                    format!("raft state of region {id} is missing"),
+                ));
+            }
+        }
+        let report = recovery::recover_interrupted_applies(&engines)?;
+        Ok((engines, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Where snapshot files are built and received.
+    pub fn snap_dir(&self) -> &Path {
+        &self.inner.snap_dir
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
+    pub(crate) fn raft(&self) -> &Keyspace {
+        &self.inner.raft
+    }
+
+    pub(crate) fn kv(&self) -> &Keyspace {
+        &self.inner.kv
+    }
+
+    pub(crate) fn meta(&self) -> &Keyspace {
+        &self.inner.meta
+    }
+
+    /// Writes the store ident; the same ident again is a no-op, another one an error.
+    pub fn bootstrap_store(&self, ident: StoreIdent) -> Result<()> {
+        if let Some(existing) = self.store_ident()? {
+            if existing == ident {
+                return Ok(());
+            }
+            return Err(StorageError::AlreadyBootstrapped {
+                cluster_id: existing.cluster_id,
+                store_id: existing.store_id,
+            });
+        }
+        let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(self.meta(), keys::STORE_IDENT_KEY, ident.encode());
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Writes a new region the way TinyKV bootstraps one: log, commit and applied index at
+    /// `RAFT_INIT_LOG_INDEX`, so peers that join later are filled by a snapshot.
+    pub fn bootstrap_region(&self, region: &Region) -> Result<()> {
+        if self.store_ident()?.is_none() {
+            return Err(StorageError::InvalidRequest(
+                "bootstrap the store before its regions".into(),
+            ));
+        }
+        if self.region_state(region.id)?.is_some() {
+            return Err(StorageError::RegionExists(region.id));
+        }
+        let raft_state = RaftLocalState {
+            hard_state: tinykv_raft::HardState {
+                term: RAFT_INIT_LOG_TERM,
+                vote: 0,
+                commit: RAFT_INIT_LOG_INDEX,
+            },
+            last_index: RAFT_INIT_LOG_INDEX,
+            last_term: RAFT_INIT_LOG_TERM,
+        };
+        let apply_state = RaftApplyState {
+            applied_index: RAFT_INIT_LOG_INDEX,
+            truncated_state: RaftTruncatedState {
+                index: RAFT_INIT_LOG_INDEX,
+                term: RAFT_INIT_LOG_TERM,
+            },
+        };
+        let region_state = RegionLocalState {
+            state: PeerState::Normal,
+            region: region.clone(),
+        };
+        let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(
+            self.raft(),
+            keys::raft_state_key(region.id),
+            raft_state.encode(),
+        );
+        batch.insert(
+            self.meta(),
+            keys::apply_state_key(region.id),
+            apply_state.encode(),
+        );
+        batch.insert(
+            self.meta(),
+            keys::region_state_key(region.id),
+            region_state.encode(),
+        );
+        batch.commit()?;
+        Ok(())
+    }
+
+    pub fn store_ident(&self) -> Result<Option<StoreIdent>> {
+        read_record(self.meta(), META_KEYSPACE, &keys::STORE_IDENT_KEY)
+    }
+
+    /// Every region stored on this node, in id order, whatever its state.
+    pub fn regions(&self) -> Result<Vec<RegionLocalState>> {
+        let mut out = Vec::new();
+        for guard in self.meta().prefix(keys::REGION_META_MIN_KEY) {
+            let (key, value) = guard.into_inner()?;
+            out.push(RegionLocalState::decode(META_KEYSPACE, &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    pub fn region_state(&self, region_id: u64) -> Result<Option<RegionLocalState>> {
+        read_record(
+            self.meta(),
+            META_KEYSPACE,
+            &keys::region_state_key(region_id),
+        )
+    }
+
+    pub fn raft_state(&self, region_id: u64) -> Result<Option<RaftLocalState>> {
+        read_record(self.raft(), RAFT_KEYSPACE, &keys::raft_state_key(region_id))
+    }
+
+    pub fn apply_state(&self, region_id: u64) -> Result<Option<RaftApplyState>> {
+        read_record(
+            self.meta(),
+            META_KEYSPACE,
+            &keys::apply_state_key(region_id),
+        )
+    }
+
+    /// The stored log entries of a region in `[low, high)`, as they are on disk (entries at or
+    /// below the truncated index that log GC has not removed yet included). For inspection;
+    /// Raft reads go through `PeerStorage`.
+    pub fn log_entries(&self, region_id: u64, low: u64, high: u64) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        if low >= high {
+            return Ok(out);
+        }
+        let range = keys::raft_log_key(region_id, low)..keys::raft_log_key(region_id, high);
+        for guard in self.raft().range(range) {
+            let (key, value) = guard.into_inner()?;
+            out.push(Entry::decode(RAFT_KEYSPACE, &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// A consistent view of user data: every read through it sees the same point in time.
+    pub fn read_view(&self) -> ReadView {
+        ReadView {
+            engines: self.clone(),
+            snapshot: self.db().snapshot(),
+        }
+    }
+
+    /// Reads one user key at the latest committed state.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.kv().get(keys::data_key(key))?.map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` user pairs in `[start, end)` (an empty `end` is unbounded), from one
+    /// consistent view.
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.read_view().scan(start, end, limit)
+    }
+
+    /// Makes everything written so far durable (for writes committed without a sync).
+    pub fn sync(&self) -> Result<()> {
+        self.db().persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+}
+
+/// A point-in-time view of user data (a fjall snapshot). Holding it long keeps old versions
+/// from being compacted away, so drop it when done.
+pub struct ReadView {
+    engines: Engines,
+    snapshot: fjall::Snapshot,
+}
+
+impl ReadView {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .snapshot
+            .get(self.engines.kv(), keys::data_key(key))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` user pairs in `[start, end)`; an empty `end` is unbounded.
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        if limit == 0 || (!end.is_empty() && start >= end) {
+            return Ok(out);
+        }
+        let range = keys::data_key(start)..keys::data_end_key(end);
+        for guard in self.snapshot.range(self.engines.kv(), range) {
+            let (key, value) = guard.into_inner()?;
+            let user = keys::user_key(&key)
+                .ok_or_else(|| StorageError::corrupt(KV_KEYSPACE, &key, "not a data key"))?;
+            out.push((user.to_vec(), value.to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn read_record<T: Record>(
+    keyspace: &Keyspace,
+    name: &'static str,
+    key: &[u8],
+) -> Result<Option<T>> {
+    match keyspace.get(key)? {
+        Some(value) => Ok(Some(T::decode(name, key, &value)?)),
+        None => Ok(None),
+    }
+}
+
+/// A directory fjall has not initialised must be empty, or it is someone else's.
+fn check_not_foreign(db_dir: &Path) -> Result<()> {
+    match std::fs::metadata(db_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io(db_dir, e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(StorageError::ForeignDataDir {
+                path: db_dir.to_path_buf(),
+                problem: "expected a directory".into(),
+            });
+        }
+        Ok(_) => {}
+    }
+    if db_dir.join(FJALL_VERSION_FILE).exists() {
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(db_dir).map_err(|e| StorageError::io(db_dir, e))?;
+    if entries.next().is_some() {
+        return Err(StorageError::ForeignDataDir {
+            path: db_dir.to_path_buf(),
+            problem: "non-empty directory without a database version marker".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Decodes every meta record and checks that they fit together.
+fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>) -> Result<()> {
+    let mut ident = None;
+    let mut regions = 0usize;
+    for guard in meta.iter() {
+        let (key, value) = guard.into_inner()?;
+        match keys::decode_meta_key(&key) {
+            Some(MetaKey::StoreIdent) => {
+                ident = Some(StoreIdent::decode(META_KEYSPACE, &key, &value)?);
+            }
+            Some(MetaKey::ApplyState(_)) => {
+                RaftApplyState::decode(META_KEYSPACE, &key, &value)?;
+            }
+            Some(MetaKey::RegionState(id)) => {
+                let state = RegionLocalState::decode(META_KEYSPACE, &key, &value)?;
+                if state.region.id != id {
+                    return Err(StorageError::corrupt(
+                        META_KEYSPACE,
+                        &key,
+                        format!("region state names region {}", state.region.id),
+                    ));
+                }
+                regions += 1;
+            }
+            None => {
+                return Err(StorageError::corrupt(
+                    META_KEYSPACE,
+                    &key,
+                    "unknown meta key",
+                ));
+            }
+        }
+    }
+    match (ident, expected_cluster_id) {
+        (None, _) if regions > 0 => Err(StorageError::MissingStoreIdent { regions }),
+        (Some(ident), Some(expected)) if ident.cluster_id != expected => {
+            Err(StorageError::ClusterIdMismatch {
+                expected,
+                found: ident.cluster_id,
+            })
+        }
+        _ => Ok(()),
+    }
+}
