@@ -12,7 +12,7 @@ use fjall::{OwnedWriteBatch, PersistMode};
 use crate::engines::Engines;
 use crate::error::{Result, StorageError};
 use crate::keys;
-use crate::records::{RaftApplyState, Record, Region, RegionLocalState};
+use crate::records::{RaftApplyState, Record, Region, RegionLocalState, StoreAddress};
 
 /// User writes and state updates of any number of regions, committed atomically.
 pub struct ApplyBatch {
@@ -58,6 +58,11 @@ impl ApplyBatch {
             state.encode(),
         );
         self.region_states.insert(id, state);
+    }
+
+    /// Records a store's address with the membership change that introduced it.
+    pub fn set_store_addr(&mut self, rec: &StoreAddress) {
+        self.batch.insert(self.engines.meta(), keys::store_addr_key(rec.store_id), rec.encode());
     }
 
     pub fn len(&self) -> usize {

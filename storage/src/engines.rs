@@ -11,7 +11,7 @@ use crate::error::{Result, StorageError};
 use crate::keys::{self, MetaKey};
 use crate::records::{
     PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM, RaftApplyState, RaftLocalState,
-    RaftTruncatedState, Record, Region, RegionLocalState, StoreIdent,
+    RaftTruncatedState, Record, Region, RegionLocalState, StoreAddress, StoreIdent,
 };
 use crate::snapshot::recovery::{self, RecoveryReport};
 
@@ -209,6 +209,29 @@ impl Engines {
         read_record(self.meta(), META_KEYSPACE, &keys::STORE_IDENT_KEY)
     }
 
+    /// The addresses of other stores this node has learned, in store id order.
+    pub fn store_addrs(&self) -> Result<Vec<StoreAddress>> {
+        let mut out = Vec::new();
+        for guard in self.meta().prefix(keys::STORE_ADDR_MIN_KEY) {
+            let (key, value) = guard.into_inner()?;
+            out.push(StoreAddress::decode(META_KEYSPACE, &key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// Records store addresses durably (bootstrap, join, and addresses learned from others).
+    pub fn put_store_addrs(&self, addrs: &[StoreAddress]) -> Result<()> {
+        if addrs.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
+        for rec in addrs {
+            batch.insert(self.meta(), keys::store_addr_key(rec.store_id), rec.encode());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
     /// Every region stored on this node, in id order, whatever its state.
     pub fn regions(&self) -> Result<Vec<RegionLocalState>> {
         let mut out = Vec::new();
@@ -362,6 +385,16 @@ fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>) -> Result<()
         match keys::decode_meta_key(&key) {
             Some(MetaKey::StoreIdent) => {
                 ident = Some(StoreIdent::decode(META_KEYSPACE, &key, &value)?);
+            }
+            Some(MetaKey::StoreAddr(id)) => {
+                let rec = StoreAddress::decode(META_KEYSPACE, &key, &value)?;
+                if rec.store_id != id {
+                    return Err(StorageError::corrupt(
+                        META_KEYSPACE,
+                        &key,
+                        format!("store address record names store {}", rec.store_id),
+                    ));
+                }
             }
             Some(MetaKey::ApplyState(_)) => {
                 RaftApplyState::decode(META_KEYSPACE, &key, &value)?;

@@ -19,6 +19,10 @@ pub const REGION_RAFT_PREFIX: u8 = 0x02;
 /// Second byte of region metadata keys (region state).
 pub const REGION_META_PREFIX: u8 = 0x03;
 
+/// Second byte of a store's address record: `01 04 store_id`.
+pub const STORE_ADDR_PREFIX: u8 = 0x04;
+/// The first key of the store address records.
+pub const STORE_ADDR_MIN_KEY: [u8; 2] = [LOCAL_PREFIX, STORE_ADDR_PREFIX];
 const RAFT_LOG_SUFFIX: u8 = 0x01;
 const RAFT_STATE_SUFFIX: u8 = 0x02;
 const APPLY_STATE_SUFFIX: u8 = 0x03;
@@ -86,18 +90,33 @@ pub fn decode_raft_log_key(region_id: u64, key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(index))
 }
 
+/// The `meta` key of a store's address record.
+pub fn store_addr_key(store_id: u64) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[0] = LOCAL_PREFIX;
+    key[1] = STORE_ADDR_PREFIX;
+    key[2..].copy_from_slice(&store_id.to_be_bytes());
+    key
+}
+
 /// What a key of the `meta` keyspace names; used to validate a data dir on open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaKey {
     StoreIdent,
     ApplyState(u64),
     RegionState(u64),
+    StoreAddr(u64),
 }
 
 /// Classifies a `meta` key; `None` for a key tinykv never writes there.
 pub fn decode_meta_key(key: &[u8]) -> Option<MetaKey> {
     if key == STORE_IDENT_KEY {
         return Some(MetaKey::StoreIdent);
+    }
+    if key.len() == 10 && key[..2] == STORE_ADDR_MIN_KEY {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&key[2..]);
+        return Some(MetaKey::StoreAddr(u64::from_be_bytes(id)));
     }
     if key.len() != REGION_KEY_LEN || key[0] != LOCAL_PREFIX {
         return None;

@@ -110,6 +110,15 @@ pub struct StoreIdent {
     pub store_id: u64,
 }
 
+/// Where another store of the cluster can be reached (keyspace `meta`, key `01 04 store_id`).
+/// The node learns addresses from its initial member list, applied membership changes and
+/// other stores, and keeps them so that it can reach its peers after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreAddress {
+    pub store_id: u64,
+    pub addr: String,
+}
+
 /// A value stored by tinykv: encode is infallible for these types; decode is strict.
 pub trait Record: Serialize + DeserializeOwned {
     fn encode(&self) -> Vec<u8> {
@@ -126,6 +135,7 @@ impl Record for RaftLocalState {}
 impl Record for RaftApplyState {}
 impl Record for RegionLocalState {}
 impl Record for StoreIdent {}
+impl Record for StoreAddress {}
 impl Record for Region {}
 impl Record for Entry {}
 

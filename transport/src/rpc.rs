@@ -1,0 +1,219 @@
+//! Request/response RPC for the client and admin services: one bidirectional stream per call.
+//!
+//! Bodies are opaque bytes; the node defines and encodes its request and response types.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tracing::warn;
+
+use crate::certs::TlsIdentity;
+use crate::endpoint::{Shared, connection_error};
+use crate::error::{ConnectError, RpcError};
+use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError};
+use crate::identity::Identity;
+use crate::stats::Counters;
+use crate::tls::{self, ConnectionTuning};
+use crate::wire::{RemoteError, RpcReply, Service, StreamHead};
+
+/// The future a handler returns.
+pub type RpcFuture = Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>;
+
+/// The node's implementation of its services. `Err` is reported to the caller as
+/// [`RemoteError::Handler`]; application-level errors belong in the reply body.
+pub trait RpcHandler: Send + Sync + 'static {
+    fn call(&self, from: Identity, service: Service, body: Bytes) -> RpcFuture;
+}
+
+impl<F, Fut> RpcHandler for F
+where
+    F: Fn(Identity, Service, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, String>> + Send + 'static,
+{
+    fn call(&self, from: Identity, service: Service, body: Bytes) -> RpcFuture {
+        Box::pin(self(from, service, body))
+    }
+}
+
+/// Serves one request whose head has been read, and writes the reply.
+pub(crate) async fn serve<M>(
+    shared: &Shared<M>,
+    from: Identity,
+    service: Service,
+    body: Bytes,
+    mut send: quinn::SendStream,
+) {
+    let max = shared.config.max_frame_size;
+    let reply: RpcReply = match shared.rpc_handler() {
+        None => Err(RemoteError::NoHandler),
+        Some(handler) => handler
+            .call(from.clone(), service, body)
+            .await
+            .map_err(RemoteError::Handler),
+    };
+    let encoded = match frame::encode(&reply, max) {
+        Ok(encoded) => encoded,
+        Err(err) => {
+            warn!(%from, ?service, error = %err, "RPC reply cannot be sent");
+            let fallback: RpcReply =
+                Err(RemoteError::Handler(format!("reply cannot be sent: {err}")));
+            match frame::encode(&fallback, max) {
+                Ok(encoded) => encoded,
+                Err(_) => return,
+            }
+        }
+    };
+    if send.write_all(&encoded).await.is_ok() {
+        let _ = send.finish();
+        Counters::add(&shared.counters.rpcs_served, 1);
+    }
+}
+
+/// Performs one call on an established connection (no timeout; callers add one).
+pub(crate) async fn call_on(
+    conn: &quinn::Connection,
+    service: Service,
+    body: Bytes,
+    max: usize,
+) -> Result<Bytes, RpcError> {
+    let request = frame::encode(&StreamHead::Rpc { service, body }, max)?;
+    let lost = |conn: &quinn::Connection, detail: String| match conn.close_reason() {
+        Some(reason) => RpcError::Connect(connection_error(conn.remote_address(), &reason)),
+        None => RpcError::ConnectionLost(detail),
+    };
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| lost(conn, e.to_string()))?;
+    send.write_all(&request)
+        .await
+        .map_err(|e| lost(conn, e.to_string()))?;
+    let _ = send.finish();
+    let reply: RpcReply = match frame::read_required(&mut recv, max).await {
+        Ok(reply) => reply,
+        Err(FrameError::Io(e)) => return Err(lost(conn, e.to_string())),
+        Err(other) => return Err(other.into()),
+    };
+    Ok(reply?)
+}
+
+/// Options of an [`RpcClient`].
+#[derive(Clone, Debug)]
+pub struct RpcClientOptions {
+    /// Name verified against the server certificate; defaults to the address's IP, which node
+    /// certificates carry as a SAN when issued for it.
+    pub server_name: Option<String>,
+    /// Default timeout of a call, connecting included.
+    pub timeout: Duration,
+    pub max_frame_size: usize,
+    pub tuning: ConnectionTuning,
+}
+
+impl Default for RpcClientOptions {
+    fn default() -> Self {
+        Self {
+            server_name: None,
+            timeout: Duration::from_secs(5),
+            max_frame_size: DEFAULT_MAX_FRAME,
+            tuning: ConnectionTuning::default(),
+        }
+    }
+}
+
+/// A client of one node's services, authenticating with a client (or node) certificate.
+/// Connects lazily and reconnects after a lost connection.
+pub struct RpcClient {
+    quic: quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: String,
+    options: RpcClientOptions,
+    conn: tokio::sync::Mutex<Option<quinn::Connection>>,
+}
+
+impl RpcClient {
+    /// Prepares a client for the node at `addr`. Must be called inside a tokio runtime.
+    pub fn new(
+        identity: &TlsIdentity,
+        addr: SocketAddr,
+        options: RpcClientOptions,
+    ) -> Result<Self, RpcError> {
+        let client_config = tls::client_config(identity, &options.tuning)
+            .map_err(|e| RpcError::Setup(e.to_string()))?;
+        let local: SocketAddr = match addr {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let mut quic = quinn::Endpoint::client(local)
+            .map_err(|e| RpcError::Setup(format!("binding {local}: {e}")))?;
+        quic.set_default_client_config(client_config);
+        let server_name = options
+            .server_name
+            .clone()
+            .unwrap_or_else(|| addr.ip().to_string());
+        Ok(Self {
+            quic,
+            addr,
+            server_name,
+            options,
+            conn: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Calls `service` with the default timeout.
+    pub async fn call(&self, service: Service, body: Bytes) -> Result<Bytes, RpcError> {
+        self.call_with_timeout(service, body, self.options.timeout)
+            .await
+    }
+
+    /// Calls `service`; `timeout` covers connecting, sending and the reply.
+    pub async fn call_with_timeout(
+        &self,
+        service: Service,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let call = async {
+            let conn = self.connection().await?;
+            call_on(&conn, service, body, self.options.max_frame_size).await
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| RpcError::Timeout(timeout))?
+    }
+
+    async fn connection(&self) -> Result<quinn::Connection, RpcError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(conn.clone());
+        }
+        let addr = self.addr;
+        let connecting = self.quic.connect(addr, &self.server_name).map_err(|e| {
+            RpcError::Connect(ConnectError::Unreachable {
+                addr,
+                reason: e.to_string(),
+            })
+        })?;
+        let conn = connecting
+            .await
+            .map_err(|e| RpcError::Connect(connection_error(addr, &e)))?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Closes the connection and waits (bounded) until the server has been told.
+    pub async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            conn.close(
+                quinn::VarInt::from_u32(crate::wire::CLOSE_SHUTDOWN),
+                b"client done",
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.quic.wait_idle()).await;
+    }
+}

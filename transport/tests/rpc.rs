@@ -1,0 +1,130 @@
+//! RPC over the client path and between stores.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tinykv_transport::*;
+use tokio::sync::oneshot;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_without_handler_is_a_remote_error() {
+    let pki = Pki::new();
+    let node = start(&pki, 1);
+    let client = RpcClient::new(&pki.client("c"), node.addr, RpcClientOptions::default()).unwrap();
+    let err = within(client.call(Service::Client, "x".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::Remote(RemoteError::NoHandler)),
+        "{err:?}"
+    );
+    assert!(!err.is_unreachable() && !err.is_tls_refused());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_error_and_many_concurrent_calls() {
+    let pki = Pki::new();
+    let node = start(&pki, 1);
+    node.endpoint.set_rpc_handler(Arc::new(
+        |_from: Identity, _s: Service, body: bytes::Bytes| async move {
+            if body.is_empty() {
+                Err("empty request".to_string())
+            } else {
+                Ok(body)
+            }
+        },
+    ));
+    let client =
+        Arc::new(RpcClient::new(&pki.client("c"), node.addr, RpcClientOptions::default()).unwrap());
+    let err = within(client.call(Service::Client, bytes::Bytes::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::Remote(RemoteError::Handler(ref m)) if m == "empty request"),
+        "{err:?}"
+    );
+
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(Service::Client, format!("{i}").into()).await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(within(call).await.unwrap().unwrap(), format!("{i}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_times_out_when_the_handler_does_not_answer() {
+    let pki = Pki::new();
+    let node = start(&pki, 1);
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let release_rx = Arc::new(Mutex::new(Some(release_rx)));
+    node.endpoint.set_rpc_handler(Arc::new(
+        move |_f: Identity, _s: Service, body: bytes::Bytes| {
+            let gate = release_rx.lock().unwrap().take();
+            async move {
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+                Ok::<_, String>(body)
+            }
+        },
+    ));
+    let client = RpcClient::new(&pki.client("c"), node.addr, RpcClientOptions::default()).unwrap();
+    let timeout = Duration::from_millis(300);
+    let started = tokio::time::Instant::now();
+    let err = client
+        .call_with_timeout(Service::Client, "slow".into(), timeout)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::Timeout(t) if t == timeout),
+        "{err:?}"
+    );
+    assert!(err.is_unreachable());
+    assert!(started.elapsed() >= timeout);
+    drop(release_tx);
+    // The next call is served normally.
+    assert_eq!(
+        within(client.call(Service::Client, "fast".into()))
+            .await
+            .unwrap(),
+        "fast"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_reported_as_such() {
+    let pki = Pki::new();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client = RpcClient::new(
+        &pki.client("c"),
+        silent.local_addr().unwrap(),
+        RpcClientOptions::default(),
+    )
+    .unwrap();
+    let err = client
+        .call_with_timeout(Service::Client, "x".into(), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+    assert!(!err.is_tls_refused());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_call_each_other_over_their_link_connection() {
+    let pki = Pki::new();
+    let a = start(&pki, 1);
+    let b = start(&pki, 2);
+    introduce(&[&a, &b]);
+    b.endpoint.set_rpc_handler(echo_handler());
+    let reply = within(a.endpoint.call(2, Service::Admin, "join".into(), WAIT))
+        .await
+        .unwrap();
+    assert_eq!(reply, "store 1|Admin|join");
+}
