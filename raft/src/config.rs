@@ -63,7 +63,11 @@ impl Default for Config {
 
 impl Config {
     pub fn new(id: u64) -> Config {
-        Config { id, seed: id, ..Config::default() }
+        Config {
+            id,
+            seed: id,
+            ..Config::default()
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -71,7 +75,9 @@ impl Config {
             return Err(Error::ConfigInvalid("id must not be 0".into()));
         }
         if self.heartbeat_tick == 0 {
-            return Err(Error::ConfigInvalid("heartbeat_tick must be greater than 0".into()));
+            return Err(Error::ConfigInvalid(
+                "heartbeat_tick must be greater than 0".into(),
+            ));
         }
         if self.election_tick <= self.heartbeat_tick {
             return Err(Error::ConfigInvalid(format!(
@@ -80,10 +86,14 @@ impl Config {
             )));
         }
         if self.max_inflight_msgs == 0 {
-            return Err(Error::ConfigInvalid("max_inflight_msgs must be greater than 0".into()));
+            return Err(Error::ConfigInvalid(
+                "max_inflight_msgs must be greater than 0".into(),
+            ));
         }
         if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
-            return Err(Error::ConfigInvalid("read_only_option LeaseBased needs check_quorum".into()));
+            return Err(Error::ConfigInvalid(
+                "read_only_option LeaseBased needs check_quorum".into(),
+            ));
         }
         if self.snapshot_pending_timeout_ticks == 0 {
             return Err(Error::ConfigInvalid(

@@ -11,9 +11,20 @@
 
 mod config;
 mod error;
+mod inflights;
 mod message;
+mod progress;
+mod raft;
+mod raft_log;
 mod raw_node;
+mod read_only;
+mod rng;
 mod storage;
+mod tracker;
+mod unstable;
+
+#[cfg(test)]
+mod tests;
 
 pub use config::{Config, ReadOnlyOption};
 pub use error::{Error, Result, StorageError};
@@ -21,6 +32,7 @@ pub use message::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType,
     Snapshot, SnapshotMetadata,
 };
+pub use raft::{CAMPAIGN_TRANSFER_CONTEXT, Raft};
 pub use raw_node::{
     PeerProgress, ProgressState, Proposed, RawNode, ReadState, Ready, SnapshotStatus, SoftState,
     StateRole, Status,

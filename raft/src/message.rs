@@ -108,7 +108,10 @@ pub enum MessageType {
 impl MessageType {
     /// Local messages are only ever created on the node that steps them.
     pub fn is_local(self) -> bool {
-        matches!(self, MessageType::Hup | MessageType::Beat | MessageType::Propose)
+        matches!(
+            self,
+            MessageType::Hup | MessageType::Beat | MessageType::Propose
+        )
     }
 
     /// Responses are only accepted from peers the node knows.
@@ -150,7 +153,12 @@ pub struct Message {
 
 impl Message {
     pub fn new(msg_type: MessageType, from: u64, to: u64) -> Message {
-        Message { msg_type, from, to, ..Message::default() }
+        Message {
+            msg_type,
+            from,
+            to,
+            ..Message::default()
+        }
     }
 }
 
@@ -200,7 +208,11 @@ impl ConfChange {
         };
         let mut id = [0u8; 8];
         id.copy_from_slice(&data[1..9]);
-        Some(ConfChange { change_type, node_id: u64::from_be_bytes(id), context: data.slice(9..) })
+        Some(ConfChange {
+            change_type,
+            node_id: u64::from_be_bytes(id),
+            context: data.slice(9..),
+        })
     }
 }
 
@@ -216,7 +228,10 @@ mod tests {
             context: Bytes::from_static(b"store-4"),
         };
         assert_eq!(ConfChange::decode(&cc.encode()), Some(cc));
-        assert_eq!(ConfChange::decode(&Bytes::from_static(b"\x07abcdefgh")), None);
+        assert_eq!(
+            ConfChange::decode(&Bytes::from_static(b"\x07abcdefgh")),
+            None
+        );
         assert_eq!(ConfChange::decode(&Bytes::from_static(b"\x00abc")), None);
     }
 }

@@ -7,7 +7,7 @@
 //! 2. When `has_ready()`, take `ready()`. Then, in this order:
 //!    a. if `snapshot` is set, install it in storage;
 //!    b. append `entries` to storage (replacing any conflicting suffix) and persist `hard_state`
-//!       if set, durably, before anything below;
+//!    if set, durably, before anything below;
 //!    c. send `messages`;
 //!    d. apply `committed_entries` in order (calling `apply_conf_change` for conf changes);
 //!    e. hand `read_states` to waiting readers once applied index ≥ their index.
@@ -16,8 +16,11 @@
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::error::Result;
-use crate::message::{ConfChange, ConfState, Entry, HardState, Message, Snapshot};
+use crate::error::{Error, Result};
+use crate::message::{
+    ConfChange, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
+};
+use crate::raft::Raft;
 use crate::storage::Storage;
 
 /// The role a node plays.
@@ -115,102 +118,216 @@ pub struct Proposed {
     pub term: u64,
 }
 
+/// How many `max_size_per_msg` worth of committed entries one `Ready` hands out at most, so a
+/// node catching up applies in bounded batches.
+const COMMITTED_BATCH_FACTOR: u64 = 16;
+
 /// A Raft node driven from outside.
 pub struct RawNode<S: Storage> {
-    _storage: std::marker::PhantomData<S>,
+    raft: Raft<S>,
+    /// What the last accepted `Ready` reported, to tell what changed since.
+    prev_soft_state: SoftState,
+    prev_hard_state: HardState,
+    max_committed_size: u64,
 }
 
 impl<S: Storage> RawNode<S> {
     /// A node over `storage`; its membership is the storage's conf state, or `config.peers`
     /// when storage has none.
     pub fn new(config: &Config, storage: S) -> Result<RawNode<S>> {
-        let _ = (config, storage);
-        todo!()
+        let raft = Raft::new(config, storage)?;
+        let prev_soft_state = raft.soft_state();
+        let prev_hard_state = raft.hard_state();
+        Ok(RawNode {
+            raft,
+            prev_soft_state,
+            prev_hard_state,
+            max_committed_size: config
+                .max_size_per_msg
+                .saturating_mul(COMMITTED_BATCH_FACTOR),
+        })
+    }
+
+    /// The state machine, for inspection.
+    pub fn raft(&self) -> &Raft<S> {
+        &self.raft
     }
 
     /// One base tick: drives election timeouts, heartbeats, check quorum and snapshot timeouts.
     pub fn tick(&mut self) {
-        todo!()
+        self.raft.tick();
     }
 
     /// Start an election now (local Hup).
     pub fn campaign(&mut self) -> Result<()> {
-        todo!()
+        self.raft
+            .step(Message::new(MessageType::Hup, self.raft.id, self.raft.id))
     }
 
     /// Append `data` as a normal entry. Only a leader accepts; otherwise `ProposalDropped`.
     pub fn propose(&mut self, data: Bytes) -> Result<Proposed> {
-        let _ = data;
-        todo!()
+        self.propose_entry(Entry {
+            entry_type: EntryType::Normal,
+            data,
+            ..Entry::default()
+        })
     }
 
     /// Propose a single-peer membership change. `ProposalDropped` while another is pending
     /// (proposed but not yet applied) or when not leader.
     pub fn propose_conf_change(&mut self, cc: ConfChange) -> Result<Proposed> {
-        let _ = cc;
-        todo!()
+        let data = cc.encode();
+        self.propose_entry(Entry {
+            entry_type: EntryType::ConfChange,
+            data,
+            ..Entry::default()
+        })
+    }
+
+    fn propose_entry(&mut self, entry: Entry) -> Result<Proposed> {
+        let id = self.raft.id;
+        self.raft.step(Message {
+            entries: vec![entry],
+            ..Message::new(MessageType::Propose, id, id)
+        })?;
+        Ok(Proposed {
+            index: self.raft.last_index(),
+            term: self.raft.term,
+        })
     }
 
     /// Apply a committed conf change to the node's membership; returns the new membership.
     pub fn apply_conf_change(&mut self, cc: &ConfChange) -> ConfState {
-        let _ = cc;
-        todo!()
+        self.raft.apply_conf_change(cc)
     }
 
     /// Step a message that came from a peer. Local kinds are `StepLocalMsg`; responses from
     /// peers outside the group are `StepPeerNotFound`.
     pub fn step(&mut self, msg: Message) -> Result<()> {
-        let _ = msg;
-        todo!()
+        if msg.msg_type.is_local() {
+            return Err(Error::StepLocalMsg(msg.msg_type));
+        }
+        if msg.msg_type.is_response() && !self.raft.prs.contains(msg.from) {
+            return Err(Error::StepPeerNotFound(msg.from));
+        }
+        self.raft.step(msg)
     }
 
     /// Hand leadership to `transferee` (on the leader; a follower forwards the request).
     pub fn transfer_leader(&mut self, transferee: u64) {
-        let _ = transferee;
-        todo!()
+        let m = Message::new(MessageType::TransferLeader, transferee, self.raft.id);
+        // Only proposals can fail, and this is not one.
+        let _ = self.raft.step(m);
     }
 
-    /// Ask for a read index; the answer comes as a `ReadState` with the same `ctx`.
+    /// Ask for a read index; the answer comes as a `ReadState` with the same `ctx`. `ctx`
+    /// should be unique among outstanding requests and, in Safe mode, non-empty (heartbeat
+    /// answers are matched to the request by it); a request that cannot be served now (no
+    /// leader known) is dropped and the caller retries.
     pub fn read_index(&mut self, ctx: Bytes) {
-        let _ = ctx;
-        todo!()
+        let id = self.raft.id;
+        let m = Message {
+            context: ctx,
+            ..Message::new(MessageType::ReadIndex, id, id)
+        };
+        let _ = self.raft.step(m);
     }
 
     /// The transport could not reach `id`: the leader goes back to probing it.
     pub fn report_unreachable(&mut self, id: u64) {
-        let _ = id;
-        todo!()
+        self.raft.report_unreachable(id);
     }
 
     /// The snapshot sent to `id` finished or failed.
     pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
-        let _ = (id, status);
-        todo!()
+        self.raft.report_snapshot(id, status);
     }
 
     pub fn has_ready(&self) -> bool {
-        todo!()
+        let r = &self.raft;
+        r.soft_state() != self.prev_soft_state
+            || r.hard_state() != self.prev_hard_state
+            || !r.msgs.is_empty()
+            || !r.read_states.is_empty()
+            || !r.raft_log.unstable_entries().is_empty()
+            || r.raft_log.pending_snapshot().is_some()
+            || r.raft_log.has_next_entries()
     }
 
+    /// The work to do now. Committed entries that cannot be read from storage are left for a
+    /// later `Ready` rather than failing the whole cycle.
     pub fn ready(&mut self) -> Ready {
-        todo!()
+        let r = &mut self.raft;
+        let soft_state = r.soft_state();
+        let hard_state = r.hard_state();
+        let entries = r.raft_log.unstable_entries().to_vec();
+        let must_sync = !entries.is_empty()
+            || hard_state.term != self.prev_hard_state.term
+            || hard_state.vote != self.prev_hard_state.vote;
+        Ready {
+            soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
+            hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
+            read_states: std::mem::take(&mut r.read_states),
+            entries,
+            snapshot: r.raft_log.pending_snapshot().cloned(),
+            committed_entries: r
+                .raft_log
+                .next_entries(Some(self.max_committed_size))
+                .unwrap_or_default(),
+            messages: std::mem::take(&mut r.msgs),
+            must_sync,
+        }
     }
 
     /// The driver has done everything `ready` asked.
     pub fn advance(&mut self, ready: Ready) {
-        let _ = ready;
-        todo!()
+        if let Some(ss) = ready.soft_state {
+            self.prev_soft_state = ss;
+        }
+        if let Some(hs) = ready.hard_state {
+            self.prev_hard_state = hs;
+        }
+        let log = &mut self.raft.raft_log;
+        if let Some(snap) = &ready.snapshot {
+            log.stable_snap_to(snap.metadata.index);
+            log.applied_to(snap.metadata.index);
+        }
+        if let Some(last) = ready.entries.last() {
+            log.stable_to(last.index, last.term);
+        }
+        if let Some(last) = ready.committed_entries.last() {
+            log.applied_to(last.index);
+        }
     }
 
     pub fn status(&self) -> Status {
-        todo!()
+        let r = &self.raft;
+        let progress = if r.role == StateRole::Leader {
+            r.prs
+                .progress
+                .iter()
+                .map(|(id, p)| (*id, p.to_public()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Status {
+            id: r.id,
+            hard_state: r.hard_state(),
+            soft_state: r.soft_state(),
+            applied: r.raft_log.applied,
+            first_index: r.raft_log.first_index().unwrap_or(0),
+            last_index: r.raft_log.last_index(),
+            conf_state: r.prs.conf_state(),
+            progress,
+        }
     }
 
     pub fn store(&self) -> &S {
-        todo!()
+        self.raft.store()
     }
 
     pub fn mut_store(&mut self) -> &mut S {
-        todo!()
+        self.raft.mut_store()
     }
 }

@@ -60,7 +60,10 @@ impl MemStorage {
     /// A storage whose membership is `voters` (as if bootstrapped with them).
     pub fn new_with_conf_state(voters: Vec<u64>) -> MemStorage {
         let mut s = MemStorage::default();
-        s.snapshot_metadata.conf_state = ConfState { voters, learners: Vec::new() };
+        s.snapshot_metadata.conf_state = ConfState {
+            voters,
+            learners: Vec::new(),
+        };
         s
     }
 
@@ -119,7 +122,11 @@ impl MemStorage {
         if meta.index <= self.snapshot_metadata.index {
             return Err(StorageError::SnapshotOutOfDate);
         }
-        self.entries = vec![Entry { term: meta.term, index: meta.index, ..Entry::default() }];
+        self.entries = vec![Entry {
+            term: meta.term,
+            index: meta.index,
+            ..Entry::default()
+        }];
         if self.hard_state.term < meta.term {
             self.hard_state.term = meta.term;
         }
@@ -169,7 +176,10 @@ impl MemStorage {
     }
 
     fn current_snapshot(&self) -> Snapshot {
-        Snapshot { data: self.snapshot_data.clone(), metadata: self.snapshot_metadata.clone() }
+        Snapshot {
+            data: self.snapshot_data.clone(),
+            metadata: self.snapshot_metadata.clone(),
+        }
     }
 }
 
@@ -203,7 +213,10 @@ impl Storage for MemStorage {
             return Err(StorageError::Compacted);
         }
         let i = (index - offset) as usize;
-        self.entries.get(i).map(|e| e.term).ok_or(StorageError::Unavailable)
+        self.entries
+            .get(i)
+            .map(|e| e.term)
+            .ok_or(StorageError::Unavailable)
     }
 
     fn first_index(&self) -> StorageResult<u64> {
@@ -241,7 +254,11 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Entry {
-        Entry { index, term, ..Entry::default() }
+        Entry {
+            index,
+            term,
+            ..Entry::default()
+        }
     }
 
     fn storage_with(ents: &[(u64, u64)]) -> MemStorage {
@@ -264,11 +281,23 @@ mod tests {
     #[test]
     fn entries_respect_bounds_and_size() {
         let s = storage_with(&[(3, 3), (4, 4), (5, 5), (6, 6)]);
-        assert!(matches!(s.entries(3, 4, None), Err(StorageError::Compacted)));
-        assert!(matches!(s.entries(4, 8, None), Err(StorageError::Unavailable)));
-        assert_eq!(s.entries(4, 7, None).unwrap(), vec![ent(4, 4), ent(5, 5), ent(6, 6)]);
+        assert!(matches!(
+            s.entries(3, 4, None),
+            Err(StorageError::Compacted)
+        ));
+        assert!(matches!(
+            s.entries(4, 8, None),
+            Err(StorageError::Unavailable)
+        ));
+        assert_eq!(
+            s.entries(4, 7, None).unwrap(),
+            vec![ent(4, 4), ent(5, 5), ent(6, 6)]
+        );
         assert_eq!(s.entries(4, 7, Some(0)).unwrap(), vec![ent(4, 4)]);
-        assert_eq!(s.entries(4, 7, Some(48)).unwrap(), vec![ent(4, 4), ent(5, 5)]);
+        assert_eq!(
+            s.entries(4, 7, Some(48)).unwrap(),
+            vec![ent(4, 4), ent(5, 5)]
+        );
         assert_eq!(s.entries(4, 4, None).unwrap(), vec![]);
     }
 
@@ -294,7 +323,16 @@ mod tests {
         s.compact(4).unwrap();
         assert_eq!(s.first_index().unwrap(), 5);
         assert_eq!(s.term(4).unwrap(), 4);
-        let snap = s.create_snapshot(5, Some(ConfState { voters: vec![1, 2], learners: vec![] }), bytes::Bytes::from_static(b"d")).unwrap();
+        let snap = s
+            .create_snapshot(
+                5,
+                Some(ConfState {
+                    voters: vec![1, 2],
+                    learners: vec![],
+                }),
+                bytes::Bytes::from_static(b"d"),
+            )
+            .unwrap();
         assert_eq!(snap.metadata.index, 5);
         assert_eq!(snap.metadata.term, 5);
         let mut t = MemStorage::new();
@@ -303,6 +341,9 @@ mod tests {
         assert_eq!(t.last_index().unwrap(), 5);
         assert_eq!(t.term(5).unwrap(), 5);
         assert_eq!(t.initial_state().unwrap().conf_state.voters, vec![1, 2]);
-        assert!(matches!(t.apply_snapshot(snap), Err(StorageError::SnapshotOutOfDate)));
+        assert!(matches!(
+            t.apply_snapshot(snap),
+            Err(StorageError::SnapshotOutOfDate)
+        ));
     }
 }
