@@ -3,4 +3,19 @@
 //! proposes and applies commands, serves the client and admin services, and joins or bootstraps
 //! a cluster. It also holds the node configuration and the Rust client library.
 
+pub mod api;
+pub mod cmd;
 pub mod config;
+pub mod inspect;
+pub mod message;
+mod peer;
+mod proposals;
+mod read_queue;
+mod server;
+mod service;
+mod store;
+
+pub use server::{FIRST_REGION_ID, Node, NodeError};
+pub mod client;
+
+pub use client::{Client, ClientConfig, ClientError};

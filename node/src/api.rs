@@ -1,0 +1,308 @@
+//! The client and admin services as they travel between a `tinykv` client and a node: request
+//! and answer types, encoded with postcard inside the transport's RPC frames. Enum variants are
+//! only ever appended (postcard encodes them by position).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tinykv_storage::{Region, RegionEpoch};
+
+/// Encodes a service message (infallible for these types).
+pub fn encode<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(postcard::to_allocvec(value).unwrap_or_default())
+}
+
+/// Decodes a service message; the error says what was expected.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    postcard::from_bytes(bytes).map_err(|e| ApiError::Decode {
+        what: what.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A request that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum ApiError {
+    #[error("cannot decode {what}: {reason}")]
+    Decode { what: String, reason: String },
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadMode {
+    /// Reflects every write acknowledged before the read began (ReadIndex on the leader).
+    #[default]
+    Linearizable,
+    /// Served from this node's applied state, possibly behind the leader.
+    Stale,
+}
+
+/// One key-value operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvOp {
+    Get {
+        key: Bytes,
+        read: ReadMode,
+    },
+    /// Keys in `[start, end)` within the region; an empty `end` means the region's end.
+    Scan {
+        start: Bytes,
+        end: Bytes,
+        limit: u32,
+        read: ReadMode,
+    },
+    Put {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+}
+
+impl KvOp {
+    pub fn is_write(&self) -> bool {
+        matches!(self, KvOp::Put { .. } | KvOp::Delete { .. })
+    }
+}
+
+/// A key-value request routed to one region. `epoch`, when given, must match the region's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvRequest {
+    pub region_id: u64,
+    pub epoch: Option<RegionEpoch>,
+    pub op: KvOp,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvResponse {
+    Value(Option<Bytes>),
+    /// In key order; `more` when the limit cut the scan short.
+    Pairs {
+        pairs: Vec<(Bytes, Bytes)>,
+        more: bool,
+    },
+    Written,
+}
+
+/// A store and where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoreAddr {
+    pub store_id: u64,
+    pub addr: String,
+}
+
+/// Why a node did not carry out a request. Each says what the client should do.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum KvError {
+    #[error("store is not the leader of region {region_id}{}", leader_hint(.leader))]
+    NotLeader {
+        region_id: u64,
+        leader: Option<StoreAddr>,
+    },
+    #[error("key {key:?} is not in region {region_id}")]
+    KeyNotInRegion {
+        key: Bytes,
+        region_id: u64,
+        start_key: Bytes,
+        end_key: Bytes,
+    },
+    #[error("region epoch changed; the region is now {current:?}")]
+    EpochNotMatch { current: Box<Region> },
+    #[error("region {region_id} is not on this store")]
+    RegionNotFound { region_id: u64 },
+    #[error(
+        "the command was overtaken by a new leader or term; its outcome is unknown, retry if idempotent"
+    )]
+    StaleCommand,
+    #[error("timed out; the outcome of a write is unknown")]
+    Timeout,
+    #[error("the store is busy; retry later")]
+    ServerBusy,
+    #[error("the store cannot write: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+fn leader_hint(leader: &Option<StoreAddr>) -> String {
+    match leader {
+        Some(l) => format!("; the leader is store {} at {}", l.store_id, l.addr),
+        None => "; no leader is known".to_string(),
+    }
+}
+
+pub type KvResult = Result<KvResponse, KvError>;
+
+/// A peer's role in its region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerRole {
+    Voter,
+    Learner,
+}
+
+/// A region as the admin service describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionInfo {
+    pub region: Region,
+    /// Roles of `region.peers`, by position.
+    pub roles: Vec<PeerRole>,
+    pub leader_store: Option<u64>,
+    /// Applied index and approximate data size on the answering store.
+    pub applied: u64,
+    pub approximate_size: u64,
+}
+
+/// What one store knows of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cluster_id: u64,
+    /// The answering store.
+    pub store_id: u64,
+    pub stores: Vec<StoreAddr>,
+    pub regions: Vec<RegionInfo>,
+}
+
+/// A region peer's Raft state, the same online and offline.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStateInfo {
+    pub region: u64,
+    pub peer: u64,
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub truncated_index: u64,
+    pub truncated_term: u64,
+    pub last_index: u64,
+    pub last_term: u64,
+}
+
+/// Live Raft status of a running peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub state: RaftStateInfo,
+    /// "leader", "follower", "candidate" or "pre-candidate".
+    pub role: String,
+    pub leader_peer: u64,
+    /// Proposals waiting for their entries to apply.
+    pub pending_proposals: u64,
+}
+
+/// One log entry, described.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntryInfo {
+    pub index: u64,
+    pub term: u64,
+    /// "normal", "conf-change" or "noop".
+    pub entry_type: String,
+    pub size: u64,
+    /// A short human description of the command.
+    pub summary: String,
+}
+
+/// A store's own view of itself, for `cluster status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub store_id: u64,
+    pub addr: String,
+    pub peers: Vec<PeerStatus>,
+    pub leader_of: Vec<u64>,
+    pub disk_bytes: u64,
+    pub uptime_secs: u64,
+}
+
+/// Requests of the admin service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    Cluster,
+    StoreStatus,
+    RaftState {
+        region_id: u64,
+    },
+    RaftLog {
+        region_id: u64,
+        from: u64,
+        to: u64,
+    },
+    TransferLeader {
+        region_id: u64,
+        to_store: u64,
+    },
+    CompactLog {
+        region_id: u64,
+    },
+    SnapshotTrigger {
+        region_id: u64,
+    },
+    /// Add a peer on `store_id` (reachable at `addr`) to the region; answered once applied.
+    AddPeer {
+        region_id: u64,
+        store_id: u64,
+        addr: String,
+    },
+    /// Remove the region's peer on `store_id`; answered once applied.
+    RemovePeer {
+        region_id: u64,
+        store_id: u64,
+    },
+    /// A checksum of the region's user data at the answering store's applied index.
+    RegionChecksum {
+        region_id: u64,
+    },
+}
+
+/// Answers of the admin service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminResponse {
+    Cluster(ClusterInfo),
+    StoreStatus(StoreStatus),
+    RaftState(PeerStatus),
+    RaftLog(Vec<LogEntryInfo>),
+    Done,
+    Checksum { applied: u64, crc32: u32, keys: u64 },
+}
+
+pub type AdminResult = Result<AdminResponse, KvError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_garbage_is_an_error() {
+        let req = KvRequest {
+            region_id: 1,
+            epoch: Some(RegionEpoch {
+                conf_ver: 2,
+                version: 1,
+            }),
+            op: KvOp::Scan {
+                start: Bytes::from_static(b"a"),
+                end: Bytes::new(),
+                limit: 10,
+                read: ReadMode::Stale,
+            },
+        };
+        let back: KvRequest = decode("kv request", &encode(&req)).unwrap();
+        assert_eq!(back, req);
+        let err = decode::<KvRequest>("kv request", b"\xff\xff\xff").unwrap_err();
+        assert!(err.to_string().contains("kv request"));
+    }
+
+    #[test]
+    fn not_leader_names_the_leader() {
+        let e = KvError::NotLeader {
+            region_id: 1,
+            leader: Some(StoreAddr {
+                store_id: 2,
+                addr: "127.0.0.1:20161".into(),
+            }),
+        };
+        assert!(e.to_string().contains("store 2 at 127.0.0.1:20161"));
+    }
+}

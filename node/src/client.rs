@@ -1,0 +1,567 @@
+//! `Client`: the Rust client of a tinykv cluster. It learns the cluster (stores, regions,
+//! leaders) from any endpoint, routes each key to its region's leader, follows `NotLeader`
+//! hints and refreshes its routes when a region changed.
+//!
+//! It retries only what is safe: a request refused before it took effect (not the leader, a
+//! stale route, a busy or unreachable node) and any read. A write whose outcome is unknown
+//! (timed out, connection lost after sending, overtaken by a new leader) is never sent again:
+//! the caller gets an error that says so, because repeating it could apply it twice.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+use tinykv_transport::{
+    CertError, RpcClient, RpcClientOptions, RpcError, Service, TlsFiles, TlsIdentity,
+};
+use tokio::time::Instant;
+
+use crate::api::{
+    self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError, KvOp, KvRequest,
+    KvResponse, KvResult, ReadMode, RegionInfo,
+};
+
+/// How to reach a cluster.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub endpoints: Vec<SocketAddr>,
+    pub tls: TlsFiles,
+    /// How long one operation may take, retries included.
+    pub timeout: Duration,
+}
+
+/// Why an operation failed. Each says whether the operation may have taken effect.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("no endpoint given: pass -e HOST:PORT or set TINYKV_ENDPOINTS")]
+    NoEndpoints,
+    #[error(transparent)]
+    Tls(#[from] CertError),
+    #[error("cannot reach any node ({addrs}): {detail}")]
+    Unreachable { addrs: String, detail: String },
+    #[error("the node at {addr} refused the TLS handshake: {detail}")]
+    TlsRefused { addr: SocketAddr, detail: String },
+    #[error("no answer within {0:?}; a write may or may not have taken effect")]
+    Timeout(Duration),
+    #[error(
+        "the connection to {addr} was lost after the write was sent; it may or may not have taken effect"
+    )]
+    Ambiguous { addr: SocketAddr },
+    #[error("{0}")]
+    Kv(KvError),
+    #[error("bad answer from {addr}: {detail}")]
+    Protocol { addr: SocketAddr, detail: String },
+}
+
+impl ClientError {
+    /// True when no node could be reached or none answered in time (exit code 3).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::Timeout(_) | ClientError::NoEndpoints
+        ) || matches!(self, ClientError::Kv(KvError::Timeout))
+    }
+
+    /// True when a certificate was refused (exit code 4).
+    pub fn is_tls_refused(&self) -> bool {
+        matches!(self, ClientError::TlsRefused { .. } | ClientError::Tls(_))
+    }
+}
+
+#[derive(Default)]
+struct Route {
+    regions: Vec<RegionInfo>,
+    stores: HashMap<u64, SocketAddr>,
+    leaders: HashMap<u64, u64>,
+}
+
+impl Route {
+    fn locate(&self, key: &[u8]) -> Option<&RegionInfo> {
+        self.regions.iter().find(|r| r.region.contains(key))
+    }
+}
+
+/// A cluster client; cheap to clone, share it between tasks.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: TlsIdentity,
+    endpoints: Vec<SocketAddr>,
+    timeout: Duration,
+    conns: Mutex<HashMap<SocketAddr, Arc<RpcClient>>>,
+    route: RwLock<Route>,
+}
+
+impl Client {
+    /// Loads the certificates and learns the cluster from the first endpoint that answers.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        let identity = TlsIdentity::load(&config.tls)?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                identity,
+                endpoints: config.endpoints,
+                timeout: config.timeout,
+                conns: Mutex::new(HashMap::new()),
+                route: RwLock::new(Route::default()),
+            }),
+        };
+        client.refresh().await?;
+        Ok(client)
+    }
+
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.inner.endpoints
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Asks the cluster for its stores, regions and leaders, and returns what it said.
+    pub async fn cluster(&self) -> Result<ClusterInfo, ClientError> {
+        self.refresh().await
+    }
+
+    async fn refresh(&self) -> Result<ClusterInfo, ClientError> {
+        let mut candidates: Vec<SocketAddr> = self.inner.endpoints.clone();
+        {
+            let route = self.read_route();
+            for addr in route.stores.values() {
+                if !candidates.contains(addr) {
+                    candidates.push(*addr);
+                }
+            }
+        }
+        let mut last = None;
+        for addr in &candidates {
+            match self.admin(*addr, AdminRequest::Cluster).await {
+                Ok(AdminResponse::Cluster(info)) => {
+                    self.install(&info);
+                    return Ok(info);
+                }
+                Ok(other) => {
+                    return Err(ClientError::Protocol {
+                        addr: *addr,
+                        detail: format!("unexpected {other:?}"),
+                    });
+                }
+                Err(e @ ClientError::TlsRefused { .. }) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(ClientError::Kv(e)) => ClientError::Kv(e),
+            Some(e) => ClientError::Unreachable {
+                addrs: join_addrs(&candidates),
+                detail: e.to_string(),
+            },
+            None => ClientError::NoEndpoints,
+        })
+    }
+
+    fn install(&self, info: &ClusterInfo) {
+        let mut route = self.write_route();
+        for s in &info.stores {
+            if let Ok(addr) = s.addr.parse() {
+                route.stores.insert(s.store_id, addr);
+            }
+        }
+        for r in &info.regions {
+            if let Some(leader) = r.leader_store {
+                route.leaders.insert(r.region.id, leader);
+            }
+        }
+        if !info.regions.is_empty() {
+            route.regions = info.regions.clone();
+        }
+    }
+
+    fn read_route(&self) -> std::sync::RwLockReadGuard<'_, Route> {
+        self.inner
+            .route
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_route(&self) -> std::sync::RwLockWriteGuard<'_, Route> {
+        self.inner
+            .route
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn rpc(&self, addr: SocketAddr) -> Result<Arc<RpcClient>, ClientError> {
+        let mut conns = self
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = conns.get(&addr) {
+            return Ok(c.clone());
+        }
+        let options = RpcClientOptions {
+            timeout: self.inner.timeout,
+            ..RpcClientOptions::default()
+        };
+        let c = Arc::new(
+            RpcClient::new(&self.inner.identity, addr, options).map_err(|e| {
+                ClientError::Unreachable {
+                    addrs: addr.to_string(),
+                    detail: e.to_string(),
+                }
+            })?,
+        );
+        conns.insert(addr, c.clone());
+        Ok(c)
+    }
+
+    async fn call(
+        &self,
+        addr: SocketAddr,
+        service: Service,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
+        let rpc = self.rpc(addr).map_err(|e| RpcError::Setup(e.to_string()))?;
+        rpc.call_with_timeout(service, body, timeout).await
+    }
+
+    /// Sends an admin request to the node at `addr`.
+    pub async fn admin(
+        &self,
+        addr: SocketAddr,
+        req: AdminRequest,
+    ) -> Result<AdminResponse, ClientError> {
+        let body = self
+            .call(addr, Service::Admin, api::encode(&req), self.inner.timeout)
+            .await
+            .map_err(|e| rpc_error(addr, e, false))?;
+        let result: AdminResult =
+            api::decode("admin answer", &body).map_err(|e| ClientError::Protocol {
+                addr,
+                detail: e.to_string(),
+            })?;
+        result.map_err(ClientError::Kv)
+    }
+
+    /// Sends an admin request to a region's leader, following `NotLeader` hints.
+    pub async fn admin_leader(
+        &self,
+        region_id: u64,
+        req: AdminRequest,
+    ) -> Result<AdminResponse, ClientError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut attempt = 0u32;
+        loop {
+            let addr = self.target(region_id, attempt)?;
+            match self.admin(addr, req.clone()).await {
+                Err(ClientError::Kv(KvError::NotLeader { leader, .. })) => {
+                    self.learn_leader(region_id, leader.map(|l| l.store_id))
+                }
+                Err(e) if e.is_unreachable() && !e.is_tls_refused() => {
+                    self.forget_leader(region_id)
+                }
+                other => return other,
+            }
+            attempt += 1;
+            backoff(attempt, deadline)
+                .await
+                .ok_or(ClientError::Timeout(self.inner.timeout))?;
+        }
+    }
+
+    pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
+        self.get_with(key, ReadMode::Linearizable).await
+    }
+
+    pub async fn get_with(
+        &self,
+        key: impl Into<Bytes>,
+        read: ReadMode,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let key = key.into();
+        match self.kv(&key.clone(), KvOp::Get { key, read }).await? {
+            KvResponse::Value(v) => Ok(v),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    pub async fn put(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        let key = key.into();
+        self.kv(
+            &key.clone(),
+            KvOp::Put {
+                key,
+                value: value.into(),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn delete(&self, key: impl Into<Bytes>) -> Result<(), ClientError> {
+        let key = key.into();
+        self.kv(&key.clone(), KvOp::Delete { key })
+            .await
+            .map(|_| ())
+    }
+
+    /// Keys in `[start, end)` (empty `end`: no end), at most `limit`, across regions in key order.
+    pub async fn scan(
+        &self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+        limit: u32,
+        read: ReadMode,
+    ) -> Result<Vec<(Bytes, Bytes)>, ClientError> {
+        let end: Bytes = end.into();
+        let mut from: Bytes = start.into();
+        let mut out = Vec::new();
+        loop {
+            let want = limit.saturating_sub(out.len() as u32);
+            if want == 0 {
+                return Ok(out);
+            }
+            let op = KvOp::Scan {
+                start: from.clone(),
+                end: end.clone(),
+                limit: want,
+                read,
+            };
+            let (pairs, more) = match self.kv(&from.clone(), op).await? {
+                KvResponse::Pairs { pairs, more } => (pairs, more),
+                other => return Err(self.unexpected(other)),
+            };
+            out.extend(pairs);
+            if more {
+                continue_after(&mut from, &out);
+                continue;
+            }
+            // This region is exhausted: go on with the next one, if the range reaches it.
+            let region_end = self
+                .read_route()
+                .locate(&from)
+                .map(|r| r.region.end_key.clone())
+                .unwrap_or_default();
+            if region_end.is_empty() || (!end.is_empty() && region_end.as_slice() >= end.as_ref()) {
+                return Ok(out);
+            }
+            from = Bytes::from(region_end);
+        }
+    }
+
+    fn unexpected(&self, resp: KvResponse) -> ClientError {
+        ClientError::Protocol {
+            addr: self.inner.endpoints[0],
+            detail: format!("unexpected answer {resp:?}"),
+        }
+    }
+
+    fn target(&self, region_id: u64, attempt: u32) -> Result<SocketAddr, ClientError> {
+        let route = self.read_route();
+        let region = route.regions.iter().find(|r| r.region.id == region_id);
+        let leader = route
+            .leaders
+            .get(&region_id)
+            .and_then(|s| route.stores.get(s))
+            .copied();
+        if let Some(addr) = leader {
+            return Ok(addr);
+        }
+        let candidates: Vec<SocketAddr> = match region {
+            Some(r) => r
+                .region
+                .peers
+                .iter()
+                .filter_map(|p| route.stores.get(&p.store_id).copied())
+                .collect(),
+            None => Vec::new(),
+        };
+        let candidates = if candidates.is_empty() {
+            self.inner.endpoints.clone()
+        } else {
+            candidates
+        };
+        Ok(candidates[attempt as usize % candidates.len()])
+    }
+
+    fn learn_leader(&self, region_id: u64, store: Option<u64>) {
+        let mut route = self.write_route();
+        match store {
+            Some(s) => route.leaders.insert(region_id, s),
+            None => route.leaders.remove(&region_id),
+        };
+    }
+
+    fn forget_leader(&self, region_id: u64) {
+        self.write_route().leaders.remove(&region_id);
+    }
+
+    async fn kv(&self, route_key: &[u8], op: KvOp) -> Result<KvResponse, ClientError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let write = op.is_write();
+        let mut attempt = 0u32;
+        loop {
+            let located = self
+                .read_route()
+                .locate(route_key)
+                .map(|r| (r.region.id, r.region.epoch));
+            let (region_id, epoch) = match located {
+                Some(r) => r,
+                None => {
+                    self.refresh().await?;
+                    match self
+                        .read_route()
+                        .locate(route_key)
+                        .map(|r| (r.region.id, r.region.epoch))
+                    {
+                        Some(r) => r,
+                        None => {
+                            return Err(ClientError::Kv(KvError::RegionNotFound { region_id: 0 }));
+                        }
+                    }
+                }
+            };
+            let addr = self.target(region_id, attempt)?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ClientError::Timeout(self.inner.timeout));
+            }
+            let req = KvRequest {
+                region_id,
+                epoch: Some(epoch),
+                op: op.clone(),
+            };
+            match self
+                .call(addr, Service::Client, api::encode(&req), remaining)
+                .await
+            {
+                Ok(body) => {
+                    let result: KvResult =
+                        api::decode("kv answer", &body).map_err(|e| ClientError::Protocol {
+                            addr,
+                            detail: e.to_string(),
+                        })?;
+                    match result {
+                        Ok(resp) => {
+                            let store = self
+                                .read_route()
+                                .stores
+                                .iter()
+                                .find(|(_, a)| **a == addr)
+                                .map(|(s, _)| *s);
+                            if let Some(store) = store {
+                                self.learn_leader_if_unknown(region_id, store);
+                            }
+                            return Ok(resp);
+                        }
+                        Err(KvError::NotLeader { leader, .. }) => {
+                            self.learn_leader(region_id, leader.as_ref().map(|l| l.store_id));
+                            if let Some(l) = leader
+                                && let Ok(a) = l.addr.parse()
+                            {
+                                self.write_route().stores.insert(l.store_id, a);
+                            }
+                        }
+                        Err(
+                            KvError::EpochNotMatch { .. }
+                            | KvError::KeyNotInRegion { .. }
+                            | KvError::RegionNotFound { .. },
+                        ) => {
+                            self.forget_leader(region_id);
+                            let _ = self.refresh().await;
+                        }
+                        Err(KvError::ServerBusy) => {}
+                        Err(KvError::Timeout | KvError::StaleCommand) if !write => {
+                            self.forget_leader(region_id)
+                        }
+                        Err(e) => return Err(ClientError::Kv(e)),
+                    }
+                }
+                Err(e) if e.is_tls_refused() => return Err(rpc_error(addr, e, write)),
+                Err(RpcError::Connect(_) | RpcError::Setup(_)) => self.forget_leader(region_id),
+                Err(e) if write => return Err(rpc_error(addr, e, true)),
+                Err(_) => self.forget_leader(region_id),
+            }
+            attempt += 1;
+            backoff(attempt, deadline)
+                .await
+                .ok_or(ClientError::Timeout(self.inner.timeout))?;
+        }
+    }
+
+    fn learn_leader_if_unknown(&self, region_id: u64, store: u64) {
+        self.write_route().leaders.entry(region_id).or_insert(store);
+    }
+}
+
+/// Sets `from` just past the last key returned.
+fn continue_after(from: &mut Bytes, out: &[(Bytes, Bytes)]) {
+    if let Some((k, _)) = out.last() {
+        let mut next = k.to_vec();
+        next.push(0);
+        *from = Bytes::from(next);
+    }
+}
+
+/// Waits before the next attempt: immediately after the first, then doubling up to 200 ms.
+/// `None` when the deadline has passed.
+async fn backoff(attempt: u32, deadline: Instant) -> Option<()> {
+    let wait = if attempt <= 1 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(5u64 << attempt.min(6)).min(Duration::from_millis(200))
+    };
+    let now = Instant::now();
+    if now + wait >= deadline {
+        return None;
+    }
+    tokio::time::sleep(wait).await;
+    Some(())
+}
+
+fn rpc_error(addr: SocketAddr, e: RpcError, write: bool) -> ClientError {
+    if e.is_tls_refused() {
+        return ClientError::TlsRefused {
+            addr,
+            detail: e.to_string(),
+        };
+    }
+    match e {
+        RpcError::Timeout(d) => ClientError::Timeout(d),
+        RpcError::ConnectionLost(_) if write => ClientError::Ambiguous { addr },
+        RpcError::Remote(r) => ClientError::Protocol {
+            addr,
+            detail: r.to_string(),
+        },
+        RpcError::Frame(f) => ClientError::Protocol {
+            addr,
+            detail: f.to_string(),
+        },
+        other => ClientError::Unreachable {
+            addrs: addr.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn join_addrs(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,479 @@
+//! `Peer`: one region's replica on this store. It owns the Raft node over the region's
+//! `PeerStorage`, the proposals and reads waiting on it, and turns committed entries into
+//! writes of an apply batch.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use tinykv_raft::{
+    ConfChange, ConfChangeType, Config as RaftConfig, Entry, EntryType, RawNode, StateRole,
+};
+use tinykv_storage::{
+    ApplyBatch, PeerState, PeerStorage, RaftApplyState, Region, RegionLocalState,
+};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::api::{AdminResponse, AdminResult, KvError, KvOp, KvResponse, KvResult, ReadMode};
+use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
+use crate::proposals::ProposalQueue;
+use crate::read_queue::ReadQueue;
+
+/// Where the answer to a proposal goes.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Kv(oneshot::Sender<KvResult>),
+    Admin(oneshot::Sender<AdminResult>),
+}
+
+impl Reply {
+    pub(crate) fn fail(self, err: KvError) {
+        // A caller that gave up (timed out) dropped its receiver; nothing to tell it.
+        match self {
+            Reply::Kv(tx) => {
+                let _ = tx.send(Err(err));
+            }
+            Reply::Admin(tx) => {
+                let _ = tx.send(Err(err));
+            }
+        }
+    }
+
+    /// Answers "nothing to do" as success.
+    pub(crate) fn fail_done(self) {
+        self.done();
+    }
+
+    fn done(self) {
+        match self {
+            Reply::Kv(tx) => {
+                let _ = tx.send(Ok(KvResponse::Written));
+            }
+            Reply::Admin(tx) => {
+                let _ = tx.send(Ok(AdminResponse::Done));
+            }
+        }
+    }
+}
+
+/// A linearizable read waiting for its ReadIndex round.
+#[derive(Debug)]
+pub(crate) struct PendingRead {
+    pub op: KvOp,
+    pub reply: oneshot::Sender<KvResult>,
+}
+
+/// The outcome of applying one entry, answered once the apply batch is committed.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Done(Reply),
+    Failed(Reply, KvError),
+}
+
+impl Answer {
+    pub(crate) fn send(self) {
+        match self {
+            Answer::Done(r) => r.done(),
+            Answer::Failed(r, e) => r.fail(e),
+        }
+    }
+}
+
+/// A membership change this store must act on after the apply batch is committed.
+#[derive(Debug)]
+pub(crate) struct AppliedChange {
+    pub store_id: u64,
+    pub addr: String,
+    pub added: bool,
+}
+
+/// What applying a ready's committed entries produced for the store.
+#[derive(Debug, Default)]
+pub(crate) struct ApplyOutcome {
+    pub answers: Vec<Answer>,
+    pub changes: Vec<AppliedChange>,
+    /// This peer was removed from its region: destroy it after the batch is committed.
+    pub removed_self: bool,
+}
+
+pub(crate) struct Peer {
+    pub meta: tinykv_storage::Peer,
+    pub raw: RawNode<PeerStorage>,
+    pub proposals: ProposalQueue<Reply>,
+    pub reads: ReadQueue<PendingRead>,
+    /// Every peer this one has heard of (region members and message senders), so that a peer
+    /// created by a message can answer before it knows its region.
+    peer_cache: HashMap<u64, tinykv_storage::Peer>,
+    pub leader_peer: u64,
+    pub role: StateRole,
+    /// Set once this peer's own removal applied; the store destroys it.
+    pub removed: bool,
+}
+
+impl Peer {
+    pub fn new(
+        meta: tinykv_storage::Peer,
+        storage: PeerStorage,
+        mut config: RaftConfig,
+    ) -> Result<Peer, tinykv_raft::Error> {
+        config.id = meta.id;
+        config.applied = storage.applied_index();
+        config.seed = meta.id ^ (meta.store_id << 32) ^ storage.region_id().rotate_left(17);
+        let mut peer_cache = HashMap::new();
+        for p in &storage.region().peers {
+            peer_cache.insert(p.id, *p);
+        }
+        let raw = RawNode::new(&config, storage)?;
+        Ok(Peer {
+            meta,
+            raw,
+            proposals: ProposalQueue::default(),
+            reads: ReadQueue::default(),
+            peer_cache,
+            leader_peer: 0,
+            role: StateRole::Follower,
+            removed: false,
+        })
+    }
+
+    pub fn region(&self) -> &Region {
+        self.raw.store().region()
+    }
+
+    pub fn region_id(&self) -> u64 {
+        self.raw.store().region_id()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role == StateRole::Leader
+    }
+
+    pub fn remember_peer(&mut self, peer: tinykv_storage::Peer) {
+        if peer.id != 0 && peer.store_id != 0 {
+            self.peer_cache.insert(peer.id, peer);
+        }
+    }
+
+    pub fn peer_by_id(&self, id: u64) -> Option<tinykv_storage::Peer> {
+        self.region()
+            .peers
+            .iter()
+            .copied()
+            .find(|p| p.id == id)
+            .or_else(|| self.peer_cache.get(&id).copied())
+    }
+
+    pub fn leader_store(&self) -> Option<u64> {
+        if self.leader_peer == 0 {
+            return None;
+        }
+        self.peer_by_id(self.leader_peer).map(|p| p.store_id)
+    }
+
+    /// Proposes a write; the answer comes when it applies.
+    pub fn propose_write(&mut self, ops: Vec<WriteOp>, reply: Reply) {
+        let cmd = RaftCmd {
+            region_id: self.region_id(),
+            epoch: self.region().epoch,
+            body: CmdBody::Write(ops),
+        };
+        self.propose_cmd(cmd, reply);
+    }
+
+    pub fn propose_cmd(&mut self, cmd: RaftCmd, reply: Reply) {
+        match self.raw.propose(cmd.encode()) {
+            Ok(p) => {
+                for stale in self.proposals.push(p.index, p.term, reply) {
+                    stale.fail(KvError::StaleCommand);
+                }
+            }
+            Err(tinykv_raft::Error::ProposalDropped) if self.is_leader() => {
+                reply.fail(KvError::ServerBusy)
+            }
+            Err(tinykv_raft::Error::ProposalDropped) => {
+                reply.fail(KvError::RegionNotFound { region_id: 0 })
+            }
+            Err(e) => reply.fail(KvError::Storage(e.to_string())),
+        }
+    }
+
+    pub fn propose_conf_change(&mut self, cc: ConfChange, reply: Reply) {
+        match self.raw.propose_conf_change(cc) {
+            Ok(p) => {
+                for stale in self.proposals.push(p.index, p.term, reply) {
+                    stale.fail(KvError::StaleCommand);
+                }
+            }
+            Err(tinykv_raft::Error::ProposalDropped) => reply.fail(KvError::ServerBusy),
+            Err(e) => reply.fail(KvError::Storage(e.to_string())),
+        }
+    }
+
+    /// Applies committed entries into `batch`. Entries are applied in order; the apply state
+    /// (applied index, truncated state) goes into the same batch.
+    pub fn apply_entries(&mut self, entries: &[Entry], batch: &mut ApplyBatch) -> ApplyOutcome {
+        let mut out = ApplyOutcome::default();
+        let Some(last) = entries.last() else {
+            return out;
+        };
+        let region_id = self.region_id();
+        let mut apply_state: RaftApplyState = *self.raw.store().apply_state();
+        let mut region = self.region().clone();
+        let mut region_changed = false;
+        for entry in entries {
+            let settled = self.proposals.settle(entry.index, entry.term);
+            for stale in settled.stale {
+                out.answers
+                    .push(Answer::Failed(stale, KvError::StaleCommand));
+            }
+            let reply = settled.done;
+            let result = match entry.entry_type {
+                EntryType::Normal if entry.data.is_empty() => Ok(()),
+                EntryType::Normal => self.apply_cmd(entry, &region, batch, &mut apply_state),
+                EntryType::ConfChange => {
+                    let r = self.apply_conf_change(entry, &mut region, &mut out);
+                    region_changed = true;
+                    r
+                }
+            };
+            if let Some(reply) = reply {
+                out.answers.push(match result {
+                    Ok(()) => Answer::Done(reply),
+                    Err(e) => Answer::Failed(reply, e),
+                });
+            }
+        }
+        apply_state.applied_index = last.index;
+        batch.set_apply_state(region_id, apply_state);
+        if region_changed {
+            let state = if out.removed_self {
+                PeerState::Tombstone
+            } else {
+                PeerState::Normal
+            };
+            batch.set_region_state(RegionLocalState { state, region });
+        }
+        out
+    }
+
+    fn apply_cmd(
+        &mut self,
+        entry: &Entry,
+        region: &Region,
+        batch: &mut ApplyBatch,
+        apply_state: &mut RaftApplyState,
+    ) -> Result<(), KvError> {
+        let cmd = match RaftCmd::decode(&entry.data) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                // Every node skips the same undecodable entry, so replicas stay identical.
+                warn!(region = region.id, index = entry.index, error = %e, "skipping an undecodable entry");
+                return Err(KvError::Api(e));
+            }
+        };
+        if cmd.region_id != region.id {
+            return Err(KvError::RegionNotFound {
+                region_id: cmd.region_id,
+            });
+        }
+        match cmd.body {
+            CmdBody::Write(ops) => {
+                if cmd.epoch.version != region.epoch.version {
+                    return Err(KvError::EpochNotMatch {
+                        current: Box::new(region.clone()),
+                    });
+                }
+                for op in &ops {
+                    let key = match op {
+                        WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+                    };
+                    if !region.contains(key) {
+                        return Err(key_not_in_region(key, region));
+                    }
+                }
+                for op in ops {
+                    let r = match op {
+                        WriteOp::Put { key, value } => batch.put(region, &key, &value),
+                        WriteOp::Delete { key } => batch.delete(region, &key),
+                    };
+                    r.map_err(|e| KvError::Storage(e.to_string()))?;
+                }
+                Ok(())
+            }
+            CmdBody::CompactLog { index, term } => {
+                if apply_state.compact_to(index, term) {
+                    debug!(region = region.id, index, term, "log compacted");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+        region: &mut Region,
+        out: &mut ApplyOutcome,
+    ) -> Result<(), KvError> {
+        let Some(cc) = ConfChange::decode(&entry.data) else {
+            warn!(
+                region = region.id,
+                index = entry.index,
+                "skipping an undecodable conf change"
+            );
+            return Err(KvError::Storage("undecodable conf change".into()));
+        };
+        let change = ChangePeer::decode(&cc.context).ok();
+        let store_id = change
+            .as_ref()
+            .map(|c| c.peer.store_id)
+            .or_else(|| self.peer_by_id(cc.node_id).map(|p| p.store_id));
+        match cc.change_type {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                let Some(change) = change else {
+                    warn!(
+                        region = region.id,
+                        index = entry.index,
+                        "add-peer without its store; ignored"
+                    );
+                    self.raw.apply_conf_change(&ConfChange {
+                        change_type: ConfChangeType::RemoveNode,
+                        ..cc
+                    });
+                    return Err(KvError::Storage("add-peer without its store".into()));
+                };
+                if region
+                    .peers
+                    .iter()
+                    .any(|p| p.id == cc.node_id || p.store_id == change.peer.store_id)
+                {
+                    // Already a member (a retried proposal): nothing changes.
+                    self.raw.apply_conf_change(&cc);
+                    return Ok(());
+                }
+                region.peers.push(change.peer);
+                region.epoch.conf_ver += 1;
+                self.remember_peer(change.peer);
+                info!(
+                    region = region.id,
+                    peer = change.peer.id,
+                    store = change.peer.store_id,
+                    "peer added"
+                );
+                out.changes.push(AppliedChange {
+                    store_id: change.peer.store_id,
+                    addr: change.addr,
+                    added: true,
+                });
+            }
+            ConfChangeType::RemoveNode => {
+                let before = region.peers.len();
+                region.peers.retain(|p| p.id != cc.node_id);
+                if region.peers.len() != before {
+                    region.epoch.conf_ver += 1;
+                    info!(region = region.id, peer = cc.node_id, "peer removed");
+                    if let Some(store_id) = store_id {
+                        out.changes.push(AppliedChange {
+                            store_id,
+                            addr: String::new(),
+                            added: false,
+                        });
+                    }
+                }
+                if cc.node_id == self.meta.id {
+                    out.removed_self = true;
+                    self.removed = true;
+                }
+            }
+        }
+        self.raw.apply_conf_change(&cc);
+        Ok(())
+    }
+
+    /// Serves a read from the applied state (after ReadIndex, or directly for a stale read).
+    pub fn read(&self, engines: &tinykv_storage::Engines, op: &KvOp) -> KvResult {
+        let region = self.region();
+        match op {
+            KvOp::Get { key, .. } => {
+                if !region.contains(key) {
+                    return Err(key_not_in_region(key, region));
+                }
+                engines
+                    .get(key)
+                    .map(|v| KvResponse::Value(v.map(Bytes::from)))
+                    .map_err(|e| KvError::Storage(e.to_string()))
+            }
+            KvOp::Scan {
+                start, end, limit, ..
+            } => {
+                let start: &[u8] = if start.as_ref() < region.start_key.as_slice() {
+                    &region.start_key
+                } else {
+                    start
+                };
+                let end: &[u8] = match (end.is_empty(), region.end_key.is_empty()) {
+                    (true, _) => &region.end_key,
+                    (false, true) => end,
+                    (false, false) => std::cmp::min(end.as_ref(), region.end_key.as_slice()),
+                };
+                if !end.is_empty() && start >= end {
+                    return Ok(KvResponse::Pairs {
+                        pairs: Vec::new(),
+                        more: false,
+                    });
+                }
+                let limit = (*limit).max(1) as usize;
+                let rows = engines
+                    .scan(start, end, limit + 1)
+                    .map_err(|e| KvError::Storage(e.to_string()))?;
+                let more = rows.len() > limit;
+                let pairs = rows
+                    .into_iter()
+                    .take(limit)
+                    .map(|(k, v)| (Bytes::from(k), Bytes::from(v)))
+                    .collect();
+                Ok(KvResponse::Pairs { pairs, more })
+            }
+            KvOp::Put { .. } | KvOp::Delete { .. } => {
+                Err(KvError::Storage("a write is not a read".into()))
+            }
+        }
+    }
+
+    /// Answers everything waiting with `err` (the peer stops or loses leadership).
+    pub fn fail_reads(&mut self, err: &KvError) {
+        for r in self.reads.take_all() {
+            let _ = r.reply.send(Err(err.clone()));
+        }
+    }
+
+    pub fn fail_all(&mut self, err: &KvError) {
+        self.fail_reads(err);
+        for p in self.proposals.take_all() {
+            p.fail(err.clone());
+        }
+    }
+}
+
+pub(crate) fn key_not_in_region(key: &Bytes, region: &Region) -> KvError {
+    KvError::KeyNotInRegion {
+        key: key.clone(),
+        region_id: region.id,
+        start_key: Bytes::from(region.start_key.clone()),
+        end_key: Bytes::from(region.end_key.clone()),
+    }
+}
+
+/// Whether an op reads with ReadIndex.
+pub(crate) fn is_linearizable_read(op: &KvOp) -> bool {
+    matches!(
+        op,
+        KvOp::Get {
+            read: ReadMode::Linearizable,
+            ..
+        } | KvOp::Scan {
+            read: ReadMode::Linearizable,
+            ..
+        }
+    )
+}

@@ -1,0 +1,452 @@
+//! `Node`: a running tinykv node. Starting one opens (or bootstraps) its data dir, binds its
+//! QUIC endpoint, starts the storage workers, the raft loop thread and the ticker, and serves
+//! the client and admin services until it is shut down.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tinykv_storage::{
+    Engines, INIT_EPOCH_CONF_VER, INIT_EPOCH_VER, OpenOptions, Peer as PeerMeta, Region,
+    RegionEpoch, StorageError, StorageWorkers, StoreAddress, StoreIdent,
+};
+use tinykv_transport::{
+    CertError, Endpoint, EndpointConfig, EndpointError, RpcClient, RpcClientOptions, Service,
+    TlsFiles, TlsIdentity,
+};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::api::{self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError};
+use crate::config::{ConfigError, NodeConfig};
+use crate::message::RaftMessage;
+use crate::service::Services;
+use crate::store::{Store, StoreMsg, StoreParts};
+
+/// How many messages may wait for the raft loop before requests are answered `ServerBusy`.
+const STORE_QUEUE: usize = 65_536;
+/// The region a cluster is founded with: every key.
+pub const FIRST_REGION_ID: u64 = 1;
+
+/// Why a node could not start or join.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("data dir {dir}: {source}")]
+    Storage { dir: PathBuf, source: StorageError },
+    #[error("TLS files: {0}")]
+    Tls(#[from] CertError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: EndpointError,
+    },
+    #[error(
+        "data dir {dir} belongs to store {found}, but the configuration says store-id {expected}"
+    )]
+    StoreIdMismatch {
+        dir: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error(
+        "data dir {dir} holds no cluster yet and initial-cluster is empty: list the founding members in \
+         initial-cluster, or join a running cluster with `tinykv node join --seed ADDR`"
+    )]
+    NotBootstrapped { dir: PathBuf },
+    #[error("joining through {seed}: {reason}")]
+    Join { seed: SocketAddr, reason: String },
+    #[error("the raft loop could not start: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running node. Dropping it without `shutdown` stops it abruptly (as a crash would).
+pub struct Node {
+    store_id: u64,
+    addr: SocketAddr,
+    config: Arc<NodeConfig>,
+    tx: mpsc::Sender<StoreMsg>,
+    endpoint: Arc<Endpoint<RaftMessage>>,
+    identity: TlsIdentity,
+    raft_thread: Option<std::thread::JoinHandle<()>>,
+    workers: Option<StorageWorkers>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a node; a fresh data dir is bootstrapped from `initial-cluster`.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::launch(config, false).await
+    }
+
+    /// Starts a node with a fresh data dir and adds it to the cluster `seed` belongs to: it
+    /// learns the cluster from the seed, then asks each region's leader to add a peer on this
+    /// store, which is filled by a snapshot. Returns once every region accepted the new peer.
+    pub async fn join(config: NodeConfig, seed: SocketAddr) -> Result<Node, NodeError> {
+        let node = Node::launch(config, true).await?;
+        if let Err(reason) = node.join_through(seed).await {
+            node.shutdown().await;
+            return Err(NodeError::Join { seed, reason });
+        }
+        Ok(node)
+    }
+
+    async fn launch(config: NodeConfig, joining: bool) -> Result<Node, NodeError> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let dir = config.data_dir.clone();
+        let storage_err = |source| NodeError::Storage {
+            dir: dir.clone(),
+            source,
+        };
+        let cluster_id = config.cluster_id();
+        let (engines, recovery) = Engines::open(
+            &dir,
+            OpenOptions {
+                expected_cluster_id: Some(cluster_id),
+            },
+        )
+        .map_err(storage_err)?;
+        if !recovery.completed.is_empty() || !recovery.needs_snapshot.is_empty() {
+            info!(completed = ?recovery.completed, needs_snapshot = ?recovery.needs_snapshot, "recovered interrupted snapshot applies");
+        }
+        bootstrap(&engines, &config, cluster_id, joining).map_err(|e| match e {
+            BootstrapError::Storage(source) => NodeError::Storage {
+                dir: dir.clone(),
+                source,
+            },
+            BootstrapError::Mismatch(found) => NodeError::StoreIdMismatch {
+                dir: dir.clone(),
+                found,
+                expected: config.store_id,
+            },
+            BootstrapError::Empty => NodeError::NotBootstrapped { dir: dir.clone() },
+        })?;
+        let workers = StorageWorkers::start(&engines).map_err(storage_err)?;
+        let identity = TlsIdentity::load(&TlsFiles {
+            ca: config.tls.ca.clone(),
+            cert: config.tls.cert.clone(),
+            key: config.tls.key.clone(),
+        })?;
+        let mut ep_config = EndpointConfig::new(
+            config.store_id,
+            config.listen_addr,
+            engines.snap_dir().join("incoming"),
+        );
+        ep_config.snapshot.chunk_size = config.snapshot.chunk_size.0 as usize;
+        ep_config.snapshot.max_bytes_per_sec = config.snapshot.max_bytes_per_sec.0;
+        ep_config.snapshot.max_concurrent_sends = config.snapshot.concurrent_send_limit;
+        ep_config.snapshot.max_concurrent_receives = config.snapshot.concurrent_recv_limit;
+        let (endpoint, events) = Endpoint::<RaftMessage>::bind(ep_config, identity.clone())
+            .map_err(|source| NodeError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let endpoint = Arc::new(endpoint);
+        let addr = config.advertise_addr();
+        let (tx, rx) = mpsc::channel(STORE_QUEUE);
+        let store = Store::open(StoreParts {
+            store_id: config.store_id,
+            cluster_id,
+            addr,
+            config: config.clone(),
+            engines: engines.clone(),
+            workers: workers.handles(),
+            endpoint: endpoint.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            tx: tx.clone(),
+        })
+        .map_err(storage_err)?;
+        let raft_thread = std::thread::Builder::new()
+            .name(format!("raftstore-{}", config.store_id))
+            .spawn(move || store.run(rx))
+            .map_err(NodeError::Thread)?;
+        endpoint.set_rpc_handler(Arc::new(Services {
+            tx: tx.clone(),
+            timeout: config.request_timeout.0,
+            data_dir: config.data_dir.clone(),
+        }));
+        let tasks = spawn_forwarders(events, tx.clone(), config.raft.base_tick_interval.0);
+        info!(store = config.store_id, %addr, "node started");
+        Ok(Node {
+            store_id: config.store_id,
+            addr,
+            config,
+            tx,
+            endpoint,
+            identity,
+            raft_thread: Some(raft_thread),
+            workers: Some(workers),
+            tasks,
+        })
+    }
+
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// The address this node advertises.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address the endpoint is bound to (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The fault-injection filter of this node's transport (tests).
+    pub fn filter(&self) -> &tinykv_transport::Filter {
+        self.endpoint.filter()
+    }
+
+    /// Sends an admin request to this node's own raft loop.
+    pub async fn admin(&self, req: AdminRequest) -> AdminResult {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .try_send(StoreMsg::Admin { req, reply })
+            .map_err(|_| KvError::ServerBusy)?;
+        match tokio::time::timeout(self.config.request_timeout.0, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(KvError::Storage("the store stopped".into())),
+            Err(_) => Err(KvError::Timeout),
+        }
+    }
+
+    async fn join_through(&self, seed: SocketAddr) -> Result<(), String> {
+        let timeout = self.config.request_timeout.0;
+        let call = |addr: SocketAddr, req: AdminRequest| {
+            let identity = self.identity.clone();
+            async move {
+                let client = RpcClient::new(
+                    &identity,
+                    addr,
+                    RpcClientOptions {
+                        timeout,
+                        ..RpcClientOptions::default()
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+                let body = client
+                    .call(Service::Admin, api::encode(&req))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client.close().await;
+                let result: AdminResult =
+                    api::decode("admin answer", &body).map_err(|e| e.to_string())?;
+                result.map_err(|e| e.to_string())
+            }
+        };
+        let info: ClusterInfo = match call(seed, AdminRequest::Cluster).await? {
+            AdminResponse::Cluster(info) => info,
+            other => return Err(format!("unexpected answer {other:?}")),
+        };
+        if info.stores.iter().any(|s| s.store_id == self.store_id)
+            && info
+                .regions
+                .iter()
+                .any(|r| r.region.peer_on_store(self.store_id).is_some())
+        {
+            info!("this store is already a member");
+            return Ok(());
+        }
+        self.tx
+            .send(StoreMsg::Addresses(info.stores.clone()))
+            .await
+            .map_err(|_| "the store stopped".to_string())?;
+        let addr_of = |store: u64| {
+            info.stores
+                .iter()
+                .find(|s| s.store_id == store)
+                .and_then(|s| s.addr.parse().ok())
+        };
+        for region in &info.regions {
+            let region_id = region.region.id;
+            let mut target: SocketAddr = region.leader_store.and_then(addr_of).unwrap_or(seed);
+            let deadline = tokio::time::Instant::now() + timeout * 6;
+            loop {
+                let req = AdminRequest::AddPeer {
+                    region_id,
+                    store_id: self.store_id,
+                    addr: self.addr.to_string(),
+                };
+                match call(target, req).await {
+                    Ok(_) => {
+                        info!(region = region_id, "joined region");
+                        break;
+                    }
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        warn!(region = region_id, error = %e, "add-peer not accepted yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        // Ask the seed who leads now.
+                        if let Ok(AdminResponse::Cluster(fresh)) =
+                            call(seed, AdminRequest::Cluster).await
+                            && let Some(leader) = fresh
+                                .regions
+                                .iter()
+                                .find(|r| r.region.id == region_id)
+                                .and_then(|r| r.leader_store)
+                            && let Some(a) = fresh
+                                .stores
+                                .iter()
+                                .find(|s| s.store_id == leader)
+                                .and_then(|s| s.addr.parse().ok())
+                        {
+                            target = a;
+                        }
+                    }
+                    Err(e) => return Err(format!("region {region_id}: {e}")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops serving, lets the raft loop answer what it holds, and closes connections.
+    pub async fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let _ = self.tx.send(StoreMsg::Shutdown).await;
+        if let Some(thread) = self.raft_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        if let Some(workers) = self.workers.take() {
+            let _ = tokio::task::spawn_blocking(move || workers.shutdown()).await;
+        }
+        if let Ok(endpoint) = Arc::try_unwrap(self.endpoint) {
+            endpoint.shutdown().await;
+        }
+        info!(store = self.store_id, "node stopped");
+    }
+}
+
+enum BootstrapError {
+    Storage(StorageError),
+    Mismatch(u64),
+    Empty,
+}
+
+impl From<StorageError> for BootstrapError {
+    fn from(e: StorageError) -> Self {
+        BootstrapError::Storage(e)
+    }
+}
+
+/// Makes a fresh data dir a member: founding members write the first region; a joining store
+/// writes only its identity and waits for a snapshot.
+fn bootstrap(
+    engines: &Engines,
+    config: &NodeConfig,
+    cluster_id: u64,
+    joining: bool,
+) -> Result<(), BootstrapError> {
+    if let Some(ident) = engines.store_ident()? {
+        if ident.store_id != config.store_id {
+            return Err(BootstrapError::Mismatch(ident.store_id));
+        }
+        let founding = !joining && !config.initial_cluster.is_empty();
+        // A crash between writing the identity and the first region leaves no region: finish.
+        if founding && engines.regions()?.is_empty() && engines.store_addrs()?.is_empty() {
+            bootstrap_first_region(engines, config)?;
+        }
+        return Ok(());
+    }
+    if !joining && config.initial_cluster.is_empty() {
+        return Err(BootstrapError::Empty);
+    }
+    engines.bootstrap_store(StoreIdent {
+        cluster_id,
+        store_id: config.store_id,
+    })?;
+    if !joining {
+        bootstrap_first_region(engines, config)?;
+    }
+    Ok(())
+}
+
+fn bootstrap_first_region(engines: &Engines, config: &NodeConfig) -> Result<(), StorageError> {
+    let mut members = config.initial_cluster.clone();
+    members.sort_by_key(|m| m.store_id);
+    let region = Region {
+        id: FIRST_REGION_ID,
+        start_key: Vec::new(),
+        end_key: Vec::new(),
+        epoch: RegionEpoch {
+            conf_ver: INIT_EPOCH_CONF_VER,
+            version: INIT_EPOCH_VER,
+        },
+        peers: members
+            .iter()
+            .map(|m| PeerMeta {
+                id: m.store_id,
+                store_id: m.store_id,
+            })
+            .collect(),
+    };
+    engines.bootstrap_region(&region)?;
+    let addrs: Vec<StoreAddress> = members
+        .iter()
+        .map(|m| StoreAddress {
+            store_id: m.store_id,
+            addr: m.addr.to_string(),
+        })
+        .collect();
+    engines.put_store_addrs(&addrs)?;
+    info!(members = members.len(), "bootstrapped the first region");
+    Ok(())
+}
+
+/// Feeds the transport's events and the ticks into the raft loop.
+fn spawn_forwarders(
+    events: tinykv_transport::Events<RaftMessage>,
+    tx: mpsc::Sender<StoreMsg>,
+    tick: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let tinykv_transport::Events {
+        mut messages,
+        mut snapshots,
+        mut unreachable,
+    } = events;
+    let mut tasks = Vec::new();
+    let t = tx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(m) = messages.recv().await {
+            if t.send(StoreMsg::Raft(m)).await.is_err() {
+                break;
+            }
+        }
+    }));
+    let t = tx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(s) = snapshots.recv().await {
+            if t.send(StoreMsg::Snapshot(s)).await.is_err() {
+                break;
+            }
+        }
+    }));
+    let t = tx.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(store) = unreachable.recv().await {
+            if t.send(StoreMsg::Unreachable(store)).await.is_err() {
+                break;
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            // A loop too busy to take a tick will catch up with the next one.
+            match tx.try_send(StoreMsg::Tick) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+        }
+    }));
+    tasks
+}

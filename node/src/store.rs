@@ -1,0 +1,1048 @@
+//! `Store`: every region peer of this node and the raft loop that drives them. The loop runs on
+//! its own thread: it takes a batch of messages, ticks and requests, steps the peers, gathers
+//! every peer's `Ready`, persists them all in one batch with one fsync (group commit), sends the
+//! messages, applies committed entries in one apply batch, and answers proposals and reads.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tinykv_raft::{
+    ConfChange, ConfChangeType, Config as RaftConfig, MessageType, Ready, SnapshotStatus, StateRole,
+};
+use tinykv_storage::{
+    Engines, PeerState, PeerStorage, SnapshotApplyStatus, SnapshotDescriptor, StorageError,
+    StoreAddress, WorkerHandles,
+};
+use tinykv_transport::{Endpoint, Received, ReceivedSnapshot, SnapshotMeta};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+use crate::api::{
+    AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError, KvOp, KvRequest, KvResult,
+    LogEntryInfo, PeerRole, PeerStatus, RegionInfo, StoreAddr, StoreStatus,
+};
+use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
+use crate::config::NodeConfig;
+use crate::message::RaftMessage;
+use crate::peer::{Peer, PendingRead, Reply, is_linearizable_read};
+
+/// The most messages the loop takes before it processes readies.
+const MAX_BATCH: usize = 4096;
+/// The most log entries one `raft log` answer describes.
+const MAX_LOG_ENTRIES: u64 = 1000;
+/// Peer ids of added peers: `conf_ver × PEER_ID_STRIDE + store_id`, unique within a region since
+/// every membership change bumps `conf_ver` and only one is in flight at a time.
+pub const PEER_ID_STRIDE: u64 = 1_000_000;
+
+/// What the raft loop is asked to do.
+#[derive(Debug)]
+pub(crate) enum StoreMsg {
+    Raft(Received<RaftMessage>),
+    Snapshot(ReceivedSnapshot),
+    SnapshotSent {
+        region_id: u64,
+        to_peer: u64,
+        ok: bool,
+    },
+    Unreachable(u64),
+    Tick,
+    Kv {
+        req: KvRequest,
+        reply: oneshot::Sender<KvResult>,
+    },
+    Admin {
+        req: AdminRequest,
+        reply: oneshot::Sender<AdminResult>,
+    },
+    /// Learned store addresses (join, or another store's directory).
+    Addresses(Vec<StoreAddr>),
+    Shutdown,
+}
+
+pub(crate) struct Store {
+    store_id: u64,
+    cluster_id: u64,
+    addr: SocketAddr,
+    config: Arc<NodeConfig>,
+    raft_config: RaftConfig,
+    engines: Engines,
+    workers: WorkerHandles,
+    endpoint: Arc<Endpoint<RaftMessage>>,
+    runtime: tokio::runtime::Handle,
+    tx: mpsc::Sender<StoreMsg>,
+    peers: BTreeMap<u64, Peer>,
+    directory: BTreeMap<u64, String>,
+    ticks: u64,
+    gc_every_ticks: u64,
+    started: Instant,
+}
+
+pub(crate) struct StoreParts {
+    pub store_id: u64,
+    pub cluster_id: u64,
+    pub addr: SocketAddr,
+    pub config: Arc<NodeConfig>,
+    pub engines: Engines,
+    pub workers: WorkerHandles,
+    pub endpoint: Arc<Endpoint<RaftMessage>>,
+    pub runtime: tokio::runtime::Handle,
+    pub tx: mpsc::Sender<StoreMsg>,
+}
+
+pub(crate) fn raft_config(config: &NodeConfig) -> RaftConfig {
+    RaftConfig {
+        election_tick: config.raft.election_timeout_ticks,
+        heartbeat_tick: config.raft.heartbeat_ticks,
+        max_size_per_msg: config.raft.max_size_per_msg.0,
+        max_inflight_msgs: config.raft.max_inflight_msgs,
+        check_quorum: config.raft.check_quorum,
+        pre_vote: config.raft.pre_vote,
+        ..RaftConfig::default()
+    }
+}
+
+impl Store {
+    /// Loads every region of this store and creates its peer.
+    pub fn open(parts: StoreParts) -> Result<Store, StorageError> {
+        let raft_config = raft_config(&parts.config);
+        let ticks_per_gc = parts.config.raft.log_gc_tick_interval.0.as_millis()
+            / parts.config.raft.base_tick_interval.0.as_millis().max(1);
+        let mut store = Store {
+            store_id: parts.store_id,
+            cluster_id: parts.cluster_id,
+            addr: parts.addr,
+            config: parts.config,
+            raft_config,
+            engines: parts.engines,
+            workers: parts.workers,
+            endpoint: parts.endpoint,
+            runtime: parts.runtime,
+            tx: parts.tx,
+            peers: BTreeMap::new(),
+            directory: BTreeMap::new(),
+            ticks: 0,
+            gc_every_ticks: (ticks_per_gc as u64).max(1),
+            started: Instant::now(),
+        };
+        for rec in store.engines.store_addrs()? {
+            store.learn_addr(rec.store_id, &rec.addr);
+        }
+        store.learn_addr(store.store_id, &store.addr.to_string());
+        for state in store.engines.regions()? {
+            if state.state == PeerState::Tombstone {
+                continue;
+            }
+            let region_id = state.region.id;
+            let storage =
+                PeerStorage::open(store.engines.clone(), store.workers.clone(), region_id)?;
+            let meta = match state.region.peer_on_store(store.store_id) {
+                Some(p) => p,
+                None => {
+                    // An uninitialized peer (reset after a lost snapshot): its id comes with the
+                    // leader's next message.
+                    warn!(
+                        region = region_id,
+                        "region has no peer on this store; waiting for the leader"
+                    );
+                    continue;
+                }
+            };
+            match Peer::new(meta, storage, store.raft_config.clone()) {
+                Ok(peer) => {
+                    info!(region = region_id, peer = meta.id, "peer loaded");
+                    store.peers.insert(region_id, peer);
+                }
+                Err(e) => {
+                    return Err(StorageError::InvalidRequest(format!(
+                        "region {region_id}: {e}"
+                    )));
+                }
+            }
+        }
+        // A single-voter region elects itself at once instead of waiting a timeout.
+        for peer in store.peers.values_mut() {
+            if peer.region().peers.len() == 1 && peer.region().peers[0].id == peer.meta.id {
+                let _ = peer.raw.campaign();
+            }
+        }
+        Ok(store)
+    }
+
+    /// The loop: runs until `Shutdown` or the channel closes.
+    pub fn run(mut self, mut rx: mpsc::Receiver<StoreMsg>) {
+        // The transport spawns its link tasks on the runtime of whoever sends first.
+        let runtime = self.runtime.clone();
+        let _guard = runtime.enter();
+        while let Some(first) = rx.blocking_recv() {
+            let mut stop = self.handle(first);
+            let mut taken = 1;
+            while !stop && taken < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        stop = self.handle(msg);
+                        taken += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.process_readies() {
+                // A failed fsync or a poisoned database: nothing acknowledged can be trusted to be
+                // durable past this point, so stop serving rather than answer wrongly.
+                error!(error = %e, "storage failed; the store stops");
+                stop = true;
+            }
+            if stop {
+                break;
+            }
+        }
+        let err = KvError::Storage("the store is shutting down".into());
+        for peer in self.peers.values_mut() {
+            peer.fail_all(&err);
+        }
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                StoreMsg::Kv { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                StoreMsg::Admin { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                _ => {}
+            }
+        }
+        info!(store = self.store_id, "raft loop stopped");
+    }
+
+    /// Handles one message; true to stop.
+    fn handle(&mut self, msg: StoreMsg) -> bool {
+        match msg {
+            StoreMsg::Raft(received) => self.on_raft_message(received.from_store, received.message),
+            StoreMsg::Snapshot(snap) => self.on_snapshot_received(snap),
+            StoreMsg::SnapshotSent {
+                region_id,
+                to_peer,
+                ok,
+            } => {
+                if let Some(peer) = self.peers.get_mut(&region_id) {
+                    let status = if ok {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
+                    peer.raw.report_snapshot(to_peer, status);
+                }
+            }
+            StoreMsg::Unreachable(store_id) => {
+                for peer in self.peers.values_mut() {
+                    if let Some(p) = peer.region().peer_on_store(store_id) {
+                        peer.raw.report_unreachable(p.id);
+                    }
+                }
+            }
+            StoreMsg::Tick => self.on_tick(),
+            StoreMsg::Kv { req, reply } => self.on_kv(req, reply),
+            StoreMsg::Admin { req, reply } => self.on_admin(req, reply),
+            StoreMsg::Addresses(addrs) => {
+                let mut new = Vec::new();
+                for a in addrs {
+                    if self.directory.get(&a.store_id) != Some(&a.addr)
+                        && self.learn_addr(a.store_id, &a.addr)
+                    {
+                        new.push(StoreAddress {
+                            store_id: a.store_id,
+                            addr: a.addr,
+                        });
+                    }
+                }
+                if let Err(e) = self.engines.put_store_addrs(&new) {
+                    warn!(error = %e, "cannot record store addresses");
+                }
+            }
+            StoreMsg::Shutdown => return true,
+        }
+        false
+    }
+
+    /// Records where a store is; false when the address does not parse.
+    fn learn_addr(&mut self, store_id: u64, addr: &str) -> bool {
+        match addr.parse::<SocketAddr>() {
+            Ok(sa) => {
+                if store_id != self.store_id {
+                    self.endpoint.set_peer_addr(store_id, sa);
+                }
+                self.directory.insert(store_id, addr.to_string());
+                true
+            }
+            Err(_) => {
+                warn!(
+                    store = store_id,
+                    addr, "ignoring an unparsable store address"
+                );
+                false
+            }
+        }
+    }
+
+    fn on_raft_message(&mut self, from_store: u64, msg: RaftMessage) {
+        if msg.from_peer.store_id != from_store {
+            warn!(
+                from_store,
+                claimed = msg.from_peer.store_id,
+                "dropping a raft message whose sender is not its store"
+            );
+            return;
+        }
+        if msg.to_peer.store_id != self.store_id {
+            warn!(
+                to_store = msg.to_peer.store_id,
+                "dropping a raft message for another store"
+            );
+            return;
+        }
+        let region_id = msg.region_id;
+        if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&msg) {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return;
+        };
+        if msg.to_peer.id != peer.meta.id {
+            debug!(
+                region = region_id,
+                to = msg.to_peer.id,
+                me = peer.meta.id,
+                "dropping a message for another peer id"
+            );
+            return;
+        }
+        peer.remember_peer(msg.from_peer);
+        if let Err(e) = peer.raw.step(msg.message) {
+            debug!(region = region_id, error = %e, "message not stepped");
+        }
+    }
+
+    /// Creates an uninitialized peer for a region this store does not have yet, when a leader
+    /// (or a candidate) reaches out to it.
+    fn maybe_create_peer(&mut self, msg: &RaftMessage) -> bool {
+        let kind = msg.message.msg_type;
+        let initial = matches!(
+            kind,
+            MessageType::Append
+                | MessageType::Heartbeat
+                | MessageType::Snapshot
+                | MessageType::RequestVote
+                | MessageType::RequestPreVote
+        );
+        if !initial || msg.to_peer.id == 0 {
+            return false;
+        }
+        match self.engines.region_state(msg.region_id) {
+            Ok(Some(state)) if state.state == PeerState::Tombstone => {
+                debug!(
+                    region = msg.region_id,
+                    "ignoring a message for a removed region"
+                );
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(region = msg.region_id, error = %e, "cannot read region state");
+                return false;
+            }
+        }
+        let storage = match PeerStorage::new_uninitialized(
+            self.engines.clone(),
+            self.workers.clone(),
+            msg.region_id,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(region = msg.region_id, error = %e, "cannot create a peer");
+                return false;
+            }
+        };
+        match Peer::new(msg.to_peer, storage, self.raft_config.clone()) {
+            Ok(mut peer) => {
+                peer.remember_peer(msg.from_peer);
+                info!(
+                    region = msg.region_id,
+                    peer = msg.to_peer.id,
+                    "peer created for a message from the leader"
+                );
+                self.peers.insert(msg.region_id, peer);
+                true
+            }
+            Err(e) => {
+                warn!(region = msg.region_id, error = %e, "cannot create a peer");
+                false
+            }
+        }
+    }
+
+    fn on_snapshot_received(&mut self, snap: ReceivedSnapshot) {
+        let msg: RaftMessage = match crate::api::decode("snapshot context", &snap.header.context) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(from = snap.from_store, error = %e, "dropping a snapshot with a bad context");
+                let _ = std::fs::remove_file(&snap.path);
+                return;
+            }
+        };
+        let h = &snap.header;
+        let target = tinykv_storage::snapshot::received_path(
+            self.engines.snap_dir(),
+            h.region_id,
+            h.term,
+            h.index,
+        );
+        if let Err(e) = std::fs::rename(&snap.path, &target) {
+            warn!(error = %e, path = %snap.path.display(), "cannot move a received snapshot into place");
+            let _ = std::fs::remove_file(&snap.path);
+            return;
+        }
+        info!(
+            region = h.region_id,
+            index = h.index,
+            term = h.term,
+            bytes = h.size,
+            "snapshot received"
+        );
+        self.on_raft_message(snap.from_store, msg);
+    }
+
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        let gc = self.ticks % self.gc_every_ticks == 0;
+        let limit = self.config.raft.log_gc_count_limit;
+        for peer in self.peers.values_mut() {
+            peer.raw.tick();
+            if gc && peer.is_leader() {
+                maybe_compact(peer, limit, None);
+            }
+        }
+    }
+
+    fn on_kv(&mut self, req: KvRequest, reply: oneshot::Sender<KvResult>) {
+        let Some(peer) = self.peers.get_mut(&req.region_id) else {
+            let _ = reply.send(Err(KvError::RegionNotFound {
+                region_id: req.region_id,
+            }));
+            return;
+        };
+        if !peer.raw.store().is_initialized() {
+            let _ = reply.send(Err(KvError::RegionNotFound {
+                region_id: req.region_id,
+            }));
+            return;
+        }
+        let region = peer.region();
+        if let Some(epoch) = req.epoch
+            && epoch.version != region.epoch.version
+        {
+            let _ = reply.send(Err(KvError::EpochNotMatch {
+                current: Box::new(region.clone()),
+            }));
+            return;
+        }
+        let key = match &req.op {
+            KvOp::Get { key, .. } | KvOp::Put { key, .. } | KvOp::Delete { key } => Some(key),
+            KvOp::Scan { .. } => None,
+        };
+        if let Some(key) = key
+            && !region.contains(key)
+        {
+            let _ = reply.send(Err(crate::peer::key_not_in_region(key, region)));
+            return;
+        }
+        let stale_read = !req.op.is_write() && !is_linearizable_read(&req.op);
+        if stale_read {
+            let _ = reply.send(peer.read(&self.engines, &req.op));
+            return;
+        }
+        if !peer.is_leader() {
+            let _ = reply.send(Err(self.not_leader(req.region_id)));
+            return;
+        }
+        match req.op {
+            KvOp::Put { key, value } => {
+                peer.propose_write(vec![WriteOp::Put { key, value }], Reply::Kv(reply))
+            }
+            KvOp::Delete { key } => {
+                peer.propose_write(vec![WriteOp::Delete { key }], Reply::Kv(reply))
+            }
+            op => peer.reads.push(PendingRead { op, reply }),
+        }
+    }
+
+    fn not_leader(&self, region_id: u64) -> KvError {
+        let leader = self
+            .peers
+            .get(&region_id)
+            .and_then(Peer::leader_store)
+            .map(|store_id| StoreAddr {
+                store_id,
+                addr: self.directory.get(&store_id).cloned().unwrap_or_default(),
+            });
+        KvError::NotLeader { region_id, leader }
+    }
+
+    fn on_admin(&mut self, req: AdminRequest, reply: oneshot::Sender<AdminResult>) {
+        let result = match req {
+            AdminRequest::Cluster => Ok(AdminResponse::Cluster(self.cluster_info())),
+            AdminRequest::StoreStatus => Ok(AdminResponse::StoreStatus(self.store_status())),
+            AdminRequest::RaftState { region_id } => self
+                .peers
+                .get(&region_id)
+                .map(|p| AdminResponse::RaftState(peer_status(p)))
+                .ok_or(KvError::RegionNotFound { region_id }),
+            AdminRequest::RaftLog {
+                region_id,
+                from,
+                to,
+            } => self.raft_log(region_id, from, to),
+            AdminRequest::RegionChecksum { region_id } => self.region_checksum(region_id),
+            AdminRequest::TransferLeader {
+                region_id,
+                to_store,
+            } => {
+                let not_leader = self.not_leader(region_id);
+                match self.peers.get_mut(&region_id) {
+                    None => Err(KvError::RegionNotFound { region_id }),
+                    Some(peer) if !peer.is_leader() => Err(not_leader),
+                    Some(peer) => match peer.region().peer_on_store(to_store) {
+                        None => Err(KvError::Storage(format!(
+                            "region {region_id} has no peer on store {to_store}"
+                        ))),
+                        Some(target) => {
+                            peer.raw.transfer_leader(target.id);
+                            Ok(AdminResponse::Done)
+                        }
+                    },
+                }
+            }
+            AdminRequest::CompactLog { region_id } => {
+                let not_leader = self.not_leader(region_id);
+                match self.peers.get_mut(&region_id) {
+                    None => Err(KvError::RegionNotFound { region_id }),
+                    Some(peer) if !peer.is_leader() => Err(not_leader),
+                    Some(peer) => {
+                        if !maybe_compact(peer, 0, Some(Reply::Admin(reply))) {
+                            return;
+                        }
+                        return;
+                    }
+                }
+            }
+            AdminRequest::SnapshotTrigger { region_id } => match self.peers.get(&region_id) {
+                None => Err(KvError::RegionNotFound { region_id }),
+                Some(peer) => {
+                    let applied = peer.raw.store().applied_index();
+                    // Asking is what starts a build; the answer is "not yet" until it is done.
+                    match tinykv_raft::Storage::snapshot(peer.raw.store(), applied) {
+                        Ok(_) | Err(tinykv_raft::StorageError::SnapshotTemporarilyUnavailable) => {
+                            Ok(AdminResponse::Done)
+                        }
+                        Err(e) => Err(KvError::Storage(e.to_string())),
+                    }
+                }
+            },
+            AdminRequest::AddPeer {
+                region_id,
+                store_id,
+                addr,
+            } => {
+                return self.change_peer(region_id, store_id, Some(addr), reply);
+            }
+            AdminRequest::RemovePeer {
+                region_id,
+                store_id,
+            } => {
+                return self.change_peer(region_id, store_id, None, reply);
+            }
+        };
+        let _ = reply.send(result);
+    }
+
+    fn change_peer(
+        &mut self,
+        region_id: u64,
+        store_id: u64,
+        addr: Option<String>,
+        reply: oneshot::Sender<AdminResult>,
+    ) {
+        let not_leader = self.not_leader(region_id);
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
+            return;
+        };
+        if !peer.is_leader() {
+            let _ = reply.send(Err(not_leader));
+            return;
+        }
+        let region = peer.region().clone();
+        let cc = match addr {
+            Some(addr) => {
+                if region.peer_on_store(store_id).is_some() {
+                    let _ = reply.send(Ok(AdminResponse::Done));
+                    return;
+                }
+                let new_peer = tinykv_storage::Peer {
+                    id: (region.epoch.conf_ver + 1) * PEER_ID_STRIDE + store_id,
+                    store_id,
+                };
+                let context = ChangePeer {
+                    peer: new_peer,
+                    addr: addr.clone(),
+                }
+                .encode();
+                if let Ok(sa) = addr.parse() {
+                    // The new store must be reachable before the change commits: the leader
+                    // starts replicating to it as soon as it applies.
+                    self.endpoint.set_peer_addr(store_id, sa);
+                    self.directory.insert(store_id, addr);
+                }
+                ConfChange {
+                    change_type: ConfChangeType::AddNode,
+                    node_id: new_peer.id,
+                    context,
+                }
+            }
+            None => {
+                let Some(p) = region.peer_on_store(store_id) else {
+                    let _ = reply.send(Ok(AdminResponse::Done));
+                    return;
+                };
+                let addr = self.directory.get(&store_id).cloned().unwrap_or_default();
+                let context = ChangePeer { peer: p, addr }.encode();
+                ConfChange {
+                    change_type: ConfChangeType::RemoveNode,
+                    node_id: p.id,
+                    context,
+                }
+            }
+        };
+        peer.propose_conf_change(cc, Reply::Admin(reply));
+    }
+
+    fn cluster_info(&self) -> ClusterInfo {
+        ClusterInfo {
+            cluster_id: self.cluster_id,
+            store_id: self.store_id,
+            stores: self
+                .directory
+                .iter()
+                .map(|(id, addr)| StoreAddr {
+                    store_id: *id,
+                    addr: addr.clone(),
+                })
+                .collect(),
+            regions: self
+                .peers
+                .values()
+                .filter(|p| p.raw.store().is_initialized())
+                .map(region_info)
+                .collect(),
+        }
+    }
+
+    fn store_status(&self) -> StoreStatus {
+        StoreStatus {
+            store_id: self.store_id,
+            addr: self.addr.to_string(),
+            peers: self.peers.values().map(peer_status).collect(),
+            leader_of: self
+                .peers
+                .values()
+                .filter(|p| p.is_leader())
+                .map(Peer::region_id)
+                .collect(),
+            disk_bytes: 0,
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn raft_log(&self, region_id: u64, from: u64, to: u64) -> AdminResult {
+        let peer = self
+            .peers
+            .get(&region_id)
+            .ok_or(KvError::RegionNotFound { region_id })?;
+        let first = peer.raw.store().truncated_state().index + 1;
+        let last = peer.raw.store().raft_state().last_index;
+        let from = from.max(first);
+        let to = if to == 0 { last } else { to.min(last) };
+        let to = to.min(from.saturating_add(MAX_LOG_ENTRIES - 1));
+        if from > to {
+            return Ok(AdminResponse::RaftLog(Vec::new()));
+        }
+        let entries = self
+            .engines
+            .log_entries(region_id, from, to + 1)
+            .map_err(|e| KvError::Storage(e.to_string()))?;
+        Ok(AdminResponse::RaftLog(
+            entries.iter().map(describe_entry).collect(),
+        ))
+    }
+
+    fn region_checksum(&self, region_id: u64) -> AdminResult {
+        let peer = self
+            .peers
+            .get(&region_id)
+            .ok_or(KvError::RegionNotFound { region_id })?;
+        let region = peer.region();
+        let view = self.engines.read_view();
+        let rows = view
+            .scan(&region.start_key, &region.end_key, usize::MAX)
+            .map_err(|e| KvError::Storage(e.to_string()))?;
+        let mut h = crc32fast::Hasher::new();
+        for (k, v) in &rows {
+            h.update(&(k.len() as u64).to_be_bytes());
+            h.update(k);
+            h.update(&(v.len() as u64).to_be_bytes());
+            h.update(v);
+        }
+        Ok(AdminResponse::Checksum {
+            applied: peer.raw.store().applied_index(),
+            crc32: h.finalize(),
+            keys: rows.len() as u64,
+        })
+    }
+
+    /// Persists every peer's ready in one batch (one fsync), sends, applies, answers.
+    fn process_readies(&mut self) -> Result<(), StorageError> {
+        for peer in self.peers.values_mut() {
+            if let Some(ctx) = peer.reads.start_round() {
+                if peer.is_leader() {
+                    peer.raw.read_index(ctx);
+                } else {
+                    let err = KvError::NotLeader {
+                        region_id: peer.region_id(),
+                        leader: None,
+                    };
+                    peer.fail_reads(&err);
+                }
+            }
+        }
+        let mut readies: Vec<(u64, Ready)> = Vec::new();
+        let mut batch = self.engines.raft_batch();
+        let mut must_sync = false;
+        for (&region_id, peer) in self.peers.iter_mut() {
+            if !peer.raw.has_ready() {
+                continue;
+            }
+            let ready = peer.raw.ready();
+            must_sync |= ready.must_sync || ready.snapshot.is_some();
+            peer.raw.store().save_ready(&mut batch, &ready)?;
+            readies.push((region_id, ready));
+        }
+        if readies.is_empty() {
+            return Ok(());
+        }
+        let mut persisted = if must_sync {
+            self.engines.commit(batch)?
+        } else {
+            self.engines.commit_without_fsync(batch)?
+        };
+
+        let mut apply_batch = self.engines.apply_batch();
+        let mut outcomes = Vec::new();
+        for (region_id, ready) in readies.iter_mut() {
+            let Some(peer) = self.peers.get_mut(region_id) else {
+                continue;
+            };
+            peer.raw.mut_store().post_persist(&mut persisted)?;
+            if ready.snapshot.is_some() {
+                match peer.raw.mut_store().wait_snapshot_apply() {
+                    SnapshotApplyStatus::Failed(e) => return Err(e),
+                    status => info!(region = *region_id, ?status, "snapshot installed"),
+                }
+                for p in peer.region().peers.clone() {
+                    peer.remember_peer(p);
+                }
+            }
+            if let Some(ss) = ready.soft_state {
+                let was_leader = peer.is_leader();
+                peer.leader_peer = ss.leader_id;
+                peer.role = ss.role;
+                if was_leader && ss.role != StateRole::Leader {
+                    let err = KvError::NotLeader {
+                        region_id: *region_id,
+                        leader: None,
+                    };
+                    peer.fail_reads(&err);
+                }
+                if ss.role == StateRole::Leader {
+                    info!(region = *region_id, peer = peer.meta.id, "became leader");
+                }
+            }
+            for msg in std::mem::take(&mut ready.messages) {
+                send_message(
+                    &self.endpoint,
+                    &self.runtime,
+                    &self.tx,
+                    &self.engines,
+                    peer,
+                    msg,
+                );
+            }
+            for rs in std::mem::take(&mut ready.read_states) {
+                peer.reads.confirm(&rs.request_ctx, rs.index);
+            }
+            let entries = std::mem::take(&mut ready.committed_entries);
+            if !entries.is_empty() {
+                outcomes.push((*region_id, peer.apply_entries(&entries, &mut apply_batch)));
+            }
+        }
+        let applied = self.engines.commit_apply(apply_batch)?;
+        for (region_id, outcome) in outcomes {
+            if let Some(peer) = self.peers.get_mut(&region_id) {
+                peer.raw.mut_store().post_apply(&applied)?;
+            }
+            for change in outcome.changes {
+                if change.added && self.learn_addr(change.store_id, &change.addr) {
+                    let rec = StoreAddress {
+                        store_id: change.store_id,
+                        addr: change.addr,
+                    };
+                    if let Err(e) = self.engines.put_store_addrs(&[rec]) {
+                        warn!(error = %e, "cannot record a store address");
+                    }
+                }
+            }
+            for answer in outcome.answers {
+                answer.send();
+            }
+        }
+        for (region_id, ready) in readies {
+            let Some(peer) = self.peers.get_mut(&region_id) else {
+                continue;
+            };
+            let applied_index = peer.raw.store().applied_index();
+            for read in peer.reads.ready(applied_index) {
+                let _ = read.reply.send(peer.read(&self.engines, &read.op));
+            }
+            peer.raw.advance(ready);
+            if peer.removed {
+                info!(
+                    region = region_id,
+                    peer = peer.meta.id,
+                    "this peer was removed from its region"
+                );
+                peer.fail_all(&KvError::RegionNotFound { region_id });
+                self.peers.remove(&region_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Proposes `CompactLog` when more than `limit` applied entries are kept (any with `limit` 0).
+/// Returns false when nothing was proposed; `reply`, if given, is answered either way.
+fn maybe_compact(peer: &mut Peer, limit: u64, reply: Option<Reply>) -> bool {
+    let storage = peer.raw.store();
+    let applied = storage.applied_index();
+    let first = storage.truncated_state().index + 1;
+    if applied <= first || applied - first < limit {
+        if let Some(r) = reply {
+            r.fail_done();
+        }
+        return false;
+    }
+    let index = applied - 1;
+    let Ok(term) = tinykv_raft::Storage::term(storage, index) else {
+        if let Some(r) = reply {
+            r.fail_done();
+        }
+        return false;
+    };
+    let cmd = RaftCmd {
+        region_id: peer.region_id(),
+        epoch: peer.region().epoch,
+        body: CmdBody::CompactLog { index, term },
+    };
+    match reply {
+        Some(r) => peer.propose_cmd(cmd, r),
+        None => {
+            if let Err(e) = peer.raw.propose(cmd.encode()) {
+                debug!(region = peer.region_id(), error = %e, "compaction not proposed");
+            }
+        }
+    }
+    true
+}
+
+/// Wraps a Raft message and hands it to the transport; snapshots go on their own stream.
+fn send_message(
+    endpoint: &Arc<Endpoint<RaftMessage>>,
+    runtime: &tokio::runtime::Handle,
+    tx: &mpsc::Sender<StoreMsg>,
+    engines: &Engines,
+    peer: &mut Peer,
+    msg: tinykv_raft::Message,
+) {
+    let region_id = peer.region_id();
+    let Some(to_peer) = peer.peer_by_id(msg.to) else {
+        debug!(
+            region = region_id,
+            to = msg.to,
+            "no store known for a peer; message dropped"
+        );
+        return;
+    };
+    let region = peer.region();
+    let is_snapshot = msg.msg_type == MessageType::Snapshot;
+    let envelope = RaftMessage {
+        region_id,
+        from_peer: peer.meta,
+        to_peer,
+        epoch: region.epoch,
+        start_key: region.start_key.clone(),
+        end_key: region.end_key.clone(),
+        message: msg,
+    };
+    if is_snapshot {
+        send_snapshot(endpoint, runtime, tx, engines, envelope);
+        return;
+    }
+    if let Err(e) = endpoint.send(to_peer.store_id, &envelope) {
+        debug!(region = region_id, store = to_peer.store_id, error = %e, "raft message not sent");
+        peer.raw.report_unreachable(to_peer.id);
+    }
+}
+
+fn send_snapshot(
+    endpoint: &Arc<Endpoint<RaftMessage>>,
+    runtime: &tokio::runtime::Handle,
+    tx: &mpsc::Sender<StoreMsg>,
+    engines: &Engines,
+    envelope: RaftMessage,
+) {
+    let region_id = envelope.region_id;
+    let to_peer = envelope.to_peer;
+    let report = move |ok: bool| StoreMsg::SnapshotSent {
+        region_id,
+        to_peer: to_peer.id,
+        ok,
+    };
+    let snap = envelope.message.snapshot.clone().unwrap_or_default();
+    let desc = match SnapshotDescriptor::decode(&snap.data) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(region = region_id, error = %e, "cannot send a snapshot with a bad descriptor");
+            let _ = tx.try_send(report(false));
+            return;
+        }
+    };
+    let path = tinykv_storage::snapshot::generated_path(
+        engines.snap_dir(),
+        region_id,
+        desc.term,
+        desc.index,
+    );
+    let meta = SnapshotMeta {
+        region_id,
+        index: desc.index,
+        term: desc.term,
+        crc32: Some(desc.checksum),
+        context: crate::api::encode(&envelope),
+    };
+    let endpoint = endpoint.clone();
+    let tx = tx.clone();
+    info!(
+        region = region_id,
+        to_store = to_peer.store_id,
+        index = desc.index,
+        bytes = desc.size,
+        "sending snapshot"
+    );
+    runtime.spawn(async move {
+        let ok = match endpoint.send_snapshot(to_peer.store_id, meta, &path, None).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(region = region_id, to_store = to_peer.store_id, error = %e, "snapshot not delivered");
+                false
+            }
+        };
+        let _ = tx.send(report(ok)).await;
+    });
+}
+
+fn region_info(peer: &Peer) -> RegionInfo {
+    let status = peer.raw.status();
+    let learners = &status.conf_state.learners;
+    RegionInfo {
+        region: peer.region().clone(),
+        roles: peer
+            .region()
+            .peers
+            .iter()
+            .map(|p| {
+                if learners.contains(&p.id) {
+                    PeerRole::Learner
+                } else {
+                    PeerRole::Voter
+                }
+            })
+            .collect(),
+        leader_store: peer.leader_store(),
+        applied: peer.raw.store().applied_index(),
+        approximate_size: 0,
+    }
+}
+
+fn peer_status(peer: &Peer) -> PeerStatus {
+    let status = peer.raw.status();
+    let storage = peer.raw.store();
+    let raft_state = storage.raft_state();
+    PeerStatus {
+        state: crate::inspect::raft_state_info(
+            peer.region_id(),
+            peer.meta.id,
+            raft_state,
+            storage.apply_state(),
+        ),
+        role: role_name(status.soft_state.role).to_string(),
+        leader_peer: status.soft_state.leader_id,
+        pending_proposals: peer.proposals.len() as u64,
+    }
+}
+
+pub(crate) fn role_name(role: StateRole) -> &'static str {
+    match role {
+        StateRole::Leader => "leader",
+        StateRole::Follower => "follower",
+        StateRole::Candidate => "candidate",
+        StateRole::PreCandidate => "pre-candidate",
+    }
+}
+
+pub(crate) fn describe_entry(e: &tinykv_raft::Entry) -> LogEntryInfo {
+    let (entry_type, summary) = match e.entry_type {
+        tinykv_raft::EntryType::Normal if e.data.is_empty() => ("noop", "leader no-op".to_string()),
+        tinykv_raft::EntryType::Normal => match RaftCmd::decode(&e.data) {
+            Ok(cmd) => ("normal", cmd.summary()),
+            Err(err) => ("normal", format!("undecodable: {err}")),
+        },
+        tinykv_raft::EntryType::ConfChange => match ConfChange::decode(&e.data) {
+            Some(cc) => {
+                let store = ChangePeer::decode(&cc.context)
+                    .map(|c| format!(" on store {}", c.peer.store_id))
+                    .unwrap_or_default();
+                (
+                    "conf-change",
+                    format!("{:?} peer {}{store}", cc.change_type, cc.node_id),
+                )
+            }
+            None => ("conf-change", "undecodable".to_string()),
+        },
+    };
+    LogEntryInfo {
+        index: e.index,
+        term: e.term,
+        entry_type: entry_type.to_string(),
+        size: e.data.len() as u64,
+        summary,
+    }
+}
