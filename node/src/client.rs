@@ -142,8 +142,13 @@ impl Client {
             }
         }
         let mut last = None;
+        let mut regionless = None;
         for addr in &candidates {
             match self.admin(*addr, AdminRequest::Cluster).await {
+                // A store that hosts no region (removed, or still joining) knows too little.
+                Ok(AdminResponse::Cluster(info)) if info.regions.is_empty() => {
+                    regionless = Some(info)
+                }
                 Ok(AdminResponse::Cluster(info)) => {
                     self.install(&info);
                     return Ok(info);
@@ -157,6 +162,10 @@ impl Client {
                 Err(e @ ClientError::TlsRefused { .. }) => return Err(e),
                 Err(e) => last = Some(e),
             }
+        }
+        if let Some(info) = regionless {
+            self.install(&info);
+            return Ok(info);
         }
         Err(match last {
             Some(ClientError::Kv(e)) => ClientError::Kv(e),

@@ -17,5 +17,6 @@ mod store;
 
 pub use server::{FIRST_REGION_ID, Node, NodeError};
 pub mod client;
+pub mod testing;
 
 pub use client::{Client, ClientConfig, ClientError};

@@ -790,9 +790,12 @@ impl Store {
             for rs in std::mem::take(&mut ready.read_states) {
                 peer.reads.confirm(&rs.request_ctx, rs.index);
             }
-            let entries = std::mem::take(&mut ready.committed_entries);
-            if !entries.is_empty() {
-                outcomes.push((*region_id, peer.apply_entries(&entries, &mut apply_batch)));
+            // `advance` learns the applied index from these entries: leave them in the ready.
+            if !ready.committed_entries.is_empty() {
+                outcomes.push((
+                    *region_id,
+                    peer.apply_entries(&ready.committed_entries, &mut apply_batch),
+                ));
             }
         }
         let applied = self.engines.commit_apply(apply_batch)?;

@@ -7,6 +7,7 @@ use tinykv_node::api::ReadMode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_stores_elect_and_serve() {
+    common::init_logs();
     let cluster = TestCluster::start(3).await;
     let leader = cluster.leader(1).await;
     assert!((1..=3).contains(&leader));

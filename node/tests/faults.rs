@@ -1,0 +1,253 @@
+//! Focused behaviours of a replicated region under faults, on real stores.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::TestCluster;
+use tinykv_node::Node;
+use tinykv_node::api::{
+    self, AdminRequest, AdminResponse, KvError, KvOp, KvRequest, KvResult, ReadMode, StoreAddr,
+};
+use tinykv_transport::{RpcClient, RpcClientOptions, Service, TlsIdentity};
+use tokio::time::Instant;
+
+/// Sends one key-value request straight to the node at `addr`, bypassing the client's routing.
+async fn direct(cluster: &TestCluster, addr: SocketAddr, op: KvOp) -> Result<KvResult, String> {
+    let identity = TlsIdentity::load(&cluster.client_tls).map_err(|e| e.to_string())?;
+    let rpc = RpcClient::new(
+        &identity,
+        addr,
+        RpcClientOptions {
+            timeout: Duration::from_secs(2),
+            ..RpcClientOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let req = KvRequest {
+        region_id: 1,
+        epoch: None,
+        op,
+    };
+    let body = rpc
+        .call(Service::Client, api::encode(&req))
+        .await
+        .map_err(|e| e.to_string())?;
+    api::decode::<KvResult>("kv answer", &body).map_err(|e| e.to_string())
+}
+
+fn put(k: &str, v: &str) -> KvOp {
+    KvOp::Put {
+        key: k.as_bytes().to_vec().into(),
+        value: v.as_bytes().to_vec().into(),
+    }
+}
+
+async fn raft_state(cluster: &TestCluster, store: u64) -> tinykv_node::api::RaftStateInfo {
+    match cluster
+        .node(store)
+        .admin(AdminRequest::RaftState { region_id: 1 })
+        .await
+    {
+        Ok(AdminResponse::RaftState(p)) => p.state,
+        other => panic!("store {store}: raft state: {other:?}"),
+    }
+}
+
+async fn is_leader(cluster: &TestCluster, store: u64) -> bool {
+    matches!(cluster.node(store).admin(AdminRequest::StoreStatus).await, Ok(AdminResponse::StoreStatus(s)) if s.leader_of.contains(&1))
+}
+
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_cannot_commit_and_its_leader_steps_down() {
+    common::init_logs();
+    let cluster = TestCluster::start(5).await;
+    let leader = cluster.leader(1).await;
+    let client = cluster.client().await;
+    client.put("before", "1").await.unwrap();
+    let buddy = if leader == 1 { 2 } else { 1 };
+    let majority: Vec<u64> = (1..=5).filter(|s| *s != leader && *s != buddy).collect();
+    cluster.partition(&[vec![leader, buddy], majority.clone()]);
+    let commit_at_cut = raft_state(&cluster, leader).await.commit;
+
+    // A write sent to the cut-off leader is never acknowledged.
+    let leader_addr = cluster.configs[(leader - 1) as usize].listen_addr;
+    match direct(&cluster, leader_addr, put("minority", "x")).await {
+        Ok(Ok(r)) => panic!("a minority acknowledged a write: {r:?}"),
+        Ok(Err(e)) => assert!(
+            matches!(
+                e,
+                KvError::Timeout | KvError::NotLeader { .. } | KvError::StaleCommand
+            ),
+            "{e}"
+        ),
+        Err(_) => {} // no answer in time: not acknowledged either
+    }
+    // Check quorum: it steps down within a few election timeouts.
+    eventually("the cut-off leader steps down", async || {
+        !is_leader(&cluster, leader).await
+    })
+    .await;
+    // The majority elects a leader and commits.
+    client.put("after", "2").await.unwrap();
+    assert_eq!(
+        raft_state(&cluster, leader).await.commit,
+        commit_at_cut,
+        "the minority's commit index must not move"
+    );
+    cluster.heal();
+    // After healing the minority's uncommitted write is gone and the majority's stays.
+    eventually("the old leader catches up", async || {
+        raft_state(&cluster, leader).await.commit > commit_at_cut
+    })
+    .await;
+    assert_eq!(client.get("minority").await.unwrap(), None);
+    assert_eq!(
+        client.get("after").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_write_survives_its_leader() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let client = cluster.client().await;
+    for i in 0..20 {
+        client.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+    }
+    cluster.stop(leader).await;
+    let client = cluster.client().await;
+    for i in 0..20 {
+        assert_eq!(
+            client.get(format!("k{i}")).await.unwrap().as_deref(),
+            Some(format!("v{i}").as_bytes())
+        );
+    }
+    cluster.restart(leader).await;
+    let value = client
+        .get_with("k19", ReadMode::Linearizable)
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some(&b"v19"[..]));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_answers_not_leader_with_the_leaders_address() {
+    common::init_logs();
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    // Make sure every store has heard from the leader.
+    cluster.client().await.put("warm", "up").await.unwrap();
+    let follower = if leader == 1 { 2 } else { 1 };
+    let addr = cluster.configs[(follower - 1) as usize].listen_addr;
+    let want = StoreAddr {
+        store_id: leader,
+        addr: cluster.configs[(leader - 1) as usize]
+            .listen_addr
+            .to_string(),
+    };
+    match direct(&cluster, addr, put("k", "v")).await {
+        Ok(Err(KvError::NotLeader {
+            region_id: 1,
+            leader: Some(hint),
+        })) => assert_eq!(hint, want),
+        other => panic!("expected NotLeader with a hint, got {other:?}"),
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_store_catches_up_by_snapshot_and_votes() {
+    common::init_logs();
+    let mut cluster = TestCluster::start_with(3, |c| c.raft.log_gc_count_limit = 20).await;
+    let leader = cluster.leader(1).await;
+    let client = cluster.client().await;
+    for i in 0..200 {
+        client
+            .put(format!("k{i:03}"), format!("v{i}"))
+            .await
+            .unwrap();
+    }
+    // The log is compacted past where a new store would start.
+    eventually("the leader compacts its log", async || {
+        raft_state(&cluster, leader).await.truncated_index > 100
+    })
+    .await;
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let config = cluster.node_config(4, addr, Vec::new());
+    let seed = cluster.configs[0].listen_addr;
+    let node = Node::join(config.clone(), seed).await.expect("join");
+    cluster.configs.push(config);
+    cluster.nodes.push(Some(node));
+    eventually("the new store catches up", async || {
+        let leader_applied = raft_state(&cluster, leader).await.applied;
+        let s = raft_state(&cluster, 4).await;
+        s.applied >= leader_applied && s.truncated_index > 5
+    })
+    .await;
+    // With four voters a quorum is three: with one founder stopped, every commit needs the new
+    // store's acknowledgement.
+    let stopped = (1..=3).find(|s| *s != leader).unwrap();
+    cluster.stop(stopped).await;
+    let client = cluster.client().await;
+    client.put("after-join", "yes").await.unwrap();
+    assert_eq!(
+        client.get("k199").await.unwrap().as_deref(),
+        Some(&b"v199"[..])
+    );
+    // And it can lead: with the old leader stopped too it would be 2 of 4, so bring the founder
+    // back first, then stop the leader; the new store takes part in the election.
+    cluster.restart(stopped).await;
+    cluster.stop(leader).await;
+    let client = cluster.client().await;
+    client.put("new-leader", "yes").await.unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_leaders_own_store_works() {
+    common::init_logs();
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let client = cluster.client().await;
+    client.put("a", "1").await.unwrap();
+    let result = client
+        .admin_leader(
+            1,
+            AdminRequest::RemovePeer {
+                region_id: 1,
+                store_id: leader,
+            },
+        )
+        .await;
+    assert!(matches!(result, Ok(AdminResponse::Done)), "{result:?}");
+    eventually("a remaining store leads", async || {
+        let mut found = false;
+        for s in (1..=3).filter(|s| *s != leader) {
+            found |= is_leader(&cluster, s).await;
+        }
+        found
+    })
+    .await;
+    client.put("b", "2").await.unwrap();
+    let info = client.cluster().await.unwrap();
+    let region = info.regions.iter().find(|r| r.region.id == 1).unwrap();
+    assert_eq!(region.region.peers.len(), 2);
+    assert!(region.region.peer_on_store(leader).is_none());
+    assert_eq!(client.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    cluster.shutdown().await;
+}
