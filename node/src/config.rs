@@ -43,7 +43,7 @@ impl fmt::Display for ByteSize {
             (1 << 10, "KiB"),
         ];
         for (size, unit) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{}", self.0 / size, unit);
             }
         }
@@ -500,11 +500,13 @@ mod tests {
 
     #[test]
     fn rendered_yaml_round_trips() {
-        let mut c = NodeConfig::default();
-        c.initial_cluster = vec![
-            "1=127.0.0.1:1".parse().unwrap(),
-            "2=127.0.0.1:2".parse().unwrap(),
-        ];
+        let mut c = NodeConfig {
+            initial_cluster: vec![
+                "1=127.0.0.1:1".parse().unwrap(),
+                "2=127.0.0.1:2".parse().unwrap(),
+            ],
+            ..NodeConfig::default()
+        };
         c.raft.max_size_per_msg = ByteSize(1536);
         c.raft.base_tick_interval = ReadableDuration::millis(1500);
         assert_eq!(NodeConfig::parse(&c.to_yaml()).unwrap(), c);

@@ -307,6 +307,9 @@ impl Node {
 
     /// Stops serving, lets the raft loop answer what it holds, and closes connections.
     pub async fn shutdown(mut self) {
+        if self.raft_thread.is_none() {
+            return;
+        }
         for t in self.tasks.drain(..) {
             t.abort();
         }
@@ -317,10 +320,27 @@ impl Node {
         if let Some(workers) = self.workers.take() {
             let _ = tokio::task::spawn_blocking(move || workers.shutdown()).await;
         }
-        if let Ok(endpoint) = Arc::try_unwrap(self.endpoint) {
+        let store_id = self.store_id;
+        let endpoint = self.endpoint.clone();
+        // The raft loop has ended and released its handle; with `self` gone this is the last.
+        drop(self);
+        if let Ok(endpoint) = Arc::try_unwrap(endpoint) {
             endpoint.shutdown().await;
         }
-        info!(store = self.store_id, "node stopped");
+        info!(store = store_id, "node stopped");
+    }
+}
+
+impl Drop for Node {
+    /// Without `shutdown`, stop abruptly: like a crash, nothing is flushed beyond what every
+    /// acknowledged write already had fsynced.
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if self.raft_thread.take().is_some() {
+            let _ = self.tx.try_send(StoreMsg::Shutdown);
+        }
     }
 }
 
@@ -415,7 +435,7 @@ fn spawn_forwarders(
     let t = tx.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(m) = messages.recv().await {
-            if t.send(StoreMsg::Raft(m)).await.is_err() {
+            if t.send(StoreMsg::Raft(Box::new(m))).await.is_err() {
                 break;
             }
         }

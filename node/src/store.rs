@@ -39,7 +39,7 @@ pub const PEER_ID_STRIDE: u64 = 1_000_000;
 /// What the raft loop is asked to do.
 #[derive(Debug)]
 pub(crate) enum StoreMsg {
-    Raft(Received<RaftMessage>),
+    Raft(Box<Received<RaftMessage>>),
     Snapshot(ReceivedSnapshot),
     SnapshotSent {
         region_id: u64,
@@ -219,7 +219,13 @@ impl Store {
     /// Handles one message; true to stop.
     fn handle(&mut self, msg: StoreMsg) -> bool {
         match msg {
-            StoreMsg::Raft(received) => self.on_raft_message(received.from_store, received.message),
+            StoreMsg::Raft(received) => {
+                let Received {
+                    from_store,
+                    message,
+                } = *received;
+                self.on_raft_message(from_store, message)
+            }
             StoreMsg::Snapshot(snap) => self.on_snapshot_received(snap),
             StoreMsg::SnapshotSent {
                 region_id,
@@ -415,7 +421,7 @@ impl Store {
 
     fn on_tick(&mut self) {
         self.ticks += 1;
-        let gc = self.ticks % self.gc_every_ticks == 0;
+        let gc = self.ticks.is_multiple_of(self.gc_every_ticks);
         let limit = self.config.raft.log_gc_count_limit;
         for peer in self.peers.values_mut() {
             peer.raw.tick();

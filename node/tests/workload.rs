@@ -24,7 +24,7 @@ const ROUND: Duration = Duration::from_secs(5);
 const ELECTION: Duration = Duration::from_millis(200);
 
 /// Scenarios share the two cores: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[derive(Clone, Copy, Default)]
 struct Scenario {
@@ -133,9 +133,7 @@ async fn raft_states(cluster: &TestCluster) -> Vec<(u64, tinykv_node::api::RaftS
 }
 
 async fn run(name: &str, sc: Scenario) {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL.lock().await;
     common::init_logs();
     let seed: u64 = std::env::var("TINYKV_TEST_SEED")
         .ok()
