@@ -107,6 +107,10 @@ pub struct RpcClientOptions {
     pub server_name: Option<String>,
     /// Default timeout of a call, connecting included.
     pub timeout: Duration,
+    /// The most a call spends establishing a connection. Expiring is a connect error (the
+    /// request was never sent, so a caller may safely try another node), unlike the call's
+    /// own timeout, after which the request's fate is unknown.
+    pub connect_timeout: Duration,
     pub max_frame_size: usize,
     pub tuning: ConnectionTuning,
 }
@@ -116,6 +120,7 @@ impl Default for RpcClientOptions {
         Self {
             server_name: None,
             timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
             max_frame_size: DEFAULT_MAX_FRAME,
             tuning: ConnectionTuning::default(),
         }
@@ -178,8 +183,16 @@ impl RpcClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
+        let connect_within = self.options.connect_timeout.min(timeout);
         let call = async {
-            let conn = self.connection().await?;
+            let conn = tokio::time::timeout(connect_within, self.connection())
+                .await
+                .map_err(|_| {
+                    RpcError::Connect(ConnectError::Timeout {
+                        addr: self.addr,
+                        after: connect_within,
+                    })
+                })??;
             call_on(&conn, service, body, self.options.max_frame_size).await
         };
         tokio::time::timeout(timeout, call)

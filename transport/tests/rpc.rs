@@ -128,3 +128,25 @@ async fn stores_call_each_other_over_their_link_connection() {
         .unwrap();
     assert_eq!(reply, "store 1|Admin|join");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_the_handshake_is_a_connect_error_not_a_call_timeout() {
+    let pki = Pki::new();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let options = RpcClientOptions {
+        connect_timeout: Duration::from_millis(200),
+        ..RpcClientOptions::default()
+    };
+    let client = RpcClient::new(&pki.client("c"), silent.local_addr().unwrap(), options).unwrap();
+    let started = std::time::Instant::now();
+    let err = client
+        .call_with_timeout(Service::Client, "x".into(), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    // Nothing was sent, and the caller learns that long before the call's own timeout.
+    assert!(
+        matches!(err, RpcError::Connect(ConnectError::Timeout { .. })),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
