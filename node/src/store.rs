@@ -429,6 +429,9 @@ impl Store {
                 maybe_compact(peer, limit, None);
             }
         }
+        if gc {
+            prune_generated_snapshots(self.engines.snap_dir());
+        }
     }
 
     fn on_kv(&mut self, req: KvRequest, reply: oneshot::Sender<KvResult>) {
@@ -759,10 +762,22 @@ impl Store {
                 continue;
             };
             peer.raw.mut_store().post_persist(&mut persisted)?;
-            if ready.snapshot.is_some() {
+            if let Some(snap) = &ready.snapshot {
                 match peer.raw.mut_store().wait_snapshot_apply() {
                     SnapshotApplyStatus::Failed(e) => return Err(e),
                     status => info!(region = *region_id, ?status, "snapshot installed"),
+                }
+                let m = &snap.metadata;
+                let file = tinykv_storage::snapshot::received_path(
+                    self.engines.snap_dir(),
+                    *region_id,
+                    m.term,
+                    m.index,
+                );
+                if let Err(e) = std::fs::remove_file(&file)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(error = %e, path = %file.display(), "cannot remove an applied snapshot file");
                 }
                 for p in peer.region().peers.clone() {
                     peer.remember_peer(p);
@@ -778,6 +793,12 @@ impl Store {
                         leader: None,
                     };
                     peer.fail_reads(&err);
+                    // Their entries may still commit under the next leader or vanish: the
+                    // outcome is unknown, and waiting for a log that may never reach their
+                    // indices would leave callers hanging.
+                    for p in peer.proposals.take_all() {
+                        p.fail(KvError::StaleCommand);
+                    }
                 }
                 if ss.role == StateRole::Leader {
                     info!(region = *region_id, peer = peer.meta.id, "became leader");
@@ -978,6 +999,42 @@ fn send_snapshot(
     });
 }
 
+/// Keeps only the newest snapshot this store built for each region: an older one could only be
+/// sent to a peer that would then need the newer one anyway.
+fn prune_generated_snapshots(snap_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(snap_dir) else {
+        return;
+    };
+    let mut newest: BTreeMap<u64, (u64, std::path::PathBuf)> = BTreeMap::new();
+    let mut stale = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(parts) = name
+            .strip_prefix("gen_")
+            .and_then(|n| n.strip_suffix(".snap"))
+        else {
+            continue;
+        };
+        let nums: Vec<u64> = parts.split('_').filter_map(|p| p.parse().ok()).collect();
+        let [region, _term, index] = nums[..] else {
+            continue;
+        };
+        match newest.get(&region) {
+            Some((i, _)) if *i >= index => stale.push(entry.path()),
+            _ => {
+                if let Some((_, old)) = newest.insert(region, (index, entry.path())) {
+                    stale.push(old);
+                }
+            }
+        }
+    }
+    for path in stale {
+        if let Err(e) = std::fs::remove_file(&path) {
+            debug!(error = %e, path = %path.display(), "cannot remove an old snapshot file");
+        }
+    }
+}
+
 fn region_info(peer: &Peer) -> RegionInfo {
     let status = peer.raw.status();
     let learners = &status.conf_state.learners;
@@ -1053,5 +1110,41 @@ pub(crate) fn describe_entry(e: &tinykv_raft::Entry) -> LogEntryInfo {
         entry_type: entry_type.to_string(),
         size: e.data.len() as u64,
         summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_generated_snapshot_of_each_region_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "gen_1_5_100.snap",
+            "gen_1_6_250.snap",
+            "gen_1_6_180.snap",
+            "gen_2_3_40.snap",
+            "rev_1_6_300.snap",
+            "notes.txt",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        prune_generated_snapshots(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "gen_1_6_250.snap",
+                "gen_2_3_40.snap",
+                "notes.txt",
+                "rev_1_6_300.snap"
+            ]
+        );
     }
 }
