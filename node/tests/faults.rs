@@ -251,3 +251,50 @@ async fn removing_the_leaders_own_store_works() {
     assert_eq!(client.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_where_it_is_asked_and_stale_reads_are_served_locally() {
+    common::init_logs();
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let client = cluster.client().await;
+    client.put("k", "v").await.unwrap();
+    let target = if leader == 3 { 1 } else { leader + 1 };
+    let result = client
+        .admin_leader(
+            1,
+            AdminRequest::TransferLeader {
+                region_id: 1,
+                to_store: target,
+            },
+        )
+        .await;
+    assert!(matches!(result, Ok(AdminResponse::Done)), "{result:?}");
+    eventually("the target store leads", async || {
+        is_leader(&cluster, target).await
+    })
+    .await;
+    client.put("k2", "v2").await.unwrap();
+    // A stale-allowed read is served by whichever store answers, from what it has applied; once
+    // every store applied the write, each of them returns it.
+    eventually("every store applied the write", async || {
+        let mut applied = Vec::new();
+        for s in 1..=3 {
+            applied.push(raft_state(&cluster, s).await.applied);
+        }
+        applied.iter().all(|a| *a == applied[0])
+    })
+    .await;
+    for s in 1..=3u64 {
+        let addr = cluster.configs[(s - 1) as usize].listen_addr;
+        let op = KvOp::Get {
+            key: "k2".as_bytes().to_vec().into(),
+            read: ReadMode::Stale,
+        };
+        match direct(&cluster, addr, op).await {
+            Ok(Ok(tinykv_node::api::KvResponse::Value(Some(v)))) => assert_eq!(&v[..], b"v2"),
+            other => panic!("store {s}: stale read: {other:?}"),
+        }
+    }
+    cluster.shutdown().await;
+}

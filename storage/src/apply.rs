@@ -62,7 +62,11 @@ impl ApplyBatch {
 
     /// Records a store's address with the membership change that introduced it.
     pub fn set_store_addr(&mut self, rec: &StoreAddress) {
-        self.batch.insert(self.engines.meta(), keys::store_addr_key(rec.store_id), rec.encode());
+        self.batch.insert(
+            self.engines.meta(),
+            keys::store_addr_key(rec.store_id),
+            rec.encode(),
+        );
     }
 
     pub fn len(&self) -> usize {

@@ -226,7 +226,11 @@ impl Engines {
         }
         let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
         for rec in addrs {
-            batch.insert(self.meta(), keys::store_addr_key(rec.store_id), rec.encode());
+            batch.insert(
+                self.meta(),
+                keys::store_addr_key(rec.store_id),
+                rec.encode(),
+            );
         }
         batch.commit()?;
         Ok(())

@@ -131,18 +131,33 @@ fn store_addresses_persist_and_are_validated() {
     use tinykv_storage::{OpenOptions, StoreAddress};
     let dir = tempfile::tempdir().unwrap();
     {
-        let (engines, _) = tinykv_storage::Engines::open(dir.path(), OpenOptions::default()).unwrap();
+        let (engines, _) =
+            tinykv_storage::Engines::open(dir.path(), OpenOptions::default()).unwrap();
         let addrs = vec![
-            StoreAddress { store_id: 2, addr: "127.0.0.1:2".into() },
-            StoreAddress { store_id: 1, addr: "127.0.0.1:1".into() },
+            StoreAddress {
+                store_id: 2,
+                addr: "127.0.0.1:2".into(),
+            },
+            StoreAddress {
+                store_id: 1,
+                addr: "127.0.0.1:1".into(),
+            },
         ];
         engines.put_store_addrs(&addrs).unwrap();
         let mut batch = engines.apply_batch();
-        batch.set_store_addr(&StoreAddress { store_id: 3, addr: "127.0.0.1:3".into() });
+        batch.set_store_addr(&StoreAddress {
+            store_id: 3,
+            addr: "127.0.0.1:3".into(),
+        });
         engines.commit_apply(batch).unwrap();
         engines.sync().unwrap();
     }
     let (engines, _) = tinykv_storage::Engines::open(dir.path(), OpenOptions::default()).unwrap();
-    let ids: Vec<u64> = engines.store_addrs().unwrap().iter().map(|a| a.store_id).collect();
+    let ids: Vec<u64> = engines
+        .store_addrs()
+        .unwrap()
+        .iter()
+        .map(|a| a.store_id)
+        .collect();
     assert_eq!(ids, vec![1, 2, 3]);
 }

@@ -1,0 +1,287 @@
+//! The command tree. Global flags come before or after the noun; every flag with an environment
+//! variable can be set once with `. DIR/env` after `tinykv cluster up --dir DIR`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tinykv",
+    version,
+    about = "A Raft-replicated key-value store over QUIC with mutual TLS",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Nodes to talk to, comma separated HOST:PORT.
+    #[arg(
+        short = 'e',
+        long,
+        global = true,
+        env = "TINYKV_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<SocketAddr>,
+    /// Read a stopped node's data directory instead of asking a running node.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Output format: a table for people, one JSON document for scripts.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, global = true, env = "TINYKV_CA")]
+    pub ca: Option<PathBuf>,
+    /// The client certificate (PEM).
+    #[arg(long, global = true, env = "TINYKV_CERT")]
+    pub cert: Option<PathBuf>,
+    /// The client private key (PEM).
+    #[arg(long, global = true, env = "TINYKV_KEY")]
+    pub key: Option<PathBuf>,
+    /// How long to wait for an answer, e.g. 5s or 500ms.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<tinykv_node::config::ReadableDuration>()
+        .map(|d| d.0)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// A local cluster for trying tinykv out: certificates, configs and node processes.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Run, join or retire one node.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Read and write keys.
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// Inspect regions.
+    #[command(subcommand)]
+    Region(RegionCmd),
+    /// Inspect a region's Raft state and log, online (-e) or offline (--data-dir).
+    #[command(subcommand)]
+    Raft(RaftCmd),
+    /// Make a region's leader build a snapshot.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// Compact a region's Raft log.
+    #[command(subcommand)]
+    Compact(CompactCmd),
+    /// Hand a region's leadership to the peer on another store.
+    TransferLeader { region: u64, store: u64 },
+    /// Make a CA and certificates.
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// Print or check node configuration files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Load a running cluster and report throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Start a local cluster; runs in the foreground until Ctrl-C unless --detach.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Where certificates, configs, data and logs go.
+        #[arg(long, default_value = "tinykv-playground")]
+        dir: PathBuf,
+        /// The first node's port; node i listens on base-port + i - 1.
+        #[arg(long, default_value_t = 20160)]
+        base_port: u16,
+        /// Leave the nodes running and return.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Stop what `cluster up --detach` started.
+    Down {
+        #[arg(long, default_value = "tinykv-playground")]
+        dir: PathBuf,
+        /// Also remove the directory.
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Each node's state, regions, term and indices; exit code 6 when a node is down.
+    Status {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Run one node in the foreground.
+    Start(NodeStartArgs),
+    /// Start a new node and add it to a running cluster.
+    Join {
+        #[command(flatten)]
+        start: NodeStartArgs,
+        /// Any member of the running cluster.
+        #[arg(long)]
+        seed: SocketAddr,
+    },
+    /// Remove a store's peers from the cluster.
+    Leave { store: u64 },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeStartArgs {
+    /// The node's YAML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Overrides `store-id`.
+    #[arg(long)]
+    pub store_id: Option<u64>,
+    /// Overrides `listen-addr`.
+    #[arg(long)]
+    pub listen_addr: Option<SocketAddr>,
+    /// Overrides `initial-cluster` (ID=HOST:PORT,...).
+    #[arg(long, value_delimiter = ',')]
+    pub initial_cluster: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KvCmd {
+    Put {
+        // The id differs from the global --key (the client key file) so clap keeps them apart.
+        #[arg(id = "user_key", value_name = "KEY")]
+        key: String,
+        /// The value; `-` reads it from standard input.
+        value: String,
+    },
+    Get {
+        // The id differs from the global --key (the client key file) so clap keeps them apart.
+        #[arg(id = "user_key", value_name = "KEY")]
+        key: String,
+        /// Serve from any node's applied state (may be stale).
+        #[arg(long)]
+        stale: bool,
+    },
+    Delete {
+        // The id differs from the global --key (the client key file) so clap keeps them apart.
+        #[arg(id = "user_key", value_name = "KEY")]
+        key: String,
+    },
+    Scan {
+        #[arg(long, default_value = "")]
+        from: String,
+        /// Exclusive end; empty for no end.
+        #[arg(long, default_value = "")]
+        to: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegionCmd {
+    List,
+    Show {
+        id: u64,
+    },
+    Locate {
+        // The id differs from the global --key (the client key file) so clap keeps them apart.
+        #[arg(id = "user_key", value_name = "KEY")]
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RaftCmd {
+    State {
+        region: u64,
+    },
+    Log {
+        region: u64,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    Trigger { region: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CompactCmd {
+    Log { region: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCmd {
+    /// Create a cluster CA in DIR.
+    InitCa {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a node (store-ID) or client certificate signed by the CA in --ca-dir.
+    Issue {
+        /// `store-ID` for a node, any name with --client.
+        name: String,
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Extra host names or IPs the certificate is valid for.
+        #[arg(long)]
+        san: Vec<String>,
+        #[arg(long)]
+        client: bool,
+        /// Where to write NAME.pem and NAME-key.pem (default: the CA directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print a complete configuration with comments.
+    Default,
+    /// Validate a configuration file.
+    Check { file: PathBuf },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    #[arg(long, value_enum, default_value_t = BenchOp::Put)]
+    pub op: BenchOp,
+    /// Distinct keys the load touches.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchOp {
+    Put,
+    Get,
+    Mixed,
+}

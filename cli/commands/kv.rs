@@ -1,0 +1,99 @@
+//! `kv put|get|delete|scan`.
+
+use std::io::Read;
+
+use serde_json::json;
+use tinykv_node::api::ReadMode;
+
+use crate::args::{GlobalArgs, KvCmd, Output};
+use crate::connect;
+use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{Table, bytes_json, bytes_text, print_json};
+
+pub async fn run(global: &GlobalArgs, cmd: KvCmd) -> CliResult {
+    let json = global.output == Output::Json;
+    match cmd {
+        KvCmd::Put { key, value } => {
+            let value = if value == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+                    CliError::failed(format!("cannot read the value from standard input: {e}"))
+                })?;
+                buf
+            } else {
+                value.into_bytes()
+            };
+            let client = connect::client(global).await?;
+            client.put(key.clone().into_bytes(), value).await?;
+            if json {
+                print_json(&json!({ "key": key, "ok": true }));
+            } else {
+                println!("OK");
+            }
+        }
+        KvCmd::Get { key, stale } => {
+            let client = connect::client(global).await?;
+            let value = client
+                .get_with(key.clone().into_bytes(), read_mode(stale))
+                .await?;
+            if json {
+                match &value {
+                    Some(v) => {
+                        print_json(&json!({ "key": key, "found": true, "value": bytes_json(v) }))
+                    }
+                    None => print_json(&json!({ "key": key, "found": false })),
+                }
+            } else if let Some(v) = &value {
+                println!("{}", bytes_text(v));
+            }
+            if value.is_none() {
+                return Err(CliError::new(
+                    Exit::NotFound,
+                    format!("key {key:?} not found"),
+                ));
+            }
+        }
+        KvCmd::Delete { key } => {
+            let client = connect::client(global).await?;
+            client.delete(key.clone().into_bytes()).await?;
+            if json {
+                print_json(&json!({ "key": key, "ok": true }));
+            } else {
+                println!("OK");
+            }
+        }
+        KvCmd::Scan {
+            from,
+            to,
+            limit,
+            stale,
+        } => {
+            let client = connect::client(global).await?;
+            let pairs = client
+                .scan(from.into_bytes(), to.into_bytes(), limit, read_mode(stale))
+                .await?;
+            if json {
+                let pairs: Vec<_> = pairs
+                    .iter()
+                    .map(|(k, v)| json!({ "key": bytes_json(k), "value": bytes_json(v) }))
+                    .collect();
+                print_json(&json!({ "pairs": pairs }));
+            } else {
+                let mut table = Table::new(&["KEY", "VALUE"]);
+                for (k, v) in &pairs {
+                    table.row(vec![bytes_text(k), bytes_text(v)]);
+                }
+                table.print();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_mode(stale: bool) -> ReadMode {
+    if stale {
+        ReadMode::Stale
+    } else {
+        ReadMode::Linearizable
+    }
+}

@@ -1,0 +1,34 @@
+//! One module per noun; `run` hands the parsed command line to the right one.
+
+mod bench;
+mod cert;
+mod cluster;
+mod config;
+mod kv;
+mod node;
+mod raft;
+mod region;
+
+use crate::args::{Cli, Command, CompactCmd, SnapshotCmd};
+use crate::exit::CliResult;
+
+pub async fn run(cli: Cli) -> CliResult {
+    let global = cli.global;
+    match cli.command {
+        Command::Cluster(cmd) => cluster::run(&global, cmd).await,
+        Command::Node(cmd) => node::run(&global, cmd).await,
+        Command::Kv(cmd) => kv::run(&global, cmd).await,
+        Command::Region(cmd) => region::run(&global, cmd).await,
+        Command::Raft(cmd) => raft::run(&global, cmd).await,
+        Command::Snapshot(SnapshotCmd::Trigger { region }) => {
+            raft::snapshot_trigger(&global, region).await
+        }
+        Command::Compact(CompactCmd::Log { region }) => raft::compact_log(&global, region).await,
+        Command::TransferLeader { region, store } => {
+            raft::transfer_leader(&global, region, store).await
+        }
+        Command::Cert(cmd) => cert::run(&global, cmd),
+        Command::Config(cmd) => config::run(cmd),
+        Command::Bench(args) => bench::run(&global, args).await,
+    }
+}

@@ -1,0 +1,200 @@
+//! `raft state|log` (online through a node's admin service, or offline from a stopped node's data
+//! dir, printed the same way), and the leader-side admin verbs `snapshot trigger`, `compact log`
+//! and `transfer-leader`.
+
+use std::path::Path;
+
+use serde_json::json;
+use tinykv_node::api::{AdminRequest, AdminResponse, LogEntryInfo, RaftStateInfo};
+use tinykv_node::inspect::{self, InspectError};
+use tinykv_storage::{Engines, OpenOptions};
+
+use crate::args::{GlobalArgs, Output, RaftCmd};
+use crate::connect;
+use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{Table, print_json};
+
+/// At most this many entries per `raft log`, the same cap the node applies online.
+const MAX_LOG_ENTRIES: u64 = 1000;
+
+pub async fn run(global: &GlobalArgs, cmd: RaftCmd) -> CliResult {
+    match cmd {
+        RaftCmd::State { region } => {
+            let state = match &global.data_dir {
+                Some(dir) => {
+                    let engines = open_offline(dir)?;
+                    inspect::raft_state(&engines, region).map_err(|e| inspect_error(dir, e))?
+                }
+                None => match admin_first(global, AdminRequest::RaftState { region_id: region })
+                    .await?
+                {
+                    AdminResponse::RaftState(status) => status.state,
+                    other => return Err(unexpected(&other)),
+                },
+            };
+            print_state(global.output, &state);
+        }
+        RaftCmd::Log { region, from, to } => {
+            let (from, to) = (from.unwrap_or(0), to.unwrap_or(0));
+            let entries = match &global.data_dir {
+                Some(dir) => {
+                    let engines = open_offline(dir)?;
+                    inspect::raft_log(&engines, region, from, to, MAX_LOG_ENTRIES)
+                        .map_err(|e| inspect_error(dir, e))?
+                }
+                None => {
+                    let req = AdminRequest::RaftLog {
+                        region_id: region,
+                        from,
+                        to,
+                    };
+                    match admin_first(global, req).await? {
+                        AdminResponse::RaftLog(entries) => entries,
+                        other => return Err(unexpected(&other)),
+                    }
+                }
+            };
+            print_log(global.output, region, &entries);
+        }
+    }
+    Ok(())
+}
+
+pub async fn snapshot_trigger(global: &GlobalArgs, region: u64) -> CliResult {
+    leader_admin(
+        global,
+        region,
+        AdminRequest::SnapshotTrigger { region_id: region },
+    )
+    .await?;
+    done(
+        global.output,
+        &format!("region {region}: the leader is building a snapshot"),
+    );
+    Ok(())
+}
+
+pub async fn compact_log(global: &GlobalArgs, region: u64) -> CliResult {
+    leader_admin(
+        global,
+        region,
+        AdminRequest::CompactLog { region_id: region },
+    )
+    .await?;
+    done(
+        global.output,
+        &format!("region {region}: log compaction proposed"),
+    );
+    Ok(())
+}
+
+pub async fn transfer_leader(global: &GlobalArgs, region: u64, store: u64) -> CliResult {
+    let req = AdminRequest::TransferLeader {
+        region_id: region,
+        to_store: store,
+    };
+    leader_admin(global, region, req).await?;
+    done(
+        global.output,
+        &format!("region {region}: leadership is moving to store {store}"),
+    );
+    Ok(())
+}
+
+fn done(output: Output, message: &str) {
+    match output {
+        Output::Json => print_json(&json!({ "ok": true, "message": message })),
+        Output::Table => println!("{message}"),
+    }
+}
+
+async fn leader_admin(
+    global: &GlobalArgs,
+    region: u64,
+    req: AdminRequest,
+) -> CliResult<AdminResponse> {
+    let client = connect::client(global).await?;
+    Ok(client.admin_leader(region, req).await?)
+}
+
+/// Online inspection asks the node named first in `-e`: the question is about that node's peer.
+async fn admin_first(global: &GlobalArgs, req: AdminRequest) -> CliResult<AdminResponse> {
+    let client = connect::client(global).await?;
+    let addr = client.endpoints()[0];
+    Ok(client.admin(addr, req).await?)
+}
+
+fn open_offline(dir: &Path) -> CliResult<Engines> {
+    if !dir.is_dir() {
+        return Err(CliError::new(
+            Exit::NotFound,
+            format!("data dir {} does not exist", dir.display()),
+        )
+        .hint("pass the node's data-dir (see its config file)"));
+    }
+    Engines::open(dir, OpenOptions::default())
+        .map(|(engines, _)| engines)
+        .map_err(|e| {
+            CliError::failed(format!("cannot open data dir {}: {e}", dir.display())).hint(
+                "offline inspection needs the node stopped; for a running node use -e HOST:PORT",
+            )
+        })
+}
+
+fn inspect_error(dir: &Path, e: InspectError) -> CliError {
+    match e {
+        InspectError::RegionNotFound(_) => {
+            CliError::new(Exit::NotFound, format!("{e} ({})", dir.display()))
+                .hint("`tinykv region list` names the regions")
+        }
+        InspectError::Storage(_) => CliError::failed(format!("reading {}: {e}", dir.display())),
+    }
+}
+
+fn unexpected(answer: &AdminResponse) -> CliError {
+    CliError::failed(format!("the node gave an unexpected answer: {answer:?}"))
+        .hint("the node and this tinykv may be of different versions")
+}
+
+fn print_state(output: Output, s: &RaftStateInfo) {
+    match output {
+        Output::Json => print_json(&json!(s)),
+        Output::Table => {
+            let mut t = Table::new(&["FIELD", "VALUE"]);
+            for (name, value) in [
+                ("region", s.region),
+                ("peer", s.peer),
+                ("term", s.term),
+                ("vote", s.vote),
+                ("commit", s.commit),
+                ("applied", s.applied),
+                ("truncated_index", s.truncated_index),
+                ("truncated_term", s.truncated_term),
+                ("last_index", s.last_index),
+                ("last_term", s.last_term),
+            ] {
+                t.row(vec![name.to_string(), value.to_string()]);
+            }
+            t.print();
+        }
+    }
+}
+
+fn print_log(output: Output, region: u64, entries: &[LogEntryInfo]) {
+    match output {
+        Output::Json => print_json(&json!({ "region": region, "entries": entries })),
+        Output::Table => {
+            let mut t = Table::new(&["INDEX", "TERM", "TYPE", "SIZE", "SUMMARY"]);
+            for e in entries {
+                t.row(vec![
+                    e.index.to_string(),
+                    e.term.to_string(),
+                    e.entry_type.clone(),
+                    e.size.to_string(),
+                    e.summary.clone(),
+                ]);
+            }
+            t.print();
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `region list|show|locate`, from what any node knows of the cluster.
+
+use serde_json::{Value, json};
+use tinykv_node::api::{ClusterInfo, RegionInfo};
+
+use crate::args::{GlobalArgs, Output, RegionCmd};
+use crate::connect;
+use crate::exit::{CliError, CliResult, Exit};
+use crate::output::{Table, bytes_json, bytes_text, print_json};
+
+pub async fn run(global: &GlobalArgs, cmd: RegionCmd) -> CliResult {
+    let client = connect::client(global).await?;
+    let info = client.cluster().await?;
+    let regions: Vec<&RegionInfo> = match &cmd {
+        RegionCmd::List => info.regions.iter().collect(),
+        RegionCmd::Show { id } => {
+            let r = info
+                .regions
+                .iter()
+                .find(|r| r.region.id == *id)
+                .ok_or_else(|| {
+                    CliError::new(Exit::NotFound, format!("region {id} does not exist"))
+                        .hint("list the regions with `tinykv region list`")
+                })?;
+            vec![r]
+        }
+        RegionCmd::Locate { key } => {
+            let r = info
+                .regions
+                .iter()
+                .find(|r| r.region.contains(key.as_bytes()))
+                .ok_or_else(|| {
+                    CliError::new(Exit::NotFound, format!("no region holds key {key:?}"))
+                })?;
+            vec![r]
+        }
+    };
+    if global.output == Output::Json {
+        match cmd {
+            RegionCmd::List => {
+                let list: Vec<Value> = regions.iter().map(|r| region_json(r)).collect();
+                print_json(&json!({ "regions": list }));
+            }
+            _ => print_json(&region_json(regions[0])),
+        }
+    } else {
+        region_table(&info, &regions).print();
+    }
+    Ok(())
+}
+
+pub fn region_json(r: &RegionInfo) -> Value {
+    let peers: Vec<Value> = r
+        .region
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let role = match r.roles.get(i) {
+                Some(tinykv_node::api::PeerRole::Learner) => "learner",
+                _ => "voter",
+            };
+            json!({ "id": p.id, "store": p.store_id, "role": role })
+        })
+        .collect();
+    json!({
+        "id": r.region.id,
+        "start": bytes_json(&r.region.start_key),
+        "end": bytes_json(&r.region.end_key),
+        "epoch": { "version": r.region.epoch.version, "conf_ver": r.region.epoch.conf_ver },
+        "peers": peers,
+        "leader_store": r.leader_store,
+        "applied": r.applied,
+    })
+}
+
+fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
+    let mut table = Table::new(&["ID", "START", "END", "EPOCH", "PEERS", "LEADER", "APPLIED"]);
+    for r in regions {
+        let peers: Vec<String> = r
+            .region
+            .peers
+            .iter()
+            .map(|p| format!("{}@store{}", p.id, p.store_id))
+            .collect();
+        let leader = match r.leader_store {
+            Some(store) => {
+                let addr = info
+                    .stores
+                    .iter()
+                    .find(|s| s.store_id == store)
+                    .map(|s| s.addr.as_str());
+                format!("store {store} ({})", addr.unwrap_or("?"))
+            }
+            None => "none".to_string(),
+        };
+        table.row(vec![
+            r.region.id.to_string(),
+            key_bound(&r.region.start_key),
+            key_bound(&r.region.end_key),
+            format!("v{}/c{}", r.region.epoch.version, r.region.epoch.conf_ver),
+            peers.join(","),
+            leader,
+            r.applied.to_string(),
+        ]);
+    }
+    table
+}
+
+fn key_bound(key: &[u8]) -> String {
+    if key.is_empty() {
+        "-".to_string()
+    } else {
+        bytes_text(key)
+    }
+}

@@ -1,0 +1,84 @@
+//! Exit codes and the error type every command returns.
+
+use std::fmt;
+
+/// The process exit codes scripts can rely on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Failed = 1,
+    Usage = 2,
+    Unreachable = 3,
+    TlsRefused = 4,
+    NotFound = 5,
+    Unhealthy = 6,
+}
+
+/// A command's failure: what failed, what to do about it, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    pub fn new(exit: Exit, message: impl Into<String>) -> CliError {
+        CliError {
+            exit,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> CliError {
+        CliError::new(Exit::Failed, message)
+    }
+
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError::new(Exit::Usage, message)
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> CliError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+impl From<tinykv_node::ClientError> for CliError {
+    fn from(e: tinykv_node::ClientError) -> CliError {
+        use tinykv_node::ClientError;
+        use tinykv_node::api::KvError;
+        if e.is_tls_refused() {
+            return CliError::new(Exit::TlsRefused, e.to_string()).hint(
+                "check --ca/--cert/--key (or TINYKV_CA/CERT/KEY): the client certificate must be \
+                 issued by the cluster's CA, and --ca must be that CA",
+            );
+        }
+        if e.is_unreachable() {
+            return CliError::new(Exit::Unreachable, e.to_string()).hint(
+                "check -e/TINYKV_ENDPOINTS and that the nodes run (`tinykv cluster status`)",
+            );
+        }
+        match &e {
+            ClientError::Kv(KvError::RegionNotFound { .. }) => {
+                CliError::new(Exit::NotFound, e.to_string())
+                    .hint("list the regions with `tinykv region list`")
+            }
+            ClientError::Ambiguous { .. } => CliError::failed(e.to_string())
+                .hint("read the key back to learn whether the write took effect"),
+            _ => CliError::failed(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Black-box tests of a real multi-process cluster: `tinykv cluster up --detach` starts three
+//! node processes, and every other step goes through the `tinykv` command line.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Guard, Run, free_base_port, kill9, tinykv, wait_for};
+
+/// Generous caps: two shared cores also build and test other crates.
+const CAP: Duration = Duration::from_secs(30);
+
+struct Env {
+    endpoints: String,
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+impl Env {
+    fn read(dir: &Path) -> Env {
+        let text = std::fs::read_to_string(dir.join("env")).expect("DIR/env");
+        let get = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{name} missing from env:\n{text}"))
+                .to_string()
+        };
+        Env {
+            endpoints: get("TINYKV_ENDPOINTS"),
+            ca: get("TINYKV_CA"),
+            cert: get("TINYKV_CERT"),
+            key: get("TINYKV_KEY"),
+        }
+    }
+
+    /// `tinykv -e ENDPOINTS --ca .. --cert .. --key .. ARGS`.
+    fn run_at(&self, endpoints: &str, args: &[&str]) -> Run {
+        let mut all = vec![
+            "-e",
+            endpoints,
+            "--ca",
+            &self.ca,
+            "--cert",
+            &self.cert,
+            "--key",
+            &self.key,
+            "--timeout",
+            "3s",
+        ];
+        all.extend_from_slice(args);
+        tinykv(&all)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_at(&self.endpoints, args)
+    }
+}
+
+fn raft_state(env: &Env, addr: &str) -> Option<Value> {
+    let r = env.run_at(addr, &["raft", "state", "1", "-o", "json"]);
+    (r.code == 0).then(|| r.json())
+}
+
+fn leader_store(env: &Env) -> Option<u64> {
+    let r = env.run(&["region", "list", "-o", "json"]);
+    if r.code != 0 {
+        return None;
+    }
+    r.json()["regions"][0]["leader_store"].as_u64()
+}
+
+#[test]
+fn a_three_process_cluster_through_the_command_line() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("pg");
+    let dir_s = dir.to_str().expect("utf-8 path").to_string();
+    let mut guard = Guard::new(&dir);
+    let base = free_base_port(3);
+    let up = tinykv(&[
+        "cluster",
+        "up",
+        "--detach",
+        "--nodes",
+        "3",
+        "--dir",
+        &dir_s,
+        "--base-port",
+        &base.to_string(),
+    ])
+    .ok();
+    assert!(
+        up.stdout.contains("export TINYKV_ENDPOINTS="),
+        "{}",
+        up.stdout
+    );
+    let env = Env::read(&dir);
+    let addrs: Vec<String> = env.endpoints.split(',').map(str::to_string).collect();
+    assert_eq!(addrs.len(), 3);
+
+    // Status: every node up, one leader.
+    let status = tinykv(&["cluster", "status", "--dir", &dir_s, "-o", "json"])
+        .ok()
+        .json();
+    let nodes = status["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3);
+    for n in nodes {
+        assert_eq!(n["up"], json!(true), "{n}");
+        assert!(n["pid"].as_i64().is_some(), "{n}");
+        assert_eq!(n["regions"], json!(1));
+        for field in ["id", "addr", "leader_of", "term", "applied"] {
+            assert!(!n[field].is_null(), "{field} missing in {n}");
+        }
+    }
+
+    // Keys through `kv`, JSON checked for each command.
+    assert_eq!(
+        env.run(&["kv", "put", "a", "1", "-o", "json"]).ok().json()["ok"],
+        json!(true)
+    );
+    env.run(&["kv", "put", "b", "2"]).ok();
+    env.run(&["kv", "put", "c", "3"]).ok();
+    assert_eq!(
+        env.run(&["kv", "get", "a", "-o", "json"]).ok().json(),
+        json!({"key": "a", "found": true, "value": "1"})
+    );
+    let scan = env
+        .run(&["kv", "scan", "--from", "a", "--to", "c", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        scan,
+        json!({"pairs": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]})
+    );
+    env.run(&["kv", "delete", "b", "-o", "json"]).ok();
+    let missing = env.run(&["kv", "get", "b", "-o", "json"]);
+    assert_eq!(missing.code, 5, "{}", missing.stderr);
+    assert_eq!(missing.json(), json!({"key": "b", "found": false}));
+    let stale = env
+        .run(&["kv", "scan", "--stale", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(stale["pairs"].as_array().map(Vec::len), Some(2), "{stale}");
+
+    // One region, three peers, a leader.
+    let regions = env.run(&["region", "list", "-o", "json"]).ok().json();
+    let list = regions["regions"].as_array().expect("regions");
+    assert_eq!(list.len(), 1, "{regions}");
+    assert_eq!(list[0]["id"], json!(1));
+    assert_eq!(list[0]["start"], json!(""));
+    assert_eq!(list[0]["end"], json!(""));
+    assert_eq!(list[0]["peers"].as_array().map(Vec::len), Some(3));
+    assert!(list[0]["epoch"]["conf_ver"].as_u64().is_some());
+    let leader = list[0]["leader_store"].as_u64().expect("a leader");
+    assert!((1..=3).contains(&leader));
+
+    // A certificate from another CA is refused: exit 4.
+    let other = tmp.path().join("other-ca");
+    let other_s = other.to_str().expect("utf-8");
+    tinykv(&["cert", "init-ca", "--out", other_s]).ok();
+    tinykv(&["cert", "issue", "intruder", "--client", "--ca-dir", other_s]).ok();
+    let intruder = Env {
+        endpoints: env.endpoints.clone(),
+        ca: other.join("ca.pem").display().to_string(),
+        cert: other.join("intruder.pem").display().to_string(),
+        key: other.join("intruder-key.pem").display().to_string(),
+    };
+    let refused = intruder.run(&["kv", "get", "a"]);
+    assert_eq!(refused.code, 4, "stderr: {}", refused.stderr);
+
+    // A fourth store joins and catches up by snapshot after the log is compacted.
+    for i in 0..20 {
+        env.run(&["kv", "put", &format!("k{i:02}"), "v"]).ok();
+    }
+    env.run(&["compact", "log", "1"]).ok();
+    let leader_addr = &addrs[leader as usize - 1];
+    let compacted = wait_for("the leader's log to be truncated", CAP, || {
+        raft_state(&env, leader_addr).filter(|s| s["truncated_index"].as_u64() > Some(5))
+    });
+    let node4 = dir.join("node4");
+    let node4_s = node4.to_str().expect("utf-8");
+    tinykv(&[
+        "cert",
+        "issue",
+        "store-4",
+        "--ca-dir",
+        env.ca.trim_end_matches("/ca.pem"),
+        "--san",
+        "127.0.0.1",
+        "--out",
+        node4_s,
+    ])
+    .ok();
+    let port4 = free_base_port(1);
+    let addr4 = format!("127.0.0.1:{port4}");
+    let config4 = node4.join("config.yaml");
+    std::fs::write(
+        &config4,
+        format!(
+            "store-id: 4\nlisten-addr: {addr4}\ndata-dir: {}\ninitial-cluster-token: tinykv-playground\ntls:\n  ca: {}\n  cert: {}\n  key: {}\n",
+            node4.join("data").display(),
+            env.ca,
+            node4.join("store-4.pem").display(),
+            node4.join("store-4-key.pem").display()
+        ),
+    )
+    .expect("write node4 config");
+    tinykv(&["config", "check", config4.to_str().expect("utf-8")]).ok();
+    let log4 = std::fs::File::create(node4.join("node.log")).expect("node4 log");
+    let mut join = Command::new(support::BIN)
+        .args([
+            "node",
+            "join",
+            "--config",
+            config4.to_str().expect("utf-8"),
+            "--seed",
+            leader_addr,
+        ])
+        .stdin(Stdio::null())
+        .stdout(log4.try_clone().expect("log"))
+        .stderr(log4)
+        .spawn()
+        .expect("spawn node join");
+    guard.extra.push(join.id() as i32);
+    // `cluster down` finds the joined node like the others.
+    std::fs::write(node4.join("pid"), join.id().to_string()).expect("node4 pid");
+    let target = compacted["applied"].as_u64().expect("applied");
+    let joined = wait_for("store 4 to catch up", CAP, || {
+        if let Ok(Some(status)) = join.try_wait() {
+            panic!(
+                "node join exited: {status}; log:\n{}",
+                std::fs::read_to_string(node4.join("node.log")).unwrap_or_default()
+            );
+        }
+        raft_state(&env, &addr4).filter(|s| s["applied"].as_u64() >= Some(target))
+    });
+    assert!(
+        joined["truncated_index"].as_u64() >= compacted["truncated_index"].as_u64(),
+        "store 4 did not start from a snapshot: {joined}"
+    );
+    let regions = env.run(&["region", "list", "-o", "json"]).ok().json();
+    assert_eq!(
+        regions["regions"][0]["peers"].as_array().map(Vec::len),
+        Some(4),
+        "{regions}"
+    );
+
+    // kill -9 of the leader: a put succeeds again once a new leader is elected.
+    let leader = leader_store(&env).expect("leader");
+    let pid: i32 = std::fs::read_to_string(dir.join(format!("node{leader}/pid")))
+        .expect("leader pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    kill9(pid);
+    let killed_at = Instant::now();
+    // The dead node goes last so the client asks a live one first.
+    let mut survivors: Vec<String> = (1..=3)
+        .filter(|&s| s != leader)
+        .map(|s| addrs[s as usize - 1].clone())
+        .collect();
+    survivors.push(addr4.clone());
+    let live = survivors.join(",");
+    wait_for("a put after the leader was killed", CAP, || {
+        (env.run_at(&live, &["kv", "put", "after-kill", "yes"]).code == 0).then_some(())
+    });
+    let recovered = killed_at.elapsed();
+    eprintln!("put succeeded {recovered:?} after kill -9 of the leader (election timeout 1-2 s)");
+    assert_eq!(
+        env.run_at(&live, &["kv", "get", "after-kill", "-o", "json"])
+            .ok()
+            .json()["value"],
+        json!("yes")
+    );
+
+    // `raft state` online equals offline for the same node, once stopped.
+    let follower = survivors[0].clone();
+    let follower_store = (1..=3).find(|&s| s != leader).expect("a survivor");
+    let online = wait_for("a settled raft state", CAP, || {
+        let a = raft_state(&env, &follower)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let b = raft_state(&env, &follower)?;
+        (a == b).then_some(b)
+    });
+    let down = tinykv(&["cluster", "down", "--dir", &dir_s, "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(down["stopped"].as_array().map(Vec::len), Some(3), "{down}");
+    let _ = join.wait();
+    let data = dir.join(format!("node{follower_store}/data"));
+    let offline = tinykv(&[
+        "raft",
+        "state",
+        "1",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(online, offline);
+    let online_table = tinykv(&[
+        "raft",
+        "log",
+        "1",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ])
+    .ok();
+    assert!(
+        online_table.stdout.starts_with("INDEX"),
+        "{}",
+        online_table.stdout
+    );
+
+    // Every node is down now: status says so with exit 6.
+    let status = tinykv(&["cluster", "status", "--dir", &dir_s, "-o", "json"]);
+    assert_eq!(status.code, 6, "{}", status.stderr);
+    assert!(
+        status.json()["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .all(|n| n["up"] == json!(false))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(tinykv(&["kv"]).code, 2);
+    assert_eq!(tinykv(&["kv", "get"]).code, 2);
+    assert_eq!(tinykv(&["no-such-noun"]).code, 2);
+    assert_eq!(tinykv(&["raft", "state", "not-a-number"]).code, 2);
+    // Missing endpoints or certificates are usage errors too, named in the message.
+    let r = tinykv(&["kv", "get", "a"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("endpoint"), "{}", r.stderr);
+}
+
+#[test]
+fn an_unreachable_endpoint_exits_3() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ca = tmp.path().join("ca");
+    let ca_s = ca.to_str().expect("utf-8");
+    tinykv(&["cert", "init-ca", "--out", ca_s]).ok();
+    tinykv(&["cert", "issue", "tester", "--client", "--ca-dir", ca_s]).ok();
+    let endpoint = format!("127.0.0.1:{}", free_base_port(1));
+    let r = tinykv(&[
+        "-e",
+        &endpoint,
+        "--ca",
+        &format!("{ca_s}/ca.pem"),
+        "--cert",
+        &format!("{ca_s}/tester.pem"),
+        "--key",
+        &format!("{ca_s}/tester-key.pem"),
+        "--timeout",
+        "1s",
+        "kv",
+        "get",
+        "a",
+    ]);
+    assert_eq!(r.code, 3, "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("hint"), "{}", r.stderr);
+}
+
+#[test]
+fn config_default_checks_and_a_bad_key_is_named() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let default = tinykv(&["config", "default"]).ok().stdout;
+    let good = tmp.path().join("good.yaml");
+    // The default leaves the TLS paths empty, which validation refuses; fill them in.
+    let filled = default
+        .replace("  ca: ''", "  ca: /c/ca.pem")
+        .replace("  cert: ''", "  cert: /c/n.pem")
+        .replace("  key: ''", "  key: /c/n-key.pem");
+    std::fs::write(&good, filled).expect("write");
+    let r = tinykv(&["config", "check", good.to_str().expect("utf-8")]).ok();
+    assert_eq!(r.stdout.trim(), "ok");
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "store-id: 1\nraft:\n  heartbeat-tick: 3\n").expect("write");
+    let r = tinykv(&["config", "check", bad.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("heartbeat-tick"), "{}", r.stderr);
+}
