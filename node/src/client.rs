@@ -95,6 +95,10 @@ struct Inner {
     endpoints: Vec<SocketAddr>,
     timeout: Duration,
     conns: Mutex<HashMap<SocketAddr, Arc<RpcClient>>>,
+    /// Nodes that recently timed out or could not be reached, and since when: routing avoids
+    /// them for `SUSPECT_FOR` while others remain, so a dead leader whose connection has not
+    /// been declared dead yet does not swallow every request.
+    suspects: Mutex<HashMap<SocketAddr, Instant>>,
     route: RwLock<Route>,
 }
 
@@ -111,6 +115,7 @@ impl Client {
                 endpoints: config.endpoints,
                 timeout: config.timeout,
                 conns: Mutex::new(HashMap::new()),
+                suspects: Mutex::new(HashMap::new()),
                 route: RwLock::new(Route::default()),
             }),
         };
@@ -379,6 +384,30 @@ impl Client {
         }
     }
 
+    /// Forgets `addr`'s connection and avoids it for a while.
+    fn suspect(&self, addr: SocketAddr) {
+        self.inner
+            .suspects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(addr, Instant::now());
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&addr);
+    }
+
+    fn is_suspect(&self, addr: &SocketAddr) -> bool {
+        let mut suspects = self
+            .inner
+            .suspects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        suspects.retain(|_, since| since.elapsed() < SUSPECT_FOR);
+        suspects.contains_key(addr)
+    }
+
     fn target(&self, region_id: u64, attempt: u32) -> Result<SocketAddr, ClientError> {
         let route = self.read_route();
         let region = route.regions.iter().find(|r| r.region.id == region_id);
@@ -387,7 +416,7 @@ impl Client {
             .get(&region_id)
             .and_then(|s| route.stores.get(s))
             .copied();
-        if let Some(addr) = leader {
+        if let Some(addr) = leader.filter(|a| !self.is_suspect(a)) {
             return Ok(addr);
         }
         let candidates: Vec<SocketAddr> = match region {
@@ -404,7 +433,17 @@ impl Client {
         } else {
             candidates
         };
-        Ok(candidates[attempt as usize % candidates.len()])
+        let healthy: Vec<SocketAddr> = candidates
+            .iter()
+            .copied()
+            .filter(|a| !self.is_suspect(a))
+            .collect();
+        let pool = if healthy.is_empty() {
+            candidates
+        } else {
+            healthy
+        };
+        Ok(pool[attempt as usize % pool.len()])
     }
 
     fn learn_leader(&self, region_id: u64, store: Option<u64>) {
@@ -497,13 +536,28 @@ impl Client {
                         Err(KvError::Timeout | KvError::StaleCommand) if !write => {
                             self.forget_leader(region_id)
                         }
-                        Err(e) => return Err(ClientError::Kv(e)),
+                        Err(e) => {
+                            // A leader that timed out or lost its term is no guide for the next
+                            // request; this one is not sent again (its outcome is unknown).
+                            if matches!(e, KvError::Timeout | KvError::StaleCommand) {
+                                self.forget_leader(region_id);
+                            }
+                            return Err(ClientError::Kv(e));
+                        }
                     }
                 }
                 Err(e) if e.is_tls_refused() => return Err(rpc_error(addr, e, write)),
-                Err(RpcError::Connect(_) | RpcError::Setup(_)) => self.forget_leader(region_id),
-                Err(e) if write => return Err(rpc_error(addr, e, true)),
-                Err(_) => self.forget_leader(region_id),
+                Err(RpcError::Connect(_) | RpcError::Setup(_)) => {
+                    self.suspect(addr);
+                    self.forget_leader(region_id);
+                }
+                Err(e) => {
+                    self.suspect(addr);
+                    self.forget_leader(region_id);
+                    if write {
+                        return Err(rpc_error(addr, e, true));
+                    }
+                }
             }
             attempt += 1;
             backoff(attempt, deadline)
@@ -516,6 +570,9 @@ impl Client {
         self.write_route().leaders.entry(region_id).or_insert(store);
     }
 }
+
+/// How long a node that failed a call is avoided while others are available.
+const SUSPECT_FOR: Duration = Duration::from_secs(3);
 
 /// Sets `from` just past the last key returned.
 fn continue_after(from: &mut Bytes, out: &[(Bytes, Bytes)]) {

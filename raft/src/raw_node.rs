@@ -129,6 +129,19 @@ pub struct RawNode<S: Storage> {
     prev_soft_state: SoftState,
     prev_hard_state: HardState,
     max_committed_size: u64,
+    /// What the last `ready()` handed out. `advance` settles from this rather than from the
+    /// `Ready` it is given back, so a driver that moved fields out of it (to apply entries
+    /// without copying them) cannot leave Raft thinking they were never applied.
+    handed_out: Option<HandedOut>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HandedOut {
+    soft_state: Option<SoftState>,
+    hard_state: Option<HardState>,
+    snapshot_index: Option<u64>,
+    last_entry: Option<(u64, u64)>,
+    last_committed: Option<u64>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -145,6 +158,7 @@ impl<S: Storage> RawNode<S> {
             max_committed_size: config
                 .max_size_per_msg
                 .saturating_mul(COMMITTED_BATCH_FACTOR),
+            handed_out: None,
         })
     }
 
@@ -264,7 +278,7 @@ impl<S: Storage> RawNode<S> {
         let must_sync = !entries.is_empty()
             || hard_state.term != self.prev_hard_state.term
             || hard_state.vote != self.prev_hard_state.vote;
-        Ready {
+        let ready = Ready {
             soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
             read_states: std::mem::take(&mut r.read_states),
@@ -276,27 +290,45 @@ impl<S: Storage> RawNode<S> {
                 .unwrap_or_default(),
             messages: std::mem::take(&mut r.msgs),
             must_sync,
-        }
+        };
+        self.handed_out = Some(HandedOut {
+            soft_state: ready.soft_state,
+            hard_state: ready.hard_state,
+            snapshot_index: ready.snapshot.as_ref().map(|s| s.metadata.index),
+            last_entry: ready.entries.last().map(|e| (e.index, e.term)),
+            last_committed: ready.committed_entries.last().map(|e| e.index),
+        });
+        ready
     }
 
     /// The driver has done everything `ready` asked.
+    ///
+    /// What is marked persisted and applied is what the last `ready()` handed out, whatever the
+    /// driver left in `ready` (it may have moved entries or messages out of it).
     pub fn advance(&mut self, ready: Ready) {
-        if let Some(ss) = ready.soft_state {
+        let done = self.handed_out.take().unwrap_or(HandedOut {
+            soft_state: ready.soft_state,
+            hard_state: ready.hard_state,
+            snapshot_index: ready.snapshot.as_ref().map(|s| s.metadata.index),
+            last_entry: ready.entries.last().map(|e| (e.index, e.term)),
+            last_committed: ready.committed_entries.last().map(|e| e.index),
+        });
+        if let Some(ss) = done.soft_state {
             self.prev_soft_state = ss;
         }
-        if let Some(hs) = ready.hard_state {
+        if let Some(hs) = done.hard_state {
             self.prev_hard_state = hs;
         }
         let log = &mut self.raft.raft_log;
-        if let Some(snap) = &ready.snapshot {
-            log.stable_snap_to(snap.metadata.index);
-            log.applied_to(snap.metadata.index);
+        if let Some(index) = done.snapshot_index {
+            log.stable_snap_to(index);
+            log.applied_to(index);
         }
-        if let Some(last) = ready.entries.last() {
-            log.stable_to(last.index, last.term);
+        if let Some((index, term)) = done.last_entry {
+            log.stable_to(index, term);
         }
-        if let Some(last) = ready.committed_entries.last() {
-            log.applied_to(last.index);
+        if let Some(index) = done.last_committed {
+            log.applied_to(index);
         }
     }
 

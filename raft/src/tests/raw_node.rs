@@ -472,3 +472,25 @@ fn same_seed_replays_the_same_election_timeouts() {
     assert_eq!(timeouts(7), timeouts(7));
     assert_ne!(timeouts(7), timeouts(8));
 }
+
+#[test]
+fn advance_settles_what_ready_handed_out_even_with_fields_moved_out() {
+    let mut node = RawNode::new(&raw_config(1, &[1]), MemStorage::new()).unwrap();
+    node.campaign().unwrap();
+    handle_ready(&mut node);
+    node.propose(Bytes::from_static(b"a")).unwrap();
+    let mut rd = node.ready();
+    let store = node.mut_store();
+    store.append(&rd.entries).unwrap();
+    if let Some(hs) = rd.hard_state {
+        store.set_hard_state(hs);
+    }
+    // A driver that applies entries without copying them moves them out of the ready.
+    let committed = std::mem::take(&mut rd.committed_entries);
+    let entries = std::mem::take(&mut rd.entries);
+    assert!(!committed.is_empty() && !entries.is_empty());
+    let last = committed.last().unwrap().index;
+    node.advance(rd);
+    assert_eq!(node.status().applied, last);
+    assert!(!node.has_ready(), "nothing is handed out twice");
+}
