@@ -39,12 +39,8 @@ impl Reply {
         }
     }
 
-    /// Answers "nothing to do" as success.
-    pub(crate) fn fail_done(self) {
-        self.done();
-    }
-
-    fn done(self) {
+    /// Answers success (also when there was nothing to do).
+    pub(crate) fn done(self) {
         match self {
             Reply::Kv(tx) => {
                 let _ = tx.send(Ok(KvResponse::Written));

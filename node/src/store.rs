@@ -538,9 +538,8 @@ impl Store {
                     None => Err(KvError::RegionNotFound { region_id }),
                     Some(peer) if !peer.is_leader() => Err(not_leader),
                     Some(peer) => {
-                        if !maybe_compact(peer, 0, Some(Reply::Admin(reply))) {
-                            return;
-                        }
+                        // Answered when the compaction applies (or at once if there is none).
+                        maybe_compact(peer, 0, Some(Reply::Admin(reply)));
                         return;
                     }
                 }
@@ -869,23 +868,23 @@ impl Store {
 }
 
 /// Proposes `CompactLog` when more than `limit` applied entries are kept (any with `limit` 0).
-/// Returns false when nothing was proposed; `reply`, if given, is answered either way.
-fn maybe_compact(peer: &mut Peer, limit: u64, reply: Option<Reply>) -> bool {
+/// `reply`, if given, is answered either way.
+fn maybe_compact(peer: &mut Peer, limit: u64, reply: Option<Reply>) {
     let storage = peer.raw.store();
     let applied = storage.applied_index();
     let first = storage.truncated_state().index + 1;
     if applied <= first || applied - first < limit {
         if let Some(r) = reply {
-            r.fail_done();
+            r.done();
         }
-        return false;
+        return;
     }
     let index = applied - 1;
     let Ok(term) = tinykv_raft::Storage::term(storage, index) else {
         if let Some(r) = reply {
-            r.fail_done();
+            r.done();
         }
-        return false;
+        return;
     };
     let cmd = RaftCmd {
         region_id: peer.region_id(),
@@ -900,7 +899,6 @@ fn maybe_compact(peer: &mut Peer, limit: u64, reply: Option<Reply>) -> bool {
             }
         }
     }
-    true
 }
 
 /// Wraps a Raft message and hands it to the transport; snapshots go on their own stream.

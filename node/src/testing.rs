@@ -1,6 +1,7 @@
 //! `TestCluster`: an in-process cluster of real stores for tests and benchmarks: real fjall
 //! data dirs in a temp dir, real QUIC endpoints with real certificates on 127.0.0.1, and the
-//! transport's filter to cut links. Nothing in it is simulated.
+//! transport's filter to cut links. Nothing in it is simulated. Setup failures panic with a
+//! message: it is support for tests and benchmarks, not for running nodes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
