@@ -281,7 +281,12 @@ pub struct BenchArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchOp {
+    /// Random keys, for --duration.
     Put,
+    /// Linearizable reads of random keys (written first), for --duration.
     Get,
+    /// Half gets, half puts.
     Mixed,
+    /// Writes each of the --keys keys once, in order, then stops (pre-loading a cluster).
+    Fill,
 }

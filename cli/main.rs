@@ -53,8 +53,10 @@ fn init_logs(default_filter: &str) {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
         _ => EnvFilter::new(default_filter),
     };
+    // Colour codes only on a terminal: a node's log file must stay greppable.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

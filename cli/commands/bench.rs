@@ -22,8 +22,15 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CliResult {
     }
     let client = connect::client(global).await?;
     let value: Arc<Vec<u8>> = Arc::new(vec![b'v'; args.value_size]);
+    if args.op == BenchOp::Fill {
+        let started = Instant::now();
+        let mut latencies = fill(&client, args.keys, args.clients, &value).await?;
+        latencies.sort_unstable();
+        report(global.output, &args, &latencies, 0, started.elapsed());
+        return Ok(());
+    }
     if args.op != BenchOp::Put {
-        fill(&client, args.keys, &value).await?;
+        fill(&client, args.keys, FILL_CONCURRENCY, &value).await?;
     }
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -40,7 +47,8 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CliResult {
             while Instant::now() < deadline {
                 let key = bench_key(rng.random_range(0..keys));
                 let write = match op {
-                    BenchOp::Put => true,
+                    // Fill returned above.
+                    BenchOp::Put | BenchOp::Fill => true,
                     BenchOp::Get => false,
                     BenchOp::Mixed => rng.random_bool(0.5),
                 };
@@ -78,27 +86,39 @@ fn bench_key(i: u64) -> Vec<u8> {
     format!("bench/{i:010}").into_bytes()
 }
 
-async fn fill(client: &Client, keys: u64, value: &Arc<Vec<u8>>) -> CliResult {
+/// Writes keys `0..keys` once each with `concurrency` writers; the latency of every put.
+async fn fill(
+    client: &Client,
+    keys: u64,
+    concurrency: usize,
+    value: &Arc<Vec<u8>>,
+) -> Result<Vec<Duration>, CliError> {
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..FILL_CONCURRENCY.min(keys as usize) {
+    for _ in 0..concurrency.min(keys as usize) {
         let (client, value, next) = (client.clone(), value.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= keys {
-                    return Ok(());
+                    return Ok(latencies);
                 }
+                let t = Instant::now();
                 client.put(bench_key(i), value.as_ref().clone()).await?;
+                latencies.push(t.elapsed());
             }
         }));
     }
+    let mut latencies = Vec::new();
     for task in tasks {
-        task.await
-            .map_err(|e| CliError::failed(format!("a fill task failed: {e}")))?
-            .map_err(|e: tinykv_node::ClientError| CliError::from(e))?;
+        latencies.extend(
+            task.await
+                .map_err(|e| CliError::failed(format!("a fill task failed: {e}")))?
+                .map_err(|e: tinykv_node::ClientError| CliError::from(e))?,
+        );
     }
-    Ok(())
+    Ok(latencies)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -15,7 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 use tinykv_transport::{
-    CertError, RpcClient, RpcClientOptions, RpcError, Service, TlsFiles, TlsIdentity,
+    CertError, ConnectionTuning, RpcClient, RpcClientOptions, RpcError, Service, TlsFiles,
+    TlsIdentity,
 };
 use tokio::time::Instant;
 
@@ -224,6 +225,11 @@ impl Client {
         }
         let options = RpcClientOptions {
             timeout: self.inner.timeout,
+            tuning: ConnectionTuning {
+                keep_alive: KEEP_ALIVE,
+                idle_timeout: DEAD_NODE_AFTER,
+                ..ConnectionTuning::default()
+            },
             ..RpcClientOptions::default()
         };
         let c = Arc::new(
@@ -573,6 +579,13 @@ impl Client {
 
 /// How long a node that failed a call is avoided while others are available.
 const SUSPECT_FOR: Duration = Duration::from_secs(3);
+/// A request in flight to a node that died gets no answer and no error: only the connection's
+/// idle timeout ends it. QUIC takes the smaller of both sides' idle timeouts, so the client
+/// alone can shorten it; with pings this frequent a live node, even a busy one, answers well
+/// within it, and a killed leader costs its clients about this long, not the whole request
+/// timeout, before they move on to the next leader.
+const DEAD_NODE_AFTER: Duration = Duration::from_secs(1);
+const KEEP_ALIVE: Duration = Duration::from_millis(250);
 
 /// Sets `from` just past the last key returned.
 fn continue_after(from: &mut Bytes, out: &[(Bytes, Bytes)]) {

@@ -136,10 +136,14 @@ async fn run() -> BoxResult<()> {
 
     // Bulk: raw uni stream vs. snapshot streams.
     let bulk = 256 * MIB;
+    let cpu0 = process_cpu_secs();
     let raw_bulk = raw_bulk(&raw_conn, bulk).await?;
+    let raw_cpu = process_cpu_secs() - cpu0;
     let file = dir.path().join("snapshot.bin");
     write_file(&file, bulk)?;
+    let cpu0 = process_cpu_secs();
     let unlimited = timed_snapshot(&a, &file, bulk).await?;
+    let un_cpu = process_cpu_secs() - cpu0;
     drop(a);
 
     let (a16, _e16) = endpoint(3, 16 * MIB)?;
@@ -194,6 +198,13 @@ async fn run() -> BoxResult<()> {
         unlimited.as_secs_f64(),
         un_rate,
         un_rate / raw_rate
+    );
+    // CPU per GiB moved counts both ends (one process); unlike wall time it barely moves when
+    // other work shares the machine.
+    println!(
+        "CPU per GiB: raw quinn {:.2} s, snapshot {:.2} s",
+        raw_cpu * (1024.0 * MIB as f64) / bulk as f64,
+        un_cpu * (1024.0 * MIB as f64) / bulk as f64
     );
     for (name, size, took, limit) in [
         ("snapshot, 16 MiB/s limit ", 64 * MIB, at16, 16.0),
@@ -300,6 +311,25 @@ async fn raw_ping_pong(conn: &quinn::Connection) -> BoxResult<Vec<Duration>> {
         }
     }
     Ok(samples)
+}
+
+/// User plus system CPU seconds of this process so far (Linux `/proc`; 0 elsewhere).
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn raw_bulk(conn: &quinn::Connection, size: u64) -> BoxResult<Duration> {

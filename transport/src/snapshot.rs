@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use std::io::{Read, Write};
+
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -89,7 +91,7 @@ pub(crate) async fn send<M>(
         crc32,
         context: meta.context,
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(file_err)?;
+    let mut chunks = read_ahead(path.to_path_buf(), chunk);
 
     let conn = shared.connect_store(store).await?;
     let stream_err = |e: &dyn std::fmt::Display| SnapshotError::Stream {
@@ -111,13 +113,10 @@ pub(crate) async fn send<M>(
         }
     };
     report(0);
-    let mut buf = vec![0u8; chunk];
     let mut sent = 0u64;
-    loop {
-        let n = read_up_to(&mut file, &mut buf).await.map_err(file_err)?;
-        if n == 0 {
-            break;
-        }
+    while let Some(next) = chunks.recv().await {
+        let data = next.map_err(file_err)?;
+        let n = data.len();
         if sent + n as u64 > size {
             let _ = send.reset(quinn::VarInt::from_u32(crate::wire::STREAM_REFUSED));
             return Err(SnapshotError::FileChanged {
@@ -128,7 +127,7 @@ pub(crate) async fn send<M>(
         if let Some(limiter) = &shared.limiter {
             limiter.acquire(n).await;
         }
-        if let Err(err) = send.write_all(&buf[..n]).await {
+        if let Err(err) = send.write_chunk(Bytes::from(data)).await {
             return Err(
                 refusal_or(&mut recv, shared.config.max_frame_size, stream_err(&err)).await,
             );
@@ -201,9 +200,90 @@ async fn checksum(path: &Path, chunk: usize) -> Result<u32, SnapshotError> {
     }
 }
 
-/// Fills `buf` from the file unless it ends first, so every chunk but the last is full-sized.
-async fn read_up_to(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    frame::read_full(file, buf).await
+/// Chunks of the file read on a blocking thread, at most `READ_AHEAD` ahead of the sender:
+/// disk reads overlap the network writes, and memory stays a few chunks whatever the file size.
+/// A read error is the last item.
+fn read_ahead(
+    path: PathBuf,
+    chunk: usize,
+) -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        loop {
+            let mut buf = vec![0u8; chunk];
+            match read_full_blocking(&mut file, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    // The sender gave up: stop reading.
+                    if tx.blocking_send(Ok(buf)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Chunks read ahead of the network by the sender, and queued for the disk by the receiver.
+const READ_AHEAD: usize = 4;
+/// What [`write_behind`] reports when its queue closes: bytes written and their crc32.
+type WriteOutcome = tokio::task::JoinHandle<std::io::Result<(u64, u32)>>;
+
+/// Bytes a receiver writes between two `fdatasync`s.
+const SYNC_EVERY: u64 = 16 * 1024 * 1024;
+
+/// Fills `buf` unless the file ends first, so every chunk but the last is full-sized.
+fn read_full_blocking(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes chunks to `file` on a blocking thread, hashing them on the way, then fsyncs; returns
+/// the bytes written and their crc32. Keeps disk writes off the async workers and overlapped with
+/// the network reads.
+fn write_behind(mut file: std::fs::File) -> (tokio::sync::mpsc::Sender<Vec<u8>>, WriteOutcome) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(READ_AHEAD);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut hasher = crc32fast::Hasher::new();
+        let mut written = 0u64;
+        let mut unsynced = 0u64;
+        while let Some(buf) = rx.blocking_recv() {
+            hasher.update(&buf);
+            file.write_all(&buf)?;
+            written += buf.len() as u64;
+            unsynced += buf.len() as u64;
+            // Flushing as we go overlaps the disk with the network; left to the end, the
+            // kernel may hold the whole file dirty and the closing fsync stalls for all of it.
+            if unsynced >= SYNC_EVERY {
+                file.sync_data()?;
+                unsynced = 0;
+            }
+        }
+        file.sync_all()?;
+        Ok((written, hasher.finalize()))
+    });
+    (tx, handle)
 }
 
 /// Removes the temporary file unless the transfer completed.
@@ -268,50 +348,69 @@ pub(crate) async fn receive<M>(
             keep: false,
         };
         let io = |e: std::io::Error| refuse(SnapshotRefusal::Io(e.to_string()));
-        let file = tokio::fs::File::create(&partial.path).await.map_err(io)?;
         let chunk = shared.config.snapshot.chunk_size.max(64 * 1024);
-        let mut writer = BufWriter::with_capacity(chunk, file);
-        let mut hasher = crc32fast::Hasher::new();
+        // Created here, not on the writer's thread, so an early refusal's clean-up finds it.
+        let file = tokio::fs::File::create(&partial.path)
+            .await
+            .map_err(io)?
+            .into_std()
+            .await;
+        let (to_disk, written) = write_behind(file);
         let mut got = 0u64;
-        loop {
-            match recv.read_chunk(chunk, true).await {
-                Ok(Some(data)) => {
-                    got += data.bytes.len() as u64;
-                    if got > header.size {
-                        return Err(refuse(SnapshotRefusal::SizeMismatch {
-                            expected: header.size,
-                            got,
-                        }));
+        'stream: loop {
+            let mut buf = vec![0u8; chunk];
+            let mut filled = 0;
+            let mut end = false;
+            while filled < buf.len() {
+                match recv.read(&mut buf[filled..]).await {
+                    Ok(Some(n)) => filled += n,
+                    Ok(None) => {
+                        end = true;
+                        break;
                     }
-                    hasher.update(&data.bytes);
-                    writer.write_all(&data.bytes).await.map_err(io)?;
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    // The sender reset the stream or the connection died: nobody to answer.
-                    debug!(%identity, error = %err, "snapshot stream broke");
-                    shared.counters.event(&shared.counters.snapshots_rejected);
-                    return Err(SnapshotRefusal::Io(format!("stream broke: {err}")));
+                    Err(err) => {
+                        // The sender reset the stream or the connection died: nobody to answer.
+                        debug!(%identity, error = %err, "snapshot stream broke");
+                        shared.counters.event(&shared.counters.snapshots_rejected);
+                        return Err(SnapshotRefusal::Io(format!("stream broke: {err}")));
+                    }
                 }
             }
+            got += filled as u64;
+            if got > header.size {
+                return Err(refuse(SnapshotRefusal::SizeMismatch {
+                    expected: header.size,
+                    got,
+                }));
+            }
+            if filled > 0 {
+                buf.truncate(filled);
+                // A closed queue means the writer failed; its error is read below.
+                if to_disk.send(buf).await.is_err() {
+                    break 'stream;
+                }
+            }
+            if end {
+                break;
+            }
         }
+        drop(to_disk);
+        let (_, crc) = match written.await {
+            Ok(result) => result.map_err(io)?,
+            Err(e) => return Err(refuse(SnapshotRefusal::Io(format!("writer failed: {e}")))),
+        };
         if got != header.size {
             return Err(refuse(SnapshotRefusal::SizeMismatch {
                 expected: header.size,
                 got,
             }));
         }
-        let crc = hasher.finalize();
         if crc != header.crc32 {
             return Err(refuse(SnapshotRefusal::ChecksumMismatch {
                 expected: header.crc32,
                 got: crc,
             }));
         }
-        writer.flush().await.map_err(io)?;
-        let file = writer.into_inner();
-        file.sync_all().await.map_err(io)?;
-        drop(file);
         let final_path = dir.join(format!("{name}.snap"));
         tokio::fs::rename(&partial.path, &final_path)
             .await

@@ -71,7 +71,7 @@ pub fn build_snapshot(engines: &Engines, region_id: u64) -> Result<SnapshotFile>
         }
     };
     publish(&tmp, &path)?;
-    tracing::debug!(
+    tracing::info!(
         region_id,
         index,
         term,
