@@ -5,12 +5,13 @@
 //! 1. `tick()` on every base tick; `step(msg)` for every message from a peer;
 //!    `propose`/`propose_conf_change`/`read_index`/`transfer_leader` for local requests.
 //! 2. When `has_ready()`, take `ready()`. Then, in this order:
-//!    a. if `snapshot` is set, install it in storage;
-//!    b. append `entries` to storage (replacing any conflicting suffix) and persist `hard_state`
+//!    a. `immediate_messages` may be sent at once (or with the others in c);
+//!    b. if `snapshot` is set, install it in storage;
+//!    c. append `entries` to storage (replacing any conflicting suffix) and persist `hard_state`
 //!    if set, durably, before anything below;
-//!    c. send `messages`;
-//!    d. apply `committed_entries` in order (calling `apply_conf_change` for conf changes);
-//!    e. hand `read_states` to waiting readers once applied index ≥ their index.
+//!    d. send `messages`;
+//!    e. apply `committed_entries` in order (calling `apply_conf_change` for conf changes);
+//!    f. hand `read_states` to waiting readers once applied index ≥ their index.
 //! 3. `advance(ready)`.
 
 use bytes::Bytes;
@@ -72,6 +73,11 @@ pub struct Ready {
     pub committed_entries: Vec<Entry>,
     /// Messages to send once `entries` and `hard_state` are durable.
     pub messages: Vec<Message>,
+    /// Messages that may be sent before this ready is durable: a leader's appends and
+    /// heartbeats in a term and vote it persisted earlier. Sending them first lets followers
+    /// write while the leader writes. The driver must still make this ready durable before it
+    /// steps anything else: the leader counts its own new entries as replicated.
+    pub immediate_messages: Vec<Message>,
     /// True when `entries` or `hard_state` (term or vote) must be fsynced before sending.
     pub must_sync: bool,
 }
@@ -275,20 +281,34 @@ impl<S: Storage> RawNode<S> {
         let soft_state = r.soft_state();
         let hard_state = r.hard_state();
         let entries = r.raft_log.unstable_entries().to_vec();
-        let must_sync = !entries.is_empty()
-            || hard_state.term != self.prev_hard_state.term
+        let term_or_vote_changed = hard_state.term != self.prev_hard_state.term
             || hard_state.vote != self.prev_hard_state.vote;
+        let must_sync = !entries.is_empty() || term_or_vote_changed;
+        let snapshot = r.raft_log.pending_snapshot().cloned();
+        let mut messages = std::mem::take(&mut r.msgs);
+        // A message in a term not yet durable could outlive a crash that forgets the term (and
+        // the node could then lead the same term again with another log): those wait.
+        let immediate_messages = if term_or_vote_changed || snapshot.is_some() {
+            Vec::new()
+        } else {
+            let (now, later) = messages.into_iter().partition(|m: &Message| {
+                matches!(m.msg_type, MessageType::Append | MessageType::Heartbeat)
+            });
+            messages = later;
+            now
+        };
         let ready = Ready {
             soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
             read_states: std::mem::take(&mut r.read_states),
             entries,
-            snapshot: r.raft_log.pending_snapshot().cloned(),
+            snapshot,
             committed_entries: r
                 .raft_log
                 .next_entries(Some(self.max_committed_size))
                 .unwrap_or_default(),
-            messages: std::mem::take(&mut r.msgs),
+            messages,
+            immediate_messages,
             must_sync,
         };
         self.handed_out = Some(HandedOut {

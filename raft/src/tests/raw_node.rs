@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::harness::*;
 use crate::{
-    ConfChange, ConfChangeType, Config, EntryType, Error, HardState, MemStorage, Message,
+    ConfChange, ConfChangeType, Config, Entry, EntryType, Error, HardState, MemStorage, Message,
     MessageType, ProgressState, RawNode, Ready, SoftState, StateRole,
 };
 
@@ -254,7 +254,7 @@ fn propose_and_conf_change() {
     let rd = handle_ready(&mut node);
     // With two voters the change needs node 2's ack; it goes out as an append.
     assert!(
-        rd.messages
+        rd.immediate_messages
             .iter()
             .any(|m| m.msg_type == MessageType::Append && m.to == 2)
     );
@@ -420,7 +420,7 @@ fn transfer_leader_and_reports_through_the_raw_node() {
     .unwrap();
     let rd = handle_ready(&mut node);
     let append = rd
-        .messages
+        .immediate_messages
         .iter()
         .find(|m| m.msg_type == MessageType::Append)
         .unwrap()
@@ -493,4 +493,97 @@ fn advance_settles_what_ready_handed_out_even_with_fields_moved_out() {
     node.advance(rd);
     assert_eq!(node.status().applied, last);
     assert!(!node.has_ready(), "nothing is handed out twice");
+}
+
+#[test]
+fn only_a_leaders_appends_in_a_durable_term_skip_the_fsync() {
+    // A voter with a learner.
+    let mut node = RawNode::new(&raw_config(1, &[1]), MemStorage::new()).unwrap();
+    node.campaign().unwrap();
+    handle_ready(&mut node);
+    node.propose_conf_change(ConfChange {
+        change_type: ConfChangeType::AddLearnerNode,
+        node_id: 2,
+        context: Bytes::new(),
+    })
+    .unwrap();
+    handle_ready(&mut node);
+    handle_ready(&mut node);
+    assert_eq!(node.status().conf_state.learners, vec![2]);
+
+    // In a durable term, a proposal's append to the learner goes out at once, and only that.
+    node.propose(Bytes::from_static(b"x")).unwrap();
+    let rd = node.ready();
+    assert!(!rd.entries.is_empty() && rd.must_sync);
+    assert!(
+        rd.immediate_messages
+            .iter()
+            .any(|m| m.msg_type == MessageType::Append && m.to == 2)
+    );
+    assert!(
+        rd.immediate_messages
+            .iter()
+            .all(|m| matches!(m.msg_type, MessageType::Append | MessageType::Heartbeat))
+    );
+    node.mut_store().append(&rd.entries).unwrap();
+    node.advance(rd);
+
+    // Knocked out by a higher term, the voter elects itself again in one step and takes a
+    // proposal before its driver sees the ready: the appends of the new term must wait until
+    // that term and vote are durable.
+    let term = node.status().hard_state.term;
+    node.step(Message {
+        term: term + 5,
+        ..msg(2, 1, MessageType::HeartbeatResponse)
+    })
+    .unwrap();
+    handle_ready(&mut node);
+    assert_eq!(node.status().soft_state.role, StateRole::Follower);
+    node.campaign().unwrap();
+    assert_eq!(node.status().soft_state.role, StateRole::Leader);
+    node.propose(Bytes::from_static(b"y")).unwrap();
+    let rd = node.ready();
+    assert_eq!(rd.hard_state.map(|hs| hs.term), Some(term + 6));
+    assert!(rd.immediate_messages.is_empty());
+    assert!(
+        rd.messages
+            .iter()
+            .any(|m| m.msg_type == MessageType::Append && m.to == 2)
+    );
+    node.advance(rd);
+
+    // A campaign in a new term: the vote requests wait for the term and vote to be durable.
+    let mut b = RawNode::new(&raw_config(1, &[1, 2, 3]), MemStorage::new()).unwrap();
+    b.campaign().unwrap();
+    let rd = b.ready();
+    assert!(rd.immediate_messages.is_empty());
+    assert!(
+        rd.messages
+            .iter()
+            .any(|m| m.msg_type == MessageType::RequestVote)
+    );
+    b.advance(rd);
+
+    // A follower's acknowledgement always waits for its own write.
+    let mut f = RawNode::new(&raw_config(2, &[1, 2]), MemStorage::new()).unwrap();
+    f.step(Message {
+        term: 1,
+        index: 0,
+        log_term: 0,
+        commit: 0,
+        entries: vec![Entry {
+            index: 1,
+            term: 1,
+            ..Entry::default()
+        }],
+        ..msg(1, 2, MessageType::Append)
+    })
+    .unwrap();
+    let rd = f.ready();
+    assert!(rd.immediate_messages.is_empty());
+    assert!(
+        rd.messages
+            .iter()
+            .any(|m| m.msg_type == MessageType::AppendResponse)
+    );
 }

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use tinykv_raft::{
-    ConfChange, Config, EntryType, Error, HardState, MemStorage, MessageType, RawNode,
+    ConfChange, Config, EntryType, Error, HardState, MemStorage, Message, MessageType, RawNode,
     ReadOnlyOption, Snapshot, SnapshotMetadata, SnapshotStatus, SoftState, StateRole, Storage,
 };
 
@@ -90,6 +90,8 @@ pub struct ProposalRecord {
 /// How far to carry out a ready before the node crashes (or not at all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
+    /// Send the messages allowed before persisting, and nothing else.
+    AfterImmediateSend,
     /// Persist the snapshot, entries and hard state only.
     AfterPersist,
     /// Persist and send, then apply only the first `apply` committed entries.
@@ -511,6 +513,11 @@ impl Cluster {
             return Ok(());
         }
         let rd = raw.ready();
+        // A leader's appends may leave before the ready is durable (a crash can follow).
+        send_all(net, id, node.incarnation, universe, &rd.immediate_messages)?;
+        if stop == Stop::AfterImmediateSend {
+            return Ok(());
+        }
         if let Some(ss) = rd.soft_state {
             if ss.role == StateRole::Leader && node.soft_state.role != StateRole::Leader {
                 coverage.elections_won += 1;
@@ -566,26 +573,7 @@ impl Cluster {
             return Ok(());
         }
 
-        for msg in &rd.messages {
-            let to_known = msg.to != 0 && msg.to <= universe;
-            // Forwarded requests keep the requester as `from`, so its answer goes straight back.
-            let forwarded = matches!(
-                msg.msg_type,
-                MessageType::ReadIndex | MessageType::TransferLeader
-            );
-            if (msg.from != id && !forwarded)
-                || msg.to == id
-                || !to_known
-                || msg.msg_type.is_local()
-            {
-                return Err(driver(format!("node {id} asked to send {msg:?}")));
-            }
-            net.send(Envelope {
-                msg: msg.clone(),
-                sender: id,
-                sender_incarnation: node.incarnation,
-            });
-        }
+        send_all(net, id, node.incarnation, universe, &rd.messages)?;
 
         let apply_limit = match stop {
             Stop::AfterSend { apply } => apply,
@@ -716,4 +704,31 @@ impl Cluster {
         ));
         out
     }
+}
+
+/// Puts `msgs` from node `id` on the network, refusing what a node must never send.
+fn send_all(
+    net: &mut Network,
+    id: u64,
+    incarnation: u64,
+    universe: u64,
+    msgs: &[Message],
+) -> Check {
+    for msg in msgs {
+        let to_known = msg.to != 0 && msg.to <= universe;
+        // Forwarded requests keep the requester as `from`, so its answer goes straight back.
+        let forwarded = matches!(
+            msg.msg_type,
+            MessageType::ReadIndex | MessageType::TransferLeader
+        );
+        if (msg.from != id && !forwarded) || msg.to == id || !to_known || msg.msg_type.is_local() {
+            return Err(driver(format!("node {id} asked to send {msg:?}")));
+        }
+        net.send(Envelope {
+            msg: msg.clone(),
+            sender: id,
+            sender_incarnation: incarnation,
+        });
+    }
+    Ok(())
 }

@@ -330,8 +330,9 @@ impl Run {
     }
 
     /// Crashes a node, sometimes in the middle of handling a ready: before persisting it (what
-    /// it received or proposed is lost), after persisting it but before sending its messages,
-    /// or after sending them but before applying all its committed entries.
+    /// it received or proposed is lost), after sending a leader's immediate appends but before
+    /// persisting them, after persisting it but before sending its messages, or after sending
+    /// them but before applying all its committed entries.
     fn crash(&mut self) -> Result<String, Violation> {
         let up = self.cluster.up_ids();
         let target = match self.cluster.leaders().first() {
@@ -341,7 +342,7 @@ impl Run {
         let Some(id) = target else {
             return Ok("crash: nobody up".into());
         };
-        let point = self.rng.below(4);
+        let point = self.rng.below(5);
         if point > 0 {
             self.cluster.tick(id);
             for _ in 0..self.rng.between(0, 3) {
@@ -357,6 +358,10 @@ impl Run {
         let what = match point {
             0 => "idle",
             1 => "before persisting",
+            4 => {
+                self.cluster.process_ready(idx, Stop::AfterImmediateSend)?;
+                "after sending a leader's appends, before persisting"
+            }
             2 => {
                 self.cluster.process_ready(idx, Stop::AfterPersist)?;
                 "after persisting, before sending"
