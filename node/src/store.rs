@@ -740,9 +740,21 @@ impl Store {
             if !peer.raw.has_ready() {
                 continue;
             }
-            let ready = peer.raw.ready();
+            let mut ready = peer.raw.ready();
             must_sync |= ready.must_sync || ready.snapshot.is_some();
             peer.raw.store().save_ready(&mut batch, &ready)?;
+            // A leader's appends go out before our fsync, so followers write while we do. Safe
+            // because this loop finishes the fsync below before it steps any answer to them.
+            for msg in std::mem::take(&mut ready.immediate_messages) {
+                send_message(
+                    &self.endpoint,
+                    &self.runtime,
+                    &self.tx,
+                    &self.engines,
+                    peer,
+                    msg,
+                );
+            }
             readies.push((region_id, ready));
         }
         if readies.is_empty() {
