@@ -7,7 +7,8 @@
 #   - transfer: first to last byte on the wire, sender's file to the receiver's verified file
 #     (the sender's "snapshot sent" log line minus the generation end),
 #   - apply: the joining node ingests it ("applied snapshot" in its log),
-#   - the peak RSS (VmHWM) of the joining node and of the sending leader during the join.
+#   - memory: the joining node's and the sending leader's highest RSS while the file streams
+#     (sampled every 50 ms) and over the whole join (VmHWM; the leader's is reset at the join).
 #
 #   bench/snapshot.sh                     # 1 GiB, unlimited then 100 MiB/s
 #   SIZE_MIB=256 LIMITS="0" bench/snapshot.sh
@@ -101,14 +102,21 @@ run_once() {
         --seed "127.0.0.1:$base" >"$dir/node4/node.log" 2>&1 &
     joiner=$!
     echo "$joiner" >"$dir/node4/pid"
-    local want applied=0 peak=0 rss
+    local want applied=0 rss lrss stream_peak=0 leader_base leader_stream_peak=0 streaming=1
+    leader_base=$(kib VmRSS "$leader_pid")
     want=$("$TINYKV" -e "127.0.0.1:$((base + leader - 1))" raft state 1 -o json \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied"])')
     while ((applied < want)); do
-        rss=$(kib VmRSS "$joiner"); ((rss > peak)) && peak=$rss
+        # Until the joiner has the whole file: the streaming phase, where both ends must stay
+        # within a few chunks of memory whatever the snapshot's size.
+        if ((streaming)) && grep -q "snapshot received" "$dir/node4/node.log"; then streaming=0; fi
+        if ((streaming)); then
+            rss=$(kib VmRSS "$joiner"); ((rss > stream_peak)) && stream_peak=$rss
+            lrss=$(kib VmRSS "$leader_pid"); ((lrss > leader_stream_peak)) && leader_stream_peak=$lrss
+        fi
         applied=$("$TINYKV" -e "127.0.0.1:$((base + 3))" raft state 1 -o json 2>/dev/null \
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied"])' 2>/dev/null || echo 0)
-        sleep 0.1
+        sleep 0.05
         if ! kill -0 "$joiner" 2>/dev/null; then log "node 4 exited"; cat "$dir/node4/node.log" >&2; exit 1; fi
     done
     local done_ms
@@ -123,15 +131,16 @@ run_once() {
     local size
     size=$(grep -m1 "snapshot sent" "$dir/node$leader/node.log" | sed -E 's/.*size=([0-9]+).*/\1/')
     python3 - "$limit" "$size" "$start_ms" "$gen_end" "$sent" "$recv" "$applied_at" "$done_ms" \
-        "$joiner_hwm" "$leader_hwm" <<'PY'
+        "$stream_peak" "$joiner_hwm" "$leader_base" "$leader_stream_peak" "$leader_hwm" <<'PY'
 import sys
-limit, size, start, gen_end, sent, recv, applied, done, jh, lh = sys.argv[1:]
+limit, size, start, gen_end, sent, recv, applied, done = sys.argv[1:9]
+js, jh, lb, ls, lh = (int(v) / 1024 for v in sys.argv[9:])
 size = int(size); start, gen_end, sent, recv, applied, done = map(int, (start, gen_end, sent, recv, applied, done))
 mib = size / 1048576
 transfer = (sent - gen_end) / 1000
 print(f"| {limit if limit != '0' else 'unlimited'} | {mib:.0f} | {(gen_end - start) / 1000:.1f} "
       f"| {transfer:.2f} | {mib / transfer:.0f} | {(applied - recv) / 1000:.1f} "
-      f"| {(done - start) / 1000:.1f} | {int(jh) / 1024:.0f} | {int(lh) / 1024:.0f} |")
+      f"| {(done - start) / 1000:.1f} | {js:.0f} / {jh:.0f} | {lb:.0f} → {ls:.0f} / {lh:.0f} |")
 PY
     "$TINYKV" cluster down --dir "$dir" >/dev/null 2>&1 || true
     kill "$joiner" 2>/dev/null || true
@@ -145,6 +154,6 @@ done
 echo
 echo "tinykv $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs"
 echo
-echo "| limit | snapshot MiB | join to file generated s | transfer s | transfer MiB/s | apply s | join to caught up s | joiner peak RSS MiB | leader peak RSS MiB |"
+echo "| limit | snapshot MiB | join to file generated s | transfer s | transfer MiB/s | apply s | join to caught up s | joiner RSS MiB: streaming / whole join | leader RSS MiB: before → streaming / whole join |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"

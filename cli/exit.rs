@@ -11,6 +11,8 @@ pub enum Exit {
     TlsRefused = 4,
     NotFound = 5,
     Unhealthy = 6,
+    /// A store's disk is (nearly) full: writes are refused, or the node stopped.
+    DiskFull = 7,
 }
 
 /// A command's failure: what failed, what to do about it, and the exit code.
@@ -78,6 +80,12 @@ impl From<tinykv_node::ClientError> for CliError {
             }
             ClientError::Ambiguous { .. } => CliError::failed(e.to_string())
                 .hint("read the key back to learn whether the write took effect"),
+            ClientError::Kv(KvError::DiskFull { .. }) => {
+                CliError::new(Exit::DiskFull, e.to_string()).hint(
+                    "the write was not made; free space on that store's data dir (`tinykv compact \
+                     log` trims the Raft log) or grow the disk, and writes resume by themselves",
+                )
+            }
             _ => CliError::failed(e.to_string()),
         }
     }

@@ -24,9 +24,7 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
             let mut stop = StopSignal::install()?;
             let node = Node::start(config).await.map_err(start_error)?;
             tracing::info!(store = node.store_id(), addr = %node.addr(), "serving; stop with Ctrl-C or SIGTERM");
-            stop.wait().await;
-            node.shutdown().await;
-            Ok(())
+            serve(node, &mut stop).await
         }
         NodeCmd::Join { start, seed } => {
             let config = node_config(global, &start)?;
@@ -43,12 +41,17 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
                     if let Err(e) = caught_up {
                         tracing::warn!(error = %e, "cannot follow the catch-up; the node keeps running");
                     }
-                    stop.wait().await;
                 }
-                _ = stop.wait() => {}
+                _ = stop.wait() => {
+                    node.shutdown().await;
+                    return Ok(());
+                }
+                failure = node.stopped() => {
+                    node.shutdown().await;
+                    return Err(stopped_error(failure));
+                }
             }
-            node.shutdown().await;
-            Ok(())
+            serve(node, &mut stop).await
         }
         NodeCmd::Leave { store } => leave(global, store).await,
     }
@@ -96,9 +99,43 @@ fn start_error(e: tinykv_node::NodeError) -> CliError {
             "check that --seed names a running member and that it shares the CA"
         }
         NodeError::StoreIdMismatch { .. } => "each store needs its own data-dir",
+        NodeError::Config(_) => "`tinykv config default` documents every key",
         _ => "see the node's log above",
     };
     CliError::failed(format!("the node could not start: {e}")).hint(hint)
+}
+
+/// Serves until SIGINT or SIGTERM, or until the store stops on its own after a failed write or
+/// fsync: then the process ends with an error instead of serving a store that cannot write.
+async fn serve(node: Node, stop: &mut StopSignal) -> CliResult {
+    let outcome = tokio::select! {
+        _ = stop.wait() => Ok(()),
+        failure = node.stopped() => Err(stopped_error(failure)),
+    };
+    node.shutdown().await;
+    outcome
+}
+
+fn stopped_error(e: tinykv_node::NodeError) -> CliError {
+    let out_of_space = matches!(
+        e,
+        tinykv_node::NodeError::StoreStopped {
+            out_of_space: true,
+            ..
+        }
+    );
+    if out_of_space {
+        CliError::new(crate::exit::Exit::DiskFull, e.to_string()).hint(
+            "free space on the data dir's filesystem (or grow it), then start the node again on \
+             the same data-dir: every acknowledged write is on disk and is recovered; \
+             storage.reserve-space makes the node refuse writes before the disk fills",
+        )
+    } else {
+        CliError::failed(e.to_string()).hint(
+            "check the disk (the node's log above has the error), then start the node again on \
+             the same data-dir: every acknowledged write is on disk and is recovered",
+        )
+    }
 }
 
 /// SIGINT and SIGTERM, registered before the node starts so neither can be missed.

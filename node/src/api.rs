@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tinykv_storage::{Region, RegionEpoch};
 
+use crate::fault::FaultSpec;
+
 /// Encodes a service message (infallible for these types).
 pub fn encode<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(postcard::to_allocvec(value).unwrap_or_default())
@@ -127,6 +129,24 @@ pub enum KvError {
     Storage(String),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("fault injection refused: {reason}")]
+    FaultInjection { reason: String },
+    /// The store's data dir is below `storage.reserve-space`: the write was not proposed.
+    #[error(
+        "store {store_id} is low on disk space ({} available, storage.reserve-space is {}): \
+         writes are refused until space is freed; reads still work",
+        human_bytes(*.available),
+        human_bytes(*.reserve)
+    )]
+    DiskFull {
+        store_id: u64,
+        available: u64,
+        reserve: u64,
+    },
+}
+
+fn human_bytes(n: u64) -> String {
+    bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
 fn leader_hint(leader: &Option<StoreAddr>) -> String {
@@ -254,6 +274,10 @@ pub enum AdminRequest {
     RegionChecksum {
         region_id: u64,
     },
+    /// Replaces the node's injected faults (tests; needs `fault-injection: true`).
+    SetFaults(FaultSpec),
+    /// Removes every injected fault (tests; needs `fault-injection: true`).
+    ClearFaults,
 }
 
 /// Answers of the admin service.

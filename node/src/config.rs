@@ -244,6 +244,23 @@ impl Default for SnapshotConfig {
     }
 }
 
+/// Limits on the node's use of its data dir.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Client writes are refused while the data dir's filesystem has less than this available,
+    /// so that Raft appends, log compaction and a restart still find room; 0 turns the check off.
+    pub reserve_space: ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            reserve_space: ByteSize::mib(64),
+        }
+    }
+}
+
 /// A node's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -263,8 +280,12 @@ pub struct NodeConfig {
     pub tls: TlsConfig,
     pub raft: RaftConfig,
     pub snapshot: SnapshotConfig,
+    pub storage: StorageConfig,
     /// How long a client request may wait for its answer before `Timeout`.
     pub request_timeout: ReadableDuration,
+    /// Accept `SetFaults`/`ClearFaults` admin requests (network faults, slow fsync). For tests
+    /// only: anyone holding a client certificate could then cut the node off.
+    pub fault_injection: bool,
 }
 
 impl Default for NodeConfig {
@@ -279,9 +300,29 @@ impl Default for NodeConfig {
             tls: TlsConfig::default(),
             raft: RaftConfig::default(),
             snapshot: SnapshotConfig::default(),
+            storage: StorageConfig::default(),
             request_timeout: ReadableDuration::millis(5_000),
+            fault_injection: false,
         }
     }
+}
+
+/// The 1-based line of the dotted `key` (`raft.base-tick-interval`) in YAML `text`: each
+/// segment is looked for, as `segment:`, after the line where the previous one was found.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0;
+    let mut found = None;
+    for segment in key.split('.') {
+        let at = (from..lines.len()).find(|&i| {
+            let l = lines[i].trim_start().trim_start_matches("- ");
+            l.strip_prefix(segment)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })?;
+        found = Some(at + 1);
+        from = at + 1;
+    }
+    found
 }
 
 impl NodeConfig {
@@ -305,7 +346,26 @@ impl NodeConfig {
         if text.trim().is_empty() {
             return Ok(NodeConfig::default());
         }
-        serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if key.is_empty() || key == "." {
+                return inner;
+            }
+            // A value that fails inside a section is reported at the section; point at the key.
+            let mut reason = inner.split(" at line ").next().unwrap_or(&inner);
+            // The YAML reader prefixes the section it was in; the key says more.
+            if let Some((section, rest)) = reason.split_once(": ")
+                && key.starts_with(section)
+            {
+                reason = rest;
+            }
+            match key_line(text, &key) {
+                Some(line) => format!("{key}: {reason} at line {line}"),
+                None => format!("{key}: {reason}"),
+            }
+        })
     }
 
     pub fn to_yaml(&self) -> String {
@@ -452,8 +512,15 @@ impl NodeConfig {
              \x20 chunk-size: {chunk}\n\
              \x20 concurrent-send-limit: {sends}\n\
              \x20 concurrent-recv-limit: {recvs}\n\
+             storage:\n\
+             \x20 # Client writes (put, delete) are refused with DiskFull while the data dir's\n\
+             \x20 # filesystem has less than this available; reads, log compaction and Raft\n\
+             \x20 # replication go on, and writes resume once space returns. 0 turns it off.\n\
+             \x20 reserve-space: {reserve}\n\
              # A client request not answered within this is answered Timeout.\n\
-             request-timeout: {timeout}\n",
+             request-timeout: {timeout}\n\
+             # Accept fault-injection admin requests (tests only: network faults, slow fsync).\n\
+             fault-injection: {faults}\n",
             store_id = d.store_id,
             listen = d.listen_addr,
             data_dir = d.data_dir.display(),
@@ -471,7 +538,9 @@ impl NodeConfig {
             chunk = s.chunk_size,
             sends = s.concurrent_send_limit,
             recvs = s.concurrent_recv_limit,
+            reserve = d.storage.reserve_space,
             timeout = d.request_timeout,
+            faults = d.fault_injection,
         )
     }
 }
@@ -510,6 +579,17 @@ mod tests {
         c.raft.max_size_per_msg = ByteSize(1536);
         c.raft.base_tick_interval = ReadableDuration::millis(1500);
         assert_eq!(NodeConfig::parse(&c.to_yaml()).unwrap(), c);
+    }
+
+    #[test]
+    fn fault_injection_is_off_unless_asked_for() {
+        assert!(!NodeConfig::default().fault_injection);
+        assert!(NodeConfig::default_yaml().contains("fault-injection: false"));
+        assert!(
+            NodeConfig::parse("fault-injection: true\n")
+                .unwrap()
+                .fault_injection
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cmd;
 pub mod config;
+pub mod fault;
 pub mod inspect;
 pub mod message;
 mod peer;

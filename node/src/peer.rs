@@ -223,6 +223,10 @@ impl Peer {
                     .push(Answer::Failed(stale, KvError::StaleCommand));
             }
             let reply = settled.done;
+            // What this entry's command sees as applied: a CompactLog up to an index inside this
+            // batch (a follower catching up applies hundreds at once) must not be refused as
+            // beyond the applied index.
+            apply_state.applied_index = entry.index;
             let result = match entry.entry_type {
                 EntryType::Normal if entry.data.is_empty() => Ok(()),
                 EntryType::Normal => self.apply_cmd(entry, &region, batch, &mut apply_state),

@@ -16,14 +16,14 @@ use tinykv_transport::{
     CertError, Endpoint, EndpointConfig, EndpointError, RpcClient, RpcClientOptions, Service,
     TlsFiles, TlsIdentity,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::api::{self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError};
 use crate::config::{ConfigError, NodeConfig};
 use crate::message::RaftMessage;
-use crate::service::Services;
-use crate::store::{Store, StoreMsg, StoreParts};
+use crate::service::{FaultHooks, Services};
+use crate::store::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits};
 
 /// How many messages may wait for the raft loop before requests are answered `ServerBusy`.
 const STORE_QUEUE: usize = 65_536;
@@ -61,6 +61,16 @@ pub enum NodeError {
     Join { seed: SocketAddr, reason: String },
     #[error("the raft loop could not start: {0}")]
     Thread(std::io::Error),
+    /// A write or fsync of the data dir failed while the node ran. Nothing written after it can
+    /// be promised durable, so the store stopped rather than answer; every write it had
+    /// acknowledged is on disk.
+    #[error("store {store_id} stopped to keep its data intact: {cause}")]
+    StoreStopped {
+        store_id: u64,
+        cause: String,
+        /// The data dir's filesystem ran out of space.
+        out_of_space: bool,
+    },
 }
 
 /// A running node. Dropping it without `shutdown` stops it abruptly (as a crash would).
@@ -74,6 +84,7 @@ pub struct Node {
     raft_thread: Option<std::thread::JoinHandle<()>>,
     workers: Option<StorageWorkers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    failure: watch::Receiver<Option<StoreFailure>>,
 }
 
 impl Node {
@@ -96,6 +107,7 @@ impl Node {
 
     async fn launch(config: NodeConfig, joining: bool) -> Result<Node, NodeError> {
         config.validate()?;
+        check_reserve_fits(&config)?;
         let config = Arc::new(config);
         let dir = config.data_dir.clone();
         let storage_err = |source| NodeError::Storage {
@@ -160,14 +172,25 @@ impl Node {
             tx: tx.clone(),
         })
         .map_err(storage_err)?;
+        let (failure_tx, failure) = watch::channel(None);
         let raft_thread = std::thread::Builder::new()
             .name(format!("raftstore-{}", config.store_id))
-            .spawn(move || store.run(rx))
+            .spawn(move || {
+                if let Some(f) = store.run(rx) {
+                    failure_tx.send_replace(Some(f));
+                }
+            })
             .map_err(NodeError::Thread)?;
         endpoint.set_rpc_handler(Arc::new(Services {
             tx: tx.clone(),
             timeout: config.request_timeout.0,
             data_dir: config.data_dir.clone(),
+            faults: config.fault_injection.then(|| {
+                Arc::new(FaultHooks {
+                    endpoint: Arc::downgrade(&endpoint),
+                    sync_delay: engines.sync_delay(),
+                })
+            }),
         }));
         let tasks = spawn_forwarders(events, tx.clone(), config.raft.base_tick_interval.0);
         info!(store = config.store_id, %addr, "node started");
@@ -181,7 +204,38 @@ impl Node {
             raft_thread: Some(raft_thread),
             workers: Some(workers),
             tasks,
+            failure,
         })
+    }
+
+    /// Why the store stopped on its own (`StoreStopped`), if it has.
+    pub fn failure(&self) -> Option<NodeError> {
+        self.failure
+            .borrow()
+            .as_ref()
+            .map(|f| self.stopped_error(f))
+    }
+
+    /// Waits until the store stops on its own and says why; pending for as long as it serves.
+    pub async fn stopped(&self) -> NodeError {
+        let mut failure = self.failure.clone();
+        let found = match failure.wait_for(Option::is_some).await {
+            Ok(f) => f.clone(),
+            // The loop ended without failing: it was shut down, it did not stop on its own.
+            Err(_) => None,
+        };
+        match found {
+            Some(f) => self.stopped_error(&f),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn stopped_error(&self, f: &StoreFailure) -> NodeError {
+        NodeError::StoreStopped {
+            store_id: self.store_id,
+            cause: f.cause.clone(),
+            out_of_space: f.out_of_space,
+        }
     }
 
     pub fn store_id(&self) -> u64 {

@@ -1,21 +1,61 @@
 //! The node's client and admin services: decode a request, hand it to the raft loop, wait for
 //! the answer within the request timeout, encode it. A full loop answers `ServerBusy` at once
-//! rather than queue without bound.
+//! rather than queue without bound. Fault-injection requests are answered here, off the raft
+//! loop, so a test can partition a node whose loop is busy or stuck.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tinykv_transport::{Identity, RpcFuture, RpcHandler, Service};
+use tinykv_storage::engines::SyncDelay;
+use tinykv_transport::{Endpoint, Identity, RpcFuture, RpcHandler, Service};
 use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 use crate::api::{self, AdminRequest, AdminResponse, AdminResult, KvError, KvRequest, KvResult};
+use crate::fault::FaultSpec;
+use crate::message::RaftMessage;
 use crate::store::StoreMsg;
 
 pub(crate) struct Services {
     pub tx: mpsc::Sender<StoreMsg>,
     pub timeout: Duration,
     pub data_dir: PathBuf,
+    /// Present only when the configuration enables fault injection.
+    pub faults: Option<Arc<FaultHooks>>,
+}
+
+/// What fault injection acts on. The endpoint is held weakly: it owns these services, and a
+/// strong reference would keep it from shutting down.
+pub(crate) struct FaultHooks {
+    pub endpoint: Weak<Endpoint<RaftMessage>>,
+    pub sync_delay: SyncDelay,
+}
+
+impl FaultHooks {
+    fn set(&self, spec: &FaultSpec) -> AdminResult {
+        let rules = spec.rules().map_err(|e| KvError::FaultInjection {
+            reason: e.to_string(),
+        })?;
+        let endpoint = self
+            .endpoint
+            .upgrade()
+            .ok_or_else(|| KvError::Storage("the node is shutting down".into()))?;
+        warn!(rules = ?rules, sync_delay = ?spec.sync_delay, "fault injection: faults set");
+        endpoint.filter().set(rules);
+        self.sync_delay.set(spec.sync_delay);
+        Ok(AdminResponse::Done)
+    }
+
+    fn clear(&self) -> AdminResult {
+        if let Some(endpoint) = self.endpoint.upgrade() {
+            endpoint.filter().clear();
+        }
+        self.sync_delay.set(Duration::ZERO);
+        warn!("fault injection: faults cleared");
+        Ok(AdminResponse::Done)
+    }
 }
 
 impl RpcHandler for Services {
@@ -23,10 +63,13 @@ impl RpcHandler for Services {
         let tx = self.tx.clone();
         let timeout = self.timeout;
         let data_dir = self.data_dir.clone();
+        let faults = self.faults.clone();
         Box::pin(async move {
             let reply = match service {
                 Service::Client => api::encode(&serve_kv(&tx, timeout, &body).await),
-                Service::Admin => api::encode(&serve_admin(&tx, timeout, &body, data_dir).await),
+                Service::Admin => api::encode(
+                    &serve_admin(&tx, timeout, &body, data_dir, faults.as_deref()).await,
+                ),
             };
             Ok(reply)
         })
@@ -45,8 +88,19 @@ async fn serve_admin(
     timeout: Duration,
     body: &[u8],
     data_dir: PathBuf,
+    faults: Option<&FaultHooks>,
 ) -> AdminResult {
     let req: AdminRequest = api::decode("admin request", body)?;
+    match (&req, faults) {
+        (AdminRequest::SetFaults(_) | AdminRequest::ClearFaults, None) => {
+            return Err(KvError::FaultInjection {
+                reason: "this store's configuration has `fault-injection: false`".into(),
+            });
+        }
+        (AdminRequest::SetFaults(spec), Some(hooks)) => return hooks.set(spec),
+        (AdminRequest::ClearFaults, Some(hooks)) => return hooks.clear(),
+        _ => {}
+    }
     let (reply, rx) = oneshot::channel();
     submit(tx, StoreMsg::Admin { req, reply })?;
     let mut result = wait(rx, timeout).await;
@@ -94,4 +148,56 @@ pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::NetworkFault;
+
+    #[tokio::test]
+    async fn a_store_without_fault_injection_refuses_faults_naming_the_key() {
+        let (tx, mut rx) = mpsc::channel(4);
+        for req in [
+            AdminRequest::SetFaults(FaultSpec {
+                network: vec![NetworkFault::block(&[2])],
+                sync_delay: Duration::ZERO,
+            }),
+            AdminRequest::ClearFaults,
+        ] {
+            let body = api::encode(&req);
+            let err = serve_admin(&tx, Duration::from_secs(1), &body, PathBuf::new(), None)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, KvError::FaultInjection { .. }), "{err:?}");
+            assert!(err.to_string().contains("fault-injection"), "{err}");
+        }
+        // Refused before reaching the raft loop.
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_invalid_fault_is_refused_and_changes_nothing() {
+        let (tx, _rx) = mpsc::channel(4);
+        let hooks = FaultHooks {
+            endpoint: Weak::new(),
+            sync_delay: SyncDelay::default(),
+        };
+        let spec = FaultSpec {
+            network: vec![NetworkFault::drop_ppm(&[1], 2_000_000)],
+            sync_delay: Duration::from_millis(50),
+        };
+        let body = api::encode(&AdminRequest::SetFaults(spec));
+        let err = serve_admin(
+            &tx,
+            Duration::from_secs(1),
+            &body,
+            PathBuf::new(),
+            Some(&hooks),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("parts per million"), "{err}");
+        assert_eq!(hooks.sync_delay.get(), Duration::ZERO);
+    }
 }

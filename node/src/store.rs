@@ -28,6 +28,10 @@ use crate::config::NodeConfig;
 use crate::message::RaftMessage;
 use crate::peer::{Peer, PendingRead, Reply, is_linearizable_read};
 
+mod disk_space;
+use disk_space::DiskSpaceGuard;
+pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
+
 /// The most messages the loop takes before it processes readies.
 const MAX_BATCH: usize = 4096;
 /// The most log entries one `raft log` answer describes.
@@ -77,6 +81,7 @@ pub(crate) struct Store {
     ticks: u64,
     gc_every_ticks: u64,
     started: Instant,
+    disk: DiskSpaceGuard,
 }
 
 pub(crate) struct StoreParts {
@@ -109,6 +114,11 @@ impl Store {
         let raft_config = raft_config(&parts.config);
         let ticks_per_gc = parts.config.raft.log_gc_tick_interval.0.as_millis()
             / parts.config.raft.base_tick_interval.0.as_millis().max(1);
+        let disk = DiskSpaceGuard::new(
+            parts.config.data_dir.clone(),
+            parts.config.storage.reserve_space.0,
+            parts.config.raft.base_tick_interval.0,
+        );
         let mut store = Store {
             store_id: parts.store_id,
             cluster_id: parts.cluster_id,
@@ -125,6 +135,7 @@ impl Store {
             ticks: 0,
             gc_every_ticks: (ticks_per_gc as u64).max(1),
             started: Instant::now(),
+            disk,
         };
         for rec in store.engines.store_addrs()? {
             store.learn_addr(rec.store_id, &rec.addr);
@@ -170,8 +181,10 @@ impl Store {
         Ok(store)
     }
 
-    /// The loop: runs until `Shutdown` or the channel closes.
-    pub fn run(mut self, mut rx: mpsc::Receiver<StoreMsg>) {
+    /// The loop: runs until `Shutdown` or the channel closes, or until storage fails, which it
+    /// returns.
+    pub fn run(mut self, mut rx: mpsc::Receiver<StoreMsg>) -> Option<StoreFailure> {
+        let mut failure = None;
         // The transport spawns its link tasks on the runtime of whoever sends first.
         let runtime = self.runtime.clone();
         let _guard = runtime.enter();
@@ -191,13 +204,25 @@ impl Store {
                 // A failed fsync or a poisoned database: nothing acknowledged can be trusted to be
                 // durable past this point, so stop serving rather than answer wrongly.
                 error!(error = %e, "storage failed; the store stops");
+                failure = Some(disk_space::diagnose(
+                    &self.config.data_dir,
+                    self.config.storage.reserve_space.0,
+                    &e,
+                ));
                 stop = true;
             }
             if stop {
                 break;
             }
         }
-        let err = KvError::Storage("the store is shutting down".into());
+        let err = match &failure {
+            Some(f) => KvError::Storage(format!(
+                "the store stopped to keep its data intact ({}); a write in flight may or may not \
+                 have taken effect",
+                f.cause
+            )),
+            None => KvError::Storage("the store is shutting down".into()),
+        };
         for peer in self.peers.values_mut() {
             peer.fail_all(&err);
         }
@@ -214,6 +239,7 @@ impl Store {
             }
         }
         info!(store = self.store_id, "raft loop stopped");
+        failure
     }
 
     /// Handles one message; true to stop.
@@ -421,6 +447,7 @@ impl Store {
 
     fn on_tick(&mut self) {
         self.ticks += 1;
+        self.disk.on_tick(self.ticks);
         let gc = self.ticks.is_multiple_of(self.gc_every_ticks);
         let limit = self.config.raft.log_gc_count_limit;
         for peer in self.peers.values_mut() {
@@ -473,6 +500,14 @@ impl Store {
         }
         if !peer.is_leader() {
             let _ = reply.send(Err(self.not_leader(req.region_id)));
+            return;
+        }
+        // Refused before proposing, so the client knows the write did not happen. Entries that
+        // free space (CompactLog) and Raft appends from a leader are not client writes.
+        if req.op.is_write()
+            && let Some(err) = self.disk.refusal(self.store_id)
+        {
+            let _ = reply.send(Err(err));
             return;
         }
         match req.op {
@@ -569,6 +604,13 @@ impl Store {
                 store_id,
             } => {
                 return self.change_peer(region_id, store_id, None, reply);
+            }
+            // The admin service answers these itself, off the raft loop.
+            AdminRequest::SetFaults(_) | AdminRequest::ClearFaults => {
+                Err(KvError::FaultInjection {
+                    reason: "fault requests are served by the admin service, not the raft loop"
+                        .into(),
+                })
             }
         };
         let _ = reply.send(result);

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use tinykv_raft::Entry;
@@ -29,6 +31,9 @@ const SNAP_DIR: &str = "snap";
 /// The file fjall writes first in a database directory; its absence in a non-empty directory
 /// means the directory is something else.
 const FJALL_VERSION_FILE: &str = "version";
+/// A copy of the store ident beside the database, read before the database is opened: opening
+/// fjall replays and rewrites its journal and manifests, which a refused directory must not see.
+const IDENT_FILE: &str = "IDENT";
 
 /// What `Engines::open` checks besides the data dir's own consistency.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,6 +49,32 @@ struct Inner {
     raft: Keyspace,
     kv: Keyspace,
     meta: Keyspace,
+    sync_delay: SyncDelay,
+}
+
+/// A delay slept before every fsyncing commit of the Raft log, for fault injection: the raft
+/// loop then sees a slow disk. Clones share one setting; zero (the default) costs one relaxed
+/// atomic load per commit.
+#[derive(Clone, Debug, Default)]
+pub struct SyncDelay(Arc<AtomicU64>);
+
+impl SyncDelay {
+    pub fn set(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.0.store(micros, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Sleeps for the current delay, if any.
+    pub(crate) fn pause(&self) {
+        let delay = self.get();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+    }
 }
 
 /// The storage engines of one node. Cheap to clone: clones share the database.
@@ -69,6 +100,15 @@ impl Engines {
         let dir = dir.as_ref().to_path_buf();
         let db_dir = dir.join(DB_DIR);
         check_not_foreign(&db_dir)?;
+        let ident_file = read_ident_file(&dir)?;
+        if let (Some(ident), Some(expected)) = (ident_file, options.expected_cluster_id)
+            && ident.cluster_id != expected
+        {
+            return Err(StorageError::ClusterIdMismatch {
+                expected,
+                found: ident.cluster_id,
+            });
+        }
         let snap_dir = dir.join(SNAP_DIR);
         let db = Database::builder(&db_dir).open()?;
         let unknown: Vec<String> = db
@@ -96,6 +136,7 @@ impl Engines {
                 raft,
                 kv,
                 meta,
+                sync_delay: SyncDelay::default(),
             }),
         };
         for region in engines.regions()? {
@@ -109,6 +150,19 @@ impl Engines {
             }
         }
         let report = recovery::recover_interrupted_applies(&engines)?;
+        match (engines.store_ident()?, ident_file) {
+            (Some(ident), None) => write_ident_file(&engines.inner.dir, ident)?,
+            (Some(ident), Some(file)) if ident != file => {
+                return Err(StorageError::ForeignDataDir {
+                    path: engines.inner.dir.join(IDENT_FILE),
+                    problem: format!(
+                        "names cluster {} store {}, the database cluster {} store {}",
+                        file.cluster_id, file.store_id, ident.cluster_id, ident.store_id
+                    ),
+                });
+            }
+            _ => {}
+        }
         Ok((engines, report))
     }
 
@@ -119,6 +173,20 @@ impl Engines {
     /// Where snapshot files are built and received.
     pub fn snap_dir(&self) -> &Path {
         &self.inner.snap_dir
+    }
+
+    /// Sets the delay slept before every fsyncing commit (see [`SyncDelay`]).
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.inner.sync_delay.set(delay);
+    }
+
+    /// A handle on the fsync delay that does not keep the database open.
+    pub fn sync_delay(&self) -> SyncDelay {
+        self.inner.sync_delay.clone()
+    }
+
+    pub(crate) fn pause_before_sync(&self) {
+        self.inner.sync_delay.pause();
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -151,7 +219,7 @@ impl Engines {
         let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
         batch.insert(self.meta(), keys::STORE_IDENT_KEY, ident.encode());
         batch.commit()?;
-        Ok(())
+        write_ident_file(&self.inner.dir, ident)
     }
 
     /// Writes a new region the way TinyKV bootstraps one: log, commit and applied index at
@@ -355,6 +423,48 @@ pub(crate) fn read_record<T: Record>(
 }
 
 /// A directory fjall has not initialised must be empty, or it is someone else's.
+/// The ident file's content: `cluster-id N` and `store-id M` lines.
+fn read_ident_file(dir: &Path) -> Result<Option<StoreIdent>> {
+    let path = dir.join(IDENT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io(&path, e)),
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    match (field("cluster-id "), field("store-id ")) {
+        (Some(cluster_id), Some(store_id)) => Ok(Some(StoreIdent {
+            cluster_id,
+            store_id,
+        })),
+        _ => Err(StorageError::ForeignDataDir {
+            path,
+            problem: "not a store ident (expected `cluster-id N` and `store-id M` lines)".into(),
+        }),
+    }
+}
+
+/// Writes the ident file atomically (temporary file, fsync, rename, fsync of the directory).
+fn write_ident_file(dir: &Path, ident: StoreIdent) -> Result<()> {
+    let path = dir.join(IDENT_FILE);
+    let tmp = dir.join(format!("{IDENT_FILE}.tmp"));
+    let text = format!(
+        "cluster-id {}\nstore-id {}\n",
+        ident.cluster_id, ident.store_id
+    );
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| StorageError::io(&path, e))
+}
+
 fn check_not_foreign(db_dir: &Path) -> Result<()> {
     match std::fs::metadata(db_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -432,5 +542,31 @@ fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>) -> Result<()
             })
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_sync_delay_is_shared_by_clones_and_slows_only_fsyncing_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engines, _) = Engines::open(dir.path(), OpenOptions::default()).unwrap();
+        let clone = engines.clone();
+        let handle = engines.sync_delay();
+        clone.set_sync_delay(Duration::from_millis(300));
+        assert_eq!(handle.get(), Duration::from_millis(300));
+
+        let started = Instant::now();
+        engines.commit(engines.raft_batch()).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        handle.set(Duration::ZERO);
+        assert_eq!(engines.sync_delay().get(), Duration::ZERO);
+        let started = Instant::now();
+        engines.commit_without_fsync(engines.raft_batch()).unwrap();
+        assert!(started.elapsed() < Duration::from_millis(300));
     }
 }

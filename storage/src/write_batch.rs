@@ -94,6 +94,7 @@ impl Engines {
     /// Commits the batch with one fsync of the journal. Messages of the readies may be sent,
     /// and peers updated, only after this returns `Ok`.
     pub fn commit(&self, batch: RaftWriteBatch) -> Result<PersistedBatch> {
+        self.pause_before_sync();
         self.commit_with(batch, PersistMode::SyncAll)
     }
 

@@ -62,15 +62,35 @@ fn a_corrupt_raft_state_or_unknown_meta_key_is_refused() {
     );
 }
 
+/// Every file under `dir` with its size and modification time.
+fn listing(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(listing(&entry.path()));
+        } else {
+            out.push((entry.path(), meta.len(), meta.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn another_clusters_data_dir_is_refused() {
     let dir = bootstrapped();
+    // A dir opened once (which writes the ident file if an older version made it) and closed.
+    drop(open(dir.path(), Some(CLUSTER)).unwrap());
+    let before = listing(dir.path());
     match open(dir.path(), Some(CLUSTER + 1)) {
         Err(StorageError::ClusterIdMismatch { expected, found }) => {
             assert_eq!((expected, found), (CLUSTER + 1, CLUSTER));
         }
         other => panic!("expected a cluster id mismatch, got {other:?}"),
     }
+    // Refused before the database was opened: not a byte of journal or manifest rewritten.
+    assert_eq!(listing(dir.path()), before);
     assert!(open(dir.path(), Some(CLUSTER)).is_ok());
 }
 

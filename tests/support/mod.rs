@@ -2,6 +2,9 @@
 //! kills every process a test started, even when the test fails.
 #![allow(dead_code)]
 
+pub mod history;
+pub mod nemesis;
+
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

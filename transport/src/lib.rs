@@ -66,3 +66,8 @@ pub use snapshot::{ReceivedSnapshot, SnapshotMeta, SnapshotProgress};
 pub use stats::Stats;
 pub use tls::ConnectionTuning;
 pub use wire::{RemoteError, Service, SnapshotHeader, SnapshotRefusal};
+
+/// The QUIC library the configs in [`tls`] are built for, so that a test can open raw streams
+/// (garbage frames, foreign certificates) with exactly the version the endpoint speaks.
+#[doc(hidden)]
+pub use quinn;

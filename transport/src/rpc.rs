@@ -79,21 +79,34 @@ pub(crate) async fn call_on(
     max: usize,
 ) -> Result<Bytes, RpcError> {
     let request = frame::encode(&StreamHead::Rpc { service, body }, max)?;
-    let lost = |conn: &quinn::Connection, detail: String| match conn.close_reason() {
-        Some(reason) => RpcError::Connect(connection_error(conn.remote_address(), &reason)),
-        None => RpcError::ConnectionLost(detail),
-    };
+    // Only a stream that never opened proves the request was never sent: that is a connect
+    // error, which callers may retry elsewhere. Once the stream is open, part or all of the
+    // request may have reached the server, whatever ended the connection.
     let (mut send, mut recv) = conn
         .open_bi()
         .await
-        .map_err(|e| lost(conn, e.to_string()))?;
+        .map_err(|e| match conn.close_reason() {
+            Some(reason) => RpcError::Connect(connection_error(conn.remote_address(), &reason)),
+            None => RpcError::ConnectionLost(e.to_string()),
+        })?;
+    // Except a refused certificate: the server accepted nothing on that connection (TLS 1.3
+    // clients learn of the refusal only after their first bytes are out).
+    let after_open = |detail: String| match conn
+        .close_reason()
+        .map(|r| connection_error(conn.remote_address(), &r))
+    {
+        Some(refused @ (ConnectError::TlsRefused { .. } | ConnectError::HelloRefused { .. })) => {
+            RpcError::Connect(refused)
+        }
+        _ => RpcError::ConnectionLost(detail),
+    };
     send.write_all(&request)
         .await
-        .map_err(|e| lost(conn, e.to_string()))?;
+        .map_err(|e| after_open(e.to_string()))?;
     let _ = send.finish();
     let reply: RpcReply = match frame::read_required(&mut recv, max).await {
         Ok(reply) => reply,
-        Err(FrameError::Io(e)) => return Err(lost(conn, e.to_string())),
+        Err(FrameError::Io(e)) => return Err(after_open(e.to_string())),
         Err(other) => return Err(other.into()),
     };
     Ok(reply?)

@@ -150,3 +150,40 @@ async fn a_server_that_never_answers_the_handshake_is_a_connect_error_not_a_call
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_after_the_request_left_is_not_a_connect_error() {
+    // A request that reached the server may have taken effect: losing the connection after
+    // that must not look like "never sent", or a client would send a write twice.
+    let pki = Pki::new();
+    let node = start(&pki, 1);
+    let (arrived_tx, arrived_rx) = oneshot::channel::<()>();
+    let arrived_tx = Arc::new(Mutex::new(Some(arrived_tx)));
+    node.endpoint.set_rpc_handler(Arc::new(
+        move |_f: Identity, _s: Service, _body: bytes::Bytes| {
+            if let Some(tx) = arrived_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            async move { std::future::pending::<Result<bytes::Bytes, String>>().await }
+        },
+    ));
+    let options = RpcClientOptions {
+        tuning: ConnectionTuning {
+            keep_alive: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(500),
+            ..ConnectionTuning::default()
+        },
+        ..RpcClientOptions::default()
+    };
+    let client = RpcClient::new(&pki.client("c"), node.addr, options).unwrap();
+    let call = tokio::spawn(async move {
+        client
+            .call_with_timeout(Service::Client, "write".into(), Duration::from_secs(20))
+            .await
+    });
+    within(arrived_rx).await.unwrap();
+    drop(node);
+    let err = within(call).await.unwrap().unwrap_err();
+    assert!(matches!(err, RpcError::ConnectionLost(_)), "{err:?}");
+    assert!(err.is_unreachable());
+}

@@ -1,0 +1,744 @@
+//! Nemesis suite over real processes: five `tinykv node` processes on loopback, five clients
+//! doing put, linearizable get, delete and scan over a few keys, and a seeded schedule of
+//! faults — `kill -9` and restart (random nodes and the leader), partitions (majority/minority,
+//! bridge, isolated leader) through the nodes' fault-injection hook and, where nftables works,
+//! by dropping UDP between node ports, SIGSTOP/SIGCONT pauses, a slow fsync and a lossy link.
+//!
+//! Afterwards everything is healed and the run must show: a linearizable history (with a final
+//! read of every key), every store at the same applied index with the same region checksum, a
+//! bounded Raft log on every store, and a cluster that still takes writes.
+//!
+//! `TINYKV_CHAOS_SEED` (default 7) picks the schedule, `TINYKV_CHAOS_SECS` (default 120) how long
+//! faults are injected. A failing run keeps its directory (seed, fault schedule as executed,
+//! history as JSON lines, node logs) and prints it with the command that replays the seed.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use support::history::{self, History, Outcome, Request};
+use support::nemesis::{
+    Cluster, Cut, NftTable, admin_until, cut_between, find_leader, hook_spec_for,
+};
+use tinykv_node::api::{AdminRequest, AdminResponse, ReadMode};
+use tinykv_node::fault::{FaultSpec, NetworkFault};
+use tinykv_node::{Client, ClientConfig};
+
+const NODES: u64 = 5;
+const CLIENTS: u64 = 5;
+const KEYS: usize = 8;
+const DEFAULT_SEED: u64 = 7;
+const DEFAULT_SECS: u64 = 120;
+/// Low so that log GC and snapshots to lagging stores happen many times in a run.
+const GC_COUNT_LIMIT: u64 = 100;
+/// What "bounded" means for a settled store's log: compaction keeps at most the limit's worth
+/// of applied entries, and the leader checks once per GC tick.
+const LOG_BOUND: u64 = 2 * GC_COUNT_LIMIT;
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Caps on waiting for the cluster once healed: generous, two cores are shared.
+const SETTLE_CAP: Duration = Duration::from_secs(60);
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+fn key_names() -> Vec<String> {
+    (0..KEYS).map(|i| format!("k{i}")).collect()
+}
+
+/// The run's directory: removed when the run passes, kept (and named with the replay command)
+/// when it fails or panics.
+struct RunDir {
+    path: PathBuf,
+    seed: u64,
+    secs: u64,
+    passed: bool,
+}
+
+impl RunDir {
+    fn new(seed: u64, secs: u64) -> RunDir {
+        let path =
+            std::env::temp_dir().join(format!("tinykv-chaos-seed{seed}-pid{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create run dir");
+        std::fs::write(
+            path.join("seed"),
+            format!("TINYKV_CHAOS_SEED={seed}\nTINYKV_CHAOS_SECS={secs}\n"),
+        )
+        .expect("write seed");
+        RunDir {
+            path,
+            seed,
+            secs,
+            passed: false,
+        }
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.passed {
+            let _ = std::fs::remove_dir_all(&self.path);
+            return;
+        }
+        eprintln!(
+            "chaos: run FAILED; kept {} (seed, faults.log, history.jsonl, cluster/nodeI/node.log)\n\
+             chaos: replay the schedule with: TINYKV_CHAOS_SEED={} TINYKV_CHAOS_SECS={} \
+             cargo test -p tinykv --release --test chaos -- --nocapture",
+            self.path.display(),
+            self.seed,
+            self.secs
+        );
+    }
+}
+
+/// How a partition is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// The nodes' fault-injection admin hook (the transport's filter).
+    Hook,
+    /// nftables dropping UDP between node ports; the node code is untouched.
+    Nft,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    MajorityMinority,
+    Bridge,
+    IsolatedLeader,
+}
+
+/// The nemesis: applies one fault at a time from the seeded schedule and undoes it.
+struct Nemesis<'a> {
+    rng: StdRng,
+    cluster: &'a mut Cluster,
+    admin: &'a Client,
+    rt: &'a tokio::runtime::Runtime,
+    nft: Option<&'a NftTable>,
+    history: &'a History,
+    log: std::fs::File,
+    counts: BTreeMap<String, u64>,
+    /// Stores that hold injected faults right now.
+    faulted: BTreeSet<u64>,
+}
+
+impl Nemesis<'_> {
+    fn note(&mut self, line: &str) {
+        use std::io::Write;
+        let text = format!("[{:9.3}s] {line}", self.history.seconds());
+        let _ = writeln!(self.log, "{text}");
+        println!("chaos: {text}");
+    }
+
+    fn count(&mut self, kind: &str) {
+        *self.counts.entry(kind.to_string()).or_default() += 1;
+    }
+
+    fn hold(&mut self, min_ms: u64, max_ms: u64) {
+        let ms = self.rng.random_range(min_ms..=max_ms);
+        // The fault's duration, drawn from the schedule; nothing is being waited for.
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
+    fn leader(&mut self) -> Option<u64> {
+        let live = self.cluster.live();
+        self.rt
+            .block_on(find_leader(self.admin, self.cluster, &live))
+    }
+
+    /// Waits until node `id` answers again after a restart.
+    fn await_up(&mut self, id: u64) {
+        let addr = self.cluster.node(id).addr;
+        let up = self.rt.block_on(admin_until(
+            self.admin,
+            addr,
+            AdminRequest::StoreStatus,
+            SETTLE_CAP,
+        ));
+        if let Err(e) = up {
+            panic!(
+                "store {id} did not come back within {SETTLE_CAP:?}: {e}; log {}",
+                self.cluster.node(id).log_path().display()
+            );
+        }
+    }
+
+    fn set_faults(&mut self, id: u64, spec: FaultSpec) {
+        let addr = self.cluster.node(id).addr;
+        self.faulted.insert(id);
+        let r = self.rt.block_on(admin_until(
+            self.admin,
+            addr,
+            AdminRequest::SetFaults(spec),
+            Duration::from_secs(10),
+        ));
+        if let Err(e) = r {
+            self.note(&format!("  store {id}: faults not set: {e}"));
+        }
+    }
+
+    fn clear_faults(&mut self) {
+        for id in std::mem::take(&mut self.faulted) {
+            let addr = self.cluster.node(id).addr;
+            let r = self.rt.block_on(admin_until(
+                self.admin,
+                addr,
+                AdminRequest::ClearFaults,
+                SETTLE_CAP,
+            ));
+            if let Err(e) = r {
+                panic!("store {id}: faults could not be cleared: {e}");
+            }
+        }
+    }
+
+    fn run(&mut self, secs: u64) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            self.step();
+            self.hold(300, 1_500);
+        }
+    }
+
+    fn step(&mut self) {
+        let ids = self.cluster.ids();
+        match self.rng.random_range(0..100u32) {
+            0..15 => {
+                let id = ids[self.rng.random_range(0..ids.len())];
+                self.kill_restart("kill-random", id);
+            }
+            15..30 => match self.leader() {
+                Some(id) => self.kill_restart("kill-leader", id),
+                None => self.note("kill-leader: no leader known, skipped"),
+            },
+            30..42 => {
+                let leader = self.rng.random_bool(0.5).then(|| self.leader()).flatten();
+                let id = leader.unwrap_or_else(|| ids[self.rng.random_range(0..ids.len())]);
+                let kind = if leader.is_some() {
+                    "pause-leader"
+                } else {
+                    "pause-random"
+                };
+                self.pause_resume(kind, id);
+            }
+            42..72 => {
+                let via = if self.nft.is_some() && self.rng.random_bool(0.5) {
+                    Via::Nft
+                } else {
+                    Via::Hook
+                };
+                let shape = match self.rng.random_range(0..3u32) {
+                    0 => Shape::MajorityMinority,
+                    1 => Shape::Bridge,
+                    _ => Shape::IsolatedLeader,
+                };
+                self.partition(via, shape);
+            }
+            72..87 => self.slow_disk(),
+            _ => self.lossy(),
+        }
+    }
+
+    fn kill_restart(&mut self, kind: &str, id: u64) {
+        self.count(kind);
+        self.note(&format!("{kind}: kill -9 store {id}"));
+        self.cluster.kill(id);
+        self.hold(200, 4_000);
+        self.cluster.start(id);
+        self.await_up(id);
+        self.note(&format!("{kind}: store {id} restarted and answering"));
+    }
+
+    fn pause_resume(&mut self, kind: &str, id: u64) {
+        self.count(kind);
+        self.note(&format!("{kind}: SIGSTOP store {id}"));
+        self.cluster.pause(id);
+        self.hold(500, 4_000);
+        self.cluster.resume(id);
+        self.note(&format!("{kind}: SIGCONT store {id}"));
+    }
+
+    fn partition(&mut self, via: Via, shape: Shape) {
+        let mut ids = self.cluster.ids();
+        ids.shuffle(&mut self.rng);
+        let (cut, what): (Cut, String) = match shape {
+            Shape::MajorityMinority => (
+                cut_between(&ids[..2], &ids[2..]),
+                format!("minority {:?} | majority {:?}", &ids[..2], &ids[2..]),
+            ),
+            Shape::Bridge => (
+                cut_between(&ids[..2], &ids[3..]),
+                format!("{:?} | bridge {} | {:?}", &ids[..2], ids[2], &ids[3..]),
+            ),
+            Shape::IsolatedLeader => {
+                let leader = self.leader().unwrap_or(ids[0]);
+                let rest: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
+                (
+                    cut_between(&[leader], &rest),
+                    format!("leader {leader} alone | {rest:?}"),
+                )
+            }
+        };
+        let kind = format!(
+            "partition-{}-{}",
+            match shape {
+                Shape::MajorityMinority => "majority-minority",
+                Shape::Bridge => "bridge",
+                Shape::IsolatedLeader => "isolated-leader",
+            },
+            match via {
+                Via::Hook => "hook",
+                Via::Nft => "nft",
+            }
+        );
+        self.count(&kind);
+        self.note(&format!("{kind}: {what}"));
+        match via {
+            Via::Hook => {
+                for id in self.cluster.ids() {
+                    let spec = hook_spec_for(id, &cut);
+                    if !spec.network.is_empty() {
+                        self.set_faults(id, spec);
+                    }
+                }
+            }
+            Via::Nft => {
+                let ports: Vec<(u16, u16)> = cut
+                    .iter()
+                    .map(|(a, b)| {
+                        (
+                            self.cluster.node(*a).addr.port(),
+                            self.cluster.node(*b).addr.port(),
+                        )
+                    })
+                    .collect();
+                if let Some(nft) = self.nft
+                    && let Err(e) = nft.cut(&ports)
+                {
+                    panic!("nft rules could not be added: {e}");
+                }
+            }
+        }
+        self.hold(1_000, 6_000);
+        match via {
+            Via::Hook => self.clear_faults(),
+            Via::Nft => {
+                if let Some(nft) = self.nft
+                    && let Err(e) = nft.heal()
+                {
+                    panic!("nft rules could not be removed: {e}");
+                }
+            }
+        }
+        self.note(&format!("{kind}: healed"));
+    }
+
+    fn slow_disk(&mut self) {
+        self.count("slow-fsync");
+        let mut ids = self.cluster.ids();
+        ids.shuffle(&mut self.rng);
+        let n = self.rng.random_range(1..=2);
+        let delay = Duration::from_millis(self.rng.random_range(20..=200));
+        self.note(&format!(
+            "slow-fsync: {delay:?} before each fsync on {:?}",
+            &ids[..n]
+        ));
+        for &id in &ids[..n] {
+            self.set_faults(
+                id,
+                FaultSpec {
+                    network: Vec::new(),
+                    sync_delay: delay,
+                },
+            );
+        }
+        self.hold(1_000, 5_000);
+        self.clear_faults();
+        self.note("slow-fsync: cleared");
+    }
+
+    fn lossy(&mut self) {
+        self.count("lossy-link");
+        let ids = self.cluster.ids();
+        let id = ids[self.rng.random_range(0..ids.len())];
+        let ppm = self.rng.random_range(100_000..=500_000);
+        self.note(&format!(
+            "lossy-link: store {id} drops {}% of its Raft messages",
+            ppm / 10_000
+        ));
+        self.set_faults(
+            id,
+            FaultSpec {
+                network: vec![NetworkFault::drop_ppm(&[], ppm)],
+                sync_delay: Duration::ZERO,
+            },
+        );
+        self.hold(1_000, 5_000);
+        self.clear_faults();
+        self.note("lossy-link: cleared");
+    }
+
+    /// Undoes everything: no injected faults, no nft rules, every node running.
+    fn heal_all(&mut self) {
+        self.note("heal: clearing faults, resuming and restarting every node");
+        if let Some(nft) = self.nft
+            && let Err(e) = nft.heal()
+        {
+            panic!("nft rules could not be removed: {e}");
+        }
+        self.cluster.restore_all();
+        self.faulted = self.cluster.ids().into_iter().collect();
+        self.clear_faults();
+    }
+}
+
+/// One client: random operations over the keys until told to stop.
+async fn client_loop(
+    id: u64,
+    seed: u64,
+    config: ClientConfig,
+    history: History,
+    stop: Arc<AtomicBool>,
+) {
+    let client = loop {
+        match Client::connect(config.clone()).await {
+            Ok(c) => break c,
+            Err(e) if stop.load(Ordering::Relaxed) => panic!("client {id} never connected: {e}"),
+            // The cluster is still electing; connecting again is the only way to know.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let keys = key_names();
+    let mut rng = StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let key = keys[rng.random_range(0..keys.len())].clone();
+        let request = match rng.random_range(0..100u32) {
+            0..35 => {
+                seq += 1;
+                Request::Put {
+                    key,
+                    value: format!("c{id}-{seq}"),
+                }
+            }
+            35..70 => Request::Get { key },
+            70..82 => Request::Delete { key },
+            _ => Request::Scan { keys: keys.clone() },
+        };
+        let call = history.now();
+        let result = match &request {
+            Request::Put { key, value } => client
+                .put(key.clone().into_bytes(), value.clone().into_bytes())
+                .await
+                .map(|()| Outcome::Written),
+            Request::Get { key } => client
+                .get(key.clone().into_bytes())
+                .await
+                .map(|v| Outcome::Value(v.map(|b| String::from_utf8_lossy(&b).into_owned()))),
+            Request::Delete { key } => client
+                .delete(key.clone().into_bytes())
+                .await
+                .map(|()| Outcome::Written),
+            // Every key lies in [k, l).
+            Request::Scan { .. } => client
+                .scan(&b"k"[..], &b"l"[..], 1_000, ReadMode::Linearizable)
+                .await
+                .map(|pairs| {
+                    Outcome::Pairs(
+                        pairs
+                            .into_iter()
+                            .map(|(k, v)| {
+                                (
+                                    String::from_utf8_lossy(&k).into_owned(),
+                                    String::from_utf8_lossy(&v).into_owned(),
+                                )
+                            })
+                            .collect(),
+                    )
+                }),
+        };
+        let outcome = result.unwrap_or_else(|e| history::classify_error(&request, &e));
+        history.record(id, call, request, outcome);
+        // Think time: a couple of hundred operations a second in all keeps a half-hour history
+        // within what the checker can hold in memory (its memo grows with the square of a
+        // key's operations), while leaving writes in flight whenever a fault strikes.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..40))).await;
+    }
+}
+
+/// Reads every key once more, after healing, so that a lost write cannot hide at the end.
+fn final_reads(rt: &tokio::runtime::Runtime, config: ClientConfig, history: &History) {
+    rt.block_on(async {
+        let client = Client::connect(config)
+            .await
+            .expect("final reader connects");
+        for key in key_names() {
+            let deadline = Instant::now() + SETTLE_CAP;
+            loop {
+                let call = history.now();
+                match client.get(key.clone().into_bytes()).await {
+                    Ok(v) => {
+                        let value = v.map(|b| String::from_utf8_lossy(&b).into_owned());
+                        history.record(0, call, Request::Get { key }, Outcome::Value(value));
+                        break;
+                    }
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("final read of {key} failed for {SETTLE_CAP:?}: {e}"),
+                }
+            }
+        }
+    });
+}
+
+/// Polls until every store reports the same applied index and checksum for region 1.
+fn converge(
+    rt: &tokio::runtime::Runtime,
+    admin: &Client,
+    cluster: &Cluster,
+) -> (u64, u64, Duration) {
+    let started = Instant::now();
+    loop {
+        let seen: Vec<Option<(u64, u32, u64)>> = rt.block_on(async {
+            let mut out = Vec::new();
+            for node in &cluster.nodes {
+                let r = admin
+                    .admin(node.addr, AdminRequest::RegionChecksum { region_id: 1 })
+                    .await;
+                out.push(match r {
+                    Ok(AdminResponse::Checksum {
+                        applied,
+                        crc32,
+                        keys,
+                    }) => Some((applied, crc32, keys)),
+                    _ => None,
+                });
+            }
+            out
+        });
+        if let Some(Some(first)) = seen.first()
+            && seen.iter().all(|s| s.as_ref() == Some(first))
+        {
+            return (first.0, first.2, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < SETTLE_CAP,
+            "stores did not converge within {SETTLE_CAP:?}: (applied, crc32, keys) per store {seen:?}"
+        );
+        // The state lives in other processes; asking again is the only way to see it change.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Polls until every store's log holds at most `LOG_BOUND` entries past its truncation point.
+fn logs_bounded(rt: &tokio::runtime::Runtime, admin: &Client, cluster: &Cluster) -> Vec<u64> {
+    let started = Instant::now();
+    loop {
+        let lens: Vec<Option<u64>> = rt.block_on(async {
+            let mut out = Vec::new();
+            for node in &cluster.nodes {
+                let r = admin
+                    .admin(node.addr, AdminRequest::RaftState { region_id: 1 })
+                    .await;
+                out.push(match r {
+                    Ok(AdminResponse::RaftState(s)) => {
+                        Some(s.state.last_index - s.state.truncated_index)
+                    }
+                    _ => None,
+                });
+            }
+            out
+        });
+        if lens.iter().all(|l| l.is_some_and(|l| l <= LOG_BOUND)) {
+            return lens.into_iter().flatten().collect();
+        }
+        assert!(
+            started.elapsed() < SETTLE_CAP,
+            "raft logs not bounded by {LOG_BOUND} within {SETTLE_CAP:?}: last - truncated per store {lens:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The cluster takes a write after everything, and reads it back.
+fn still_writable(rt: &tokio::runtime::Runtime, config: ClientConfig, seed: u64) -> Duration {
+    let started = Instant::now();
+    rt.block_on(async {
+        let client = Client::connect(config).await.expect("writer connects");
+        let value = format!("after-chaos-{seed}");
+        loop {
+            match client
+                .put(&b"chaos-final"[..], value.clone().into_bytes())
+                .await
+            {
+                Ok(()) => break,
+                Err(_) if started.elapsed() < SETTLE_CAP => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("the healed cluster refused writes for {SETTLE_CAP:?}: {e}"),
+            }
+        }
+        let read = client.get(&b"chaos-final"[..]).await.expect("read back");
+        assert_eq!(read.as_deref(), Some(value.as_bytes()));
+    });
+    started.elapsed()
+}
+
+fn write_failure(dir: &Path, text: &str) {
+    let _ = std::fs::write(dir.join("failure.txt"), text);
+}
+
+#[test]
+fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
+    let seed = env_u64("TINYKV_CHAOS_SEED", DEFAULT_SEED);
+    let secs = env_u64("TINYKV_CHAOS_SECS", DEFAULT_SECS);
+    let started = Instant::now();
+    let mut run_dir = RunDir::new(seed, secs);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let mut cluster = Cluster::create(&run_dir.path.join("cluster"), NODES, |c| {
+        c.fault_injection = true;
+        c.raft.log_gc_count_limit = GC_COUNT_LIMIT;
+        c.raft.log_gc_tick_interval = tinykv_node::config::ReadableDuration::millis(1_000);
+    });
+    let admin = rt.block_on(async {
+        let deadline = Instant::now() + SETTLE_CAP;
+        loop {
+            match Client::connect(cluster.client_config(Duration::from_secs(2))).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() >= deadline => panic!("cluster never answered: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    support::wait_for("a first leader", SETTLE_CAP, || {
+        rt.block_on(find_leader(&admin, &cluster, &cluster.live()))
+    });
+
+    let nft_name = format!("tinykv_chaos_{}", std::process::id());
+    let nft = match NftTable::create(&nft_name) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            println!("chaos: UDP-level (nftables) partitions skipped: {e}");
+            None
+        }
+    };
+
+    let history = History::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (1..=CLIENTS)
+        .map(|id| {
+            rt.spawn(client_loop(
+                id,
+                seed,
+                cluster.client_config(CLIENT_TIMEOUT),
+                history.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    let log = std::fs::File::create(run_dir.path.join("faults.log")).expect("faults.log");
+    let mut nemesis = Nemesis {
+        rng: StdRng::seed_from_u64(seed),
+        cluster: &mut cluster,
+        admin: &admin,
+        rt: &rt,
+        nft: nft.as_ref(),
+        history: &history,
+        log,
+        counts: BTreeMap::new(),
+        faulted: BTreeSet::new(),
+    };
+    nemesis.note(&format!(
+        "seed {seed}, {secs} s of faults, nft {}",
+        if nft.is_some() { "on" } else { "off" }
+    ));
+    nemesis.run(secs);
+    nemesis.heal_all();
+    let faults = std::mem::take(&mut nemesis.counts);
+    for id in nemesis.cluster.ids() {
+        nemesis.await_up(id);
+    }
+    nemesis.note("heal: every node answers; stopping the clients");
+    drop(nemesis);
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        rt.block_on(c).expect("client task");
+    }
+    // Written now so that a run failing in the final reads still keeps its history.
+    let history_path = run_dir.path.join("history.jsonl");
+    history::write_jsonl(&history.records(), &history_path).expect("write history");
+    final_reads(&rt, cluster.client_config(Duration::from_secs(5)), &history);
+
+    // (a) The whole history, final reads included, is linearizable.
+    let records = history.records();
+    history::write_jsonl(&records, &history_path).expect("write history");
+    let ops = history::to_operations(&records);
+    let check_started = Instant::now();
+    let verdict = tinykv_lincheck::check_kv(&ops);
+    let check_time = check_started.elapsed();
+    if let Err(v) = &verdict {
+        write_failure(&run_dir.path, &v.to_string());
+        panic!("history is not linearizable:\n{v}");
+    }
+
+    // (b) Every store converges to the same applied index and data.
+    let (applied, data_keys, converge_time) = converge(&rt, &admin, &cluster);
+    // (c) Every store's raft log is bounded.
+    let log_lens = logs_bounded(&rt, &admin, &cluster);
+    // (d) The cluster still takes writes.
+    let write_time = still_writable(&rt, cluster.client_config(CLIENT_TIMEOUT), seed);
+
+    let mut by_kind: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for r in &records {
+        *by_kind
+            .entry((r.request.kind(), r.outcome.label()))
+            .or_default() += 1;
+    }
+    let keys_checked: BTreeSet<&[u8]> = ops.iter().map(|o| o.kind.key()).collect();
+    let faults_text: Vec<String> = faults.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let ops_text: Vec<String> = by_kind
+        .iter()
+        .map(|((k, o), n)| format!("{k}/{o} {n}"))
+        .collect();
+    println!(
+        "chaos summary: seed {seed}, {secs} s of faults ({:.1} s in all); faults injected: {} \
+         ({} in all; nft partitions {}); operations: {} ({} recorded, {} checker operations after \
+         splitting scans); {} keys checked, linearizable, checker {:.3} s; stores converged at \
+         applied index {applied} with {data_keys} keys in {:.1} s; raft log last - truncated per \
+         store {log_lens:?} (bound {LOG_BOUND}); a write after healing took {:.2} s.",
+        started.elapsed().as_secs_f64(),
+        faults_text.join(", "),
+        faults.values().sum::<u64>(),
+        if nft.is_some() { "on" } else { "skipped" },
+        ops_text.join(", "),
+        records.len(),
+        ops.len(),
+        keys_checked.len(),
+        check_time.as_secs_f64(),
+        converge_time.as_secs_f64(),
+        write_time.as_secs_f64(),
+    );
+    drop(nft);
+    run_dir.passed = true;
+}
