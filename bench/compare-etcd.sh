@@ -8,6 +8,7 @@
 #   DURATION=10         seconds per timed workload
 #   SEQ_OPS=1000        puts of the sequential (1 client) workload
 #   FAILOVER_TRIALS=10  leader kills for the failover figure (0 skips it)
+#   SNAPSHOT_MIB=1024   size of the region snapshot streamed to a joining node (0 skips it)
 #   RESULTS=FILE        also copy the raw JSON result lines there
 #   KEEP=1              keep the work directory (data, logs) instead of deleting it
 set -euo pipefail
@@ -16,6 +17,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
 SEQ_OPS=${SEQ_OPS:-1000}
 FAILOVER_TRIALS=${FAILOVER_TRIALS:-10}
+SNAPSHOT_MIB=${SNAPSHOT_MIB:-1024}
 KEEP=${KEEP:-0}
 TINYKV="$ROOT/target/release/tinykv"
 DRIVER_DIR="$ROOT/bench/driver"
@@ -181,6 +183,14 @@ if ((FAILOVER_TRIALS > 0)); then
     FAILOVER=$("$KVBENCH" failover --tinykv "$TINYKV" --dir "$TKV_DIR" --trials "$FAILOVER_TRIALS")
 fi
 
+# --- snapshot ------------------------------------------------------------------------------
+SNAPSHOT_TABLE=""
+if ((SNAPSHOT_MIB > 0)); then
+    # The comparison's clusters are idle or stopped by now; the snapshot runs on fresh clusters.
+    log "snapshot: $SNAPSHOT_MIB MiB to a joining node, unlimited and at 100 MiB/s"
+    SNAPSHOT_TABLE=$(SIZE_MIB=$SNAPSHOT_MIB LIMITS="0 100MiB" "$ROOT/bench/snapshot.sh" | grep '^|')
+fi
+
 # --- report --------------------------------------------------------------------------------
 echo
 echo "tinykv $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') vs $(etcd --version | head -1)," \
@@ -191,4 +201,10 @@ echo
 echo "$IDLE_RSS"
 if [[ -n $FAILOVER ]]; then
     echo "failover (kill -9 of the leader to the next acknowledged put): $FAILOVER"
+fi
+if [[ -n $SNAPSHOT_TABLE ]]; then
+    echo
+    echo "snapshot of one region to a joining node (bench/snapshot.sh):"
+    echo
+    echo "$SNAPSHOT_TABLE"
 fi
