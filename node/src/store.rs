@@ -787,16 +787,15 @@ impl Store {
             peer.raw.store().save_ready(&mut batch, &ready)?;
             // A leader's appends go out before our fsync, so followers write while we do. Safe
             // because this loop finishes the fsync below before it steps any answer to them.
-            for msg in std::mem::take(&mut ready.immediate_messages) {
-                send_message(
-                    &self.endpoint,
-                    &self.runtime,
-                    &self.tx,
-                    &self.engines,
-                    peer,
-                    msg,
-                );
-            }
+            let now = std::mem::take(&mut ready.immediate_messages);
+            send_messages(
+                &self.endpoint,
+                &self.runtime,
+                &self.tx,
+                &self.engines,
+                peer,
+                now,
+            );
             readies.push((region_id, ready));
         }
         if readies.is_empty() {
@@ -857,16 +856,15 @@ impl Store {
                     info!(region = *region_id, peer = peer.meta.id, "became leader");
                 }
             }
-            for msg in std::mem::take(&mut ready.messages) {
-                send_message(
-                    &self.endpoint,
-                    &self.runtime,
-                    &self.tx,
-                    &self.engines,
-                    peer,
-                    msg,
-                );
-            }
+            let msgs = std::mem::take(&mut ready.messages);
+            send_messages(
+                &self.endpoint,
+                &self.runtime,
+                &self.tx,
+                &self.engines,
+                peer,
+                msgs,
+            );
             for rs in std::mem::take(&mut ready.read_states) {
                 peer.reads.confirm(&rs.request_ctx, rs.index);
             }
@@ -952,6 +950,20 @@ fn maybe_compact(peer: &mut Peer, limit: u64, reply: Option<Reply>) {
                 debug!(region = peer.region_id(), error = %e, "compaction not proposed");
             }
         }
+    }
+}
+
+/// [`send_message`] for each of `msgs`.
+fn send_messages(
+    endpoint: &Arc<Endpoint<RaftMessage>>,
+    runtime: &tokio::runtime::Handle,
+    tx: &mpsc::Sender<StoreMsg>,
+    engines: &Engines,
+    peer: &mut Peer,
+    msgs: Vec<tinykv_raft::Message>,
+) {
+    for msg in msgs {
+        send_message(endpoint, runtime, tx, engines, peer, msg);
     }
 }
 

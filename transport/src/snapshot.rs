@@ -217,11 +217,11 @@ fn read_ahead(
             }
         };
         loop {
-            let mut buf = vec![0u8; chunk];
-            match read_full_blocking(&mut file, &mut buf) {
+            // Up to a full chunk unless the file ends first, so every chunk but the last is full.
+            let mut buf = Vec::with_capacity(chunk);
+            match (&mut file).take(chunk as u64).read_to_end(&mut buf) {
                 Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
+                Ok(_) => {
                     // The sender gave up: stop reading.
                     if tx.blocking_send(Ok(buf)).is_err() {
                         return;
@@ -244,20 +244,6 @@ type WriteOutcome = tokio::task::JoinHandle<std::io::Result<(u64, u32)>>;
 
 /// Bytes a receiver writes between two `fdatasync`s.
 const SYNC_EVERY: u64 = 16 * 1024 * 1024;
-
-/// Fills `buf` unless the file ends first, so every chunk but the last is full-sized.
-fn read_full_blocking(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
 
 /// Writes chunks to `file` on a blocking thread, hashing them on the way, then fsyncs; returns
 /// the bytes written and their crc32. Keeps disk writes off the async workers and overlapped with
