@@ -61,15 +61,20 @@ pub fn tinykv(args: &[&str]) -> Run {
     cmd.output().expect("run tinykv").into()
 }
 
-/// A base port whose `n` consecutive UDP ports are free right now.
+/// A base port whose `n` consecutive UDP ports are free right now, below Linux's ephemeral range
+/// (32768 and up): a node restarted after `kill -9` must find its port again, and a port from the
+/// ephemeral range can meanwhile be handed to any client socket bound to port 0.
 pub fn free_base_port(n: u16) -> u16 {
-    for _ in 0..100 {
-        let probe = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
-        let base = probe.local_addr().expect("probe address").port();
-        drop(probe);
-        if base.checked_add(n).is_none() {
-            continue;
-        }
+    const LOW: u32 = 10_000;
+    const HIGH: u32 = 32_000;
+    // Different test processes start from different places; tests in one process move on
+    // through a shared counter, so two never pick the same base.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = HIGH - LOW - u32::from(n);
+    let seed = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..2_000 {
+        let step = NEXT.fetch_add(u32::from(n) + 1, std::sync::atomic::Ordering::Relaxed);
+        let base = (LOW + (seed + step) % span) as u16;
         let held: Vec<_> = (0..n)
             .filter_map(|i| UdpSocket::bind(("127.0.0.1", base + i)).ok())
             .collect();
@@ -77,7 +82,7 @@ pub fn free_base_port(n: u16) -> u16 {
             return base;
         }
     }
-    panic!("no {n} consecutive free UDP ports found");
+    panic!("no {n} consecutive free UDP ports found below {HIGH}");
 }
 
 pub fn is_alive(pid: i32) -> bool {
