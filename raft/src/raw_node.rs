@@ -268,6 +268,7 @@ impl<S: Storage> RawNode<S> {
         r.soft_state() != self.prev_soft_state
             || r.hard_state() != self.prev_hard_state
             || !r.msgs.is_empty()
+            || r.has_pending_broadcast()
             || !r.read_states.is_empty()
             || !r.raft_log.unstable_entries().is_empty()
             || r.raft_log.pending_snapshot().is_some()
@@ -278,6 +279,7 @@ impl<S: Storage> RawNode<S> {
     /// later `Ready` rather than failing the whole cycle.
     pub fn ready(&mut self) -> Ready {
         let r = &mut self.raft;
+        r.flush_broadcast();
         let soft_state = r.soft_state();
         let hard_state = r.hard_state();
         let entries = r.raft_log.unstable_entries().to_vec();

@@ -40,6 +40,11 @@ pub struct ConnectionTuning {
     pub max_concurrent_uni_streams: u32,
     /// Per-stream flow-control window; bounds one stream's throughput to window / RTT.
     pub stream_receive_window: u32,
+    /// Packets that need an acknowledgement the peer may receive before it must send one
+    /// (QUIC's acknowledgement-frequency extension; QUIC's own rule is every second packet).
+    /// Requests and answers carry acknowledgements anyway; acknowledging each of them again on
+    /// its own costs a datagram, a system call on both sides and a wake-up per request.
+    pub ack_eliciting_threshold: u32,
 }
 
 impl Default for ConnectionTuning {
@@ -50,6 +55,7 @@ impl Default for ConnectionTuning {
             max_concurrent_bidi_streams: 1024,
             max_concurrent_uni_streams: 256,
             stream_receive_window: 4 * 1024 * 1024,
+            ack_eliciting_threshold: 10,
         }
     }
 }
@@ -63,6 +69,9 @@ impl ConnectionTuning {
         cfg.max_concurrent_bidi_streams(quinn::VarInt::from_u32(self.max_concurrent_bidi_streams));
         cfg.max_concurrent_uni_streams(quinn::VarInt::from_u32(self.max_concurrent_uni_streams));
         cfg.stream_receive_window(quinn::VarInt::from_u32(self.stream_receive_window));
+        let mut ack = quinn::AckFrequencyConfig::default();
+        ack.ack_eliciting_threshold(quinn::VarInt::from_u32(self.ack_eliciting_threshold));
+        cfg.ack_frequency_config(Some(ack));
         cfg
     }
 }

@@ -126,6 +126,7 @@ pub(crate) fn raft_voted(id: u64, peers: &[u64], vote: u64, term: u64) -> TestRa
 }
 
 pub(crate) fn read_messages(r: &mut TestRaft) -> Vec<Message> {
+    r.flush_broadcast();
     std::mem::take(&mut r.msgs)
 }
 

@@ -664,6 +664,7 @@ fn next_index_advances_optimistically_only_while_replicating() {
         pr.next_idx = next;
         pr.probe_sent = false;
         r.step(propose(1, b"somedata")).unwrap();
+        read_messages(&mut r);
         assert_eq!(r.prs.get(2).unwrap().next_idx, want_next, "{state:?}");
     }
 }
