@@ -84,6 +84,45 @@ fn leader_commits_on_acks_and_tells_followers() {
 }
 
 #[test]
+fn one_round_of_proposals_and_a_commit_costs_one_append_per_follower() {
+    let mut r = leader_of(&[1, 2, 3], MemStorage::new());
+    commit_noop(&mut r);
+    let li = r.raft_log.last_index();
+    for data in [b"a", b"b", b"c"] {
+        r.step(propose(1, data)).unwrap();
+    }
+    let msgs = read_messages(&mut r);
+    assert_eq!(msgs.len(), 2, "one append per follower: {msgs:?}");
+    for m in &msgs {
+        assert_eq!((m.index, m.entries.len(), m.commit), (li, 3, li));
+    }
+    // In the next round follower 2 acknowledges (a quorum with the leader) and more is
+    // proposed: the new commit index rides on the append of the new entry, no empty append.
+    let ack2 = msgs.iter().find(|m| m.to == 2).map(accept).unwrap();
+    r.step(ack2).unwrap();
+    r.step(propose(1, b"d")).unwrap();
+    assert_eq!(r.raft_log.committed, li + 3);
+    let mut msgs = read_messages(&mut r);
+    msgs.sort_by_key(|m| m.to);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    for m in &msgs {
+        assert_eq!(m.msg_type, MessageType::Append);
+        assert_eq!((m.index, m.entries.len(), m.commit), (li + 3, 1, li + 3));
+    }
+    // A commit with nothing new to send still reaches every follower in that round.
+    let acks: Vec<Message> = msgs.iter().map(accept).collect();
+    for ack in acks {
+        r.step(ack).unwrap();
+    }
+    let msgs = read_messages(&mut r);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    for m in &msgs {
+        assert!(m.entries.is_empty());
+        assert_eq!(m.commit, li + 4);
+    }
+}
+
+#[test]
 fn leader_commits_only_with_a_quorum_of_acks() {
     // (size, acceptors, committed)
     let cases: Vec<(u64, Vec<u64>, bool)> = vec![
