@@ -114,12 +114,11 @@ where
         })?;
         let server_config = tls::server_config(&tls_identity, &config.tuning)?;
         let client_config = tls::client_config(&tls_identity, &config.tuning)?;
-        let socket = std::net::UdpSocket::bind(config.listen_addr).map_err(|source| {
-            EndpointError::Bind {
+        let socket =
+            crate::socket::bind(config.listen_addr).map_err(|source| EndpointError::Bind {
                 addr: config.listen_addr,
                 source,
-            }
-        })?;
+            })?;
         let quic = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server_config),

@@ -49,6 +49,7 @@ pub mod identity;
 mod link;
 mod rpc;
 mod snapshot;
+mod socket;
 mod stats;
 pub mod tls;
 pub mod wire;

@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -163,8 +164,15 @@ impl RpcClient {
             SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
             SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let mut quic = quinn::Endpoint::client(local)
+        let socket = crate::socket::bind(local)
             .map_err(|e| RpcError::Setup(format!("binding {local}: {e}")))?;
+        let mut quic = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| RpcError::Setup(format!("binding {local}: {e}")))?;
         quic.set_default_client_config(client_config);
         let server_name = options
             .server_name

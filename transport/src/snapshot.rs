@@ -248,26 +248,51 @@ const SYNC_EVERY: u64 = 16 * 1024 * 1024;
 /// Writes chunks to `file` on a blocking thread, hashing them on the way, then fsyncs; returns
 /// the bytes written and their crc32. Keeps disk writes off the async workers and overlapped with
 /// the network reads.
-fn write_behind(mut file: std::fs::File) -> (tokio::sync::mpsc::Sender<Vec<u8>>, WriteOutcome) {
+fn write_behind(file: std::fs::File) -> (tokio::sync::mpsc::Sender<Vec<u8>>, WriteOutcome) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(READ_AHEAD);
     let handle = tokio::task::spawn_blocking(move || {
-        let mut hasher = crc32fast::Hasher::new();
-        let mut written = 0u64;
-        let mut unsynced = 0u64;
-        while let Some(buf) = rx.blocking_recv() {
-            hasher.update(&buf);
-            file.write_all(&buf)?;
-            written += buf.len() as u64;
-            unsynced += buf.len() as u64;
-            // Flushing as we go overlaps the disk with the network; left to the end, the
-            // kernel may hold the whole file dirty and the closing fsync stalls for all of it.
-            if unsynced >= SYNC_EVERY {
-                file.sync_data()?;
-                unsynced = 0;
-            }
-        }
-        file.sync_all()?;
-        Ok((written, hasher.finalize()))
+        let mut file = file;
+        let flusher = file.try_clone()?;
+        // Flushing as we go keeps the closing fsync short; left to the end, the kernel may hold
+        // the whole file dirty. The flushes run on their own thread so the writes (and with them
+        // the network) go on meanwhile; a rendezvous channel lets one flush run at a time, which
+        // bounds the dirty data to about two flush intervals.
+        let (flush_now, flush_requests) = std::sync::mpsc::sync_channel::<()>(0);
+        std::thread::scope(|scope| {
+            let flushing = scope.spawn(move || -> std::io::Result<()> {
+                for () in flush_requests {
+                    flusher.sync_data()?;
+                }
+                Ok(())
+            });
+            let written = (|| {
+                let mut hasher = crc32fast::Hasher::new();
+                let mut written = 0u64;
+                let mut unflushed = 0u64;
+                while let Some(buf) = rx.blocking_recv() {
+                    hasher.update(&buf);
+                    file.write_all(&buf)?;
+                    written += buf.len() as u64;
+                    unflushed += buf.len() as u64;
+                    // A closed channel means a flush failed: its error is returned below.
+                    if unflushed >= SYNC_EVERY {
+                        if flush_now.send(()).is_err() {
+                            break;
+                        }
+                        unflushed = 0;
+                    }
+                }
+                Ok::<_, std::io::Error>((written, hasher.finalize()))
+            })();
+            drop(flush_now);
+            let flushed = flushing
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("snapshot flush thread panicked")));
+            let outcome = written?;
+            flushed?;
+            file.sync_all()?;
+            Ok(outcome)
+        })
     });
     (tx, handle)
 }
@@ -344,12 +369,12 @@ pub(crate) async fn receive<M>(
         let (to_disk, written) = write_behind(file);
         let mut got = 0u64;
         'stream: loop {
-            let mut buf = vec![0u8; chunk];
-            let mut filled = 0;
+            // Filled from quinn's own buffers: no zeroed chunk to overwrite.
+            let mut buf = Vec::with_capacity(chunk);
             let mut end = false;
-            while filled < buf.len() {
-                match recv.read(&mut buf[filled..]).await {
-                    Ok(Some(n)) => filled += n,
+            while buf.len() < chunk {
+                match recv.read_chunk(chunk - buf.len(), true).await {
+                    Ok(Some(part)) => buf.extend_from_slice(&part.bytes),
                     Ok(None) => {
                         end = true;
                         break;
@@ -362,6 +387,7 @@ pub(crate) async fn receive<M>(
                     }
                 }
             }
+            let filled = buf.len();
             got += filled as u64;
             if got > header.size {
                 return Err(refuse(SnapshotRefusal::SizeMismatch {
@@ -370,7 +396,6 @@ pub(crate) async fn receive<M>(
                 }));
             }
             if filled > 0 {
-                buf.truncate(filled);
                 // A closed queue means the writer failed; its error is read below.
                 if to_disk.send(buf).await.is_err() {
                     break 'stream;
