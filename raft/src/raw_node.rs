@@ -4,6 +4,9 @@
 //! The cycle, repeated:
 //! 1. `tick()` on every base tick; `step(msg)` for every message from a peer;
 //!    `propose`/`propose_conf_change`/`read_index`/`transfer_leader` for local requests.
+//!    Step everything that is waiting before taking the ready: a leader composes its appends
+//!    when `ready()` is called, so the proposals and commits of one round reach each follower
+//!    in one append.
 //! 2. When `has_ready()`, take `ready()`. Then, in this order:
 //!    a. `immediate_messages` may be sent at once (or with the others in c);
 //!    b. if `snapshot` is set, install it in storage;

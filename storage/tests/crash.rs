@@ -22,8 +22,14 @@ const CHILD_SEED: &str = "TINYKV_CRASH_CHILD_SEED";
 const KILL_POINTS: usize = 60;
 const SEED: u64 = 0x7e57_c0de;
 
+/// Every third entry (and so every third user value) is larger than the 1 KiB from which
+/// values live in blob files, so both layouts go through the kills.
 fn data(index: u64, term: u64) -> Bytes {
-    Bytes::from(format!("{index}:{term}"))
+    let mut s = format!("{index}:{term}");
+    if index % 3 == 0 {
+        s.push_str(&".".repeat(1500));
+    }
+    Bytes::from(s)
 }
 
 fn user_key(index: u64) -> Vec<u8> {
