@@ -26,7 +26,7 @@ const SEED: u64 = 0x7e57_c0de;
 /// values live in blob files, so both layouts go through the kills.
 fn data(index: u64, term: u64) -> Bytes {
     let mut s = format!("{index}:{term}");
-    if index % 3 == 0 {
+    if index.is_multiple_of(3) {
         s.push_str(&".".repeat(1500));
     }
     Bytes::from(s)
