@@ -490,7 +490,6 @@ fn check_not_foreign(db_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Decodes every meta record and checks that they fit together.
 /// Options of the keyspaces that hold values of any size (Raft log entries, user data): values
 /// from 1 KiB up are kept in blob files beside the tree. Without that, every flush and compaction
 /// rewrote them, the flushes fell behind under large writes, and fjall halted writers (and with
@@ -501,6 +500,7 @@ fn separated_values() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default().with_kv_separation(Some(fjall::KvSeparationOptions::default()))
 }
 
+/// Decodes every meta record and checks that they fit together.
 fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>) -> Result<()> {
     let mut ident = None;
     let mut regions = 0usize;

@@ -248,10 +248,9 @@ const SYNC_EVERY: u64 = 16 * 1024 * 1024;
 /// Writes chunks to `file` on a blocking thread, hashing them on the way, then fsyncs; returns
 /// the bytes written and their crc32. Keeps disk writes off the async workers and overlapped with
 /// the network reads.
-fn write_behind(file: std::fs::File) -> (tokio::sync::mpsc::Sender<Vec<u8>>, WriteOutcome) {
+fn write_behind(mut file: std::fs::File) -> (tokio::sync::mpsc::Sender<Vec<u8>>, WriteOutcome) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(READ_AHEAD);
     let handle = tokio::task::spawn_blocking(move || {
-        let mut file = file;
         let flusher = file.try_clone()?;
         // Flushing as we go keeps the closing fsync short; left to the end, the kernel may hold
         // the whole file dirty. The flushes run on their own thread so the writes (and with them
