@@ -33,9 +33,10 @@ const SEED: u64 = 0x6261_645f_696e;
 
 /// A cluster started with `tinykv cluster up --detach`, stopped (kill -9) on drop.
 struct Cluster {
+    // Fields drop in order: the guard must read the pid files before the directory goes.
+    _guard: Guard,
     _tmp: tempfile::TempDir,
     dir: PathBuf,
-    _guard: Guard,
     addrs: Vec<SocketAddr>,
     client: TlsFiles,
 }
