@@ -19,7 +19,7 @@ SEQ_OPS=${SEQ_OPS:-1000}
 FAILOVER_TRIALS=${FAILOVER_TRIALS:-10}
 SNAPSHOT_MIB=${SNAPSHOT_MIB:-1024}
 KEEP=${KEEP:-0}
-TINYKV="$ROOT/target/release/tinykv"
+TINYKV="$ROOT/target/dist/tinykv"
 DRIVER_DIR="$ROOT/bench/driver"
 KVBENCH="$DRIVER_DIR/target/release/kvbench"
 
@@ -37,8 +37,8 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-log "building tinykv (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin tinykv)
+log "building tinykv (dist profile: the shipped build)"
+(cd "$ROOT" && cargo build --profile dist --quiet --bin tinykv)
 log "building kvbench (release)"
 (cd "$DRIVER_DIR" && cargo build --release --quiet)
 

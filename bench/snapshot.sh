@@ -21,7 +21,7 @@ SIZE_MIB=${SIZE_MIB:-1024}
 VALUE_SIZE=${VALUE_SIZE:-65536}
 LIMITS=${LIMITS:-"0 100MiB"}
 KEEP=${KEEP:-0}
-TINYKV="$ROOT/target/release/tinykv"
+TINYKV="$ROOT/target/dist/tinykv"
 WORK=$(mktemp -d /tmp/tinykv-snapbench.XXXXXX)
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
@@ -35,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && cargo build --release --quiet --bin tinykv)
+(cd "$ROOT" && cargo build --profile dist --quiet --bin tinykv)
 
 free_base() { # four consecutive free UDP ports
     python3 - <<'PY'
