@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -75,13 +76,13 @@ pub(crate) struct Store {
     workers: WorkerHandles,
     endpoint: Arc<Endpoint<RaftMessage>>,
     runtime: tokio::runtime::Handle,
-    tx: mpsc::Sender<StoreMsg>,
     peers: BTreeMap<u64, Peer>,
     directory: BTreeMap<u64, String>,
     ticks: u64,
     gc_every_ticks: u64,
     started: Instant,
     disk: DiskSpaceGuard,
+    outbox: Outbox,
 }
 
 pub(crate) struct StoreParts {
@@ -119,6 +120,12 @@ impl Store {
             parts.config.storage.reserve_space.0,
             parts.config.raft.base_tick_interval.0,
         );
+        let outbox = Outbox {
+            endpoint: parts.endpoint.clone(),
+            runtime: parts.runtime.clone(),
+            tx: parts.tx,
+            snap_dir: parts.engines.snap_dir().to_path_buf(),
+        };
         let mut store = Store {
             store_id: parts.store_id,
             cluster_id: parts.cluster_id,
@@ -129,13 +136,13 @@ impl Store {
             workers: parts.workers,
             endpoint: parts.endpoint,
             runtime: parts.runtime,
-            tx: parts.tx,
             peers: BTreeMap::new(),
             directory: BTreeMap::new(),
             ticks: 0,
             gc_every_ticks: (ticks_per_gc as u64).max(1),
             started: Instant::now(),
             disk,
+            outbox,
         };
         for rec in store.engines.store_addrs()? {
             store.learn_addr(rec.store_id, &rec.addr);
@@ -788,14 +795,7 @@ impl Store {
             // A leader's appends go out before our fsync, so followers write while we do. Safe
             // because this loop finishes the fsync below before it steps any answer to them.
             let now = std::mem::take(&mut ready.immediate_messages);
-            send_messages(
-                &self.endpoint,
-                &self.runtime,
-                &self.tx,
-                &self.engines,
-                peer,
-                now,
-            );
+            self.outbox.send(peer, now);
             readies.push((region_id, ready));
         }
         if readies.is_empty() {
@@ -857,14 +857,7 @@ impl Store {
                 }
             }
             let msgs = std::mem::take(&mut ready.messages);
-            send_messages(
-                &self.endpoint,
-                &self.runtime,
-                &self.tx,
-                &self.engines,
-                peer,
-                msgs,
-            );
+            self.outbox.send(peer, msgs);
             for rs in std::mem::take(&mut ready.read_states) {
                 peer.reads.confirm(&rs.request_ctx, rs.index);
             }
@@ -953,114 +946,106 @@ fn maybe_compact(peer: &mut Peer, limit: u64, reply: Option<Reply>) {
     }
 }
 
-/// [`send_message`] for each of `msgs`.
-fn send_messages(
-    endpoint: &Arc<Endpoint<RaftMessage>>,
-    runtime: &tokio::runtime::Handle,
-    tx: &mpsc::Sender<StoreMsg>,
-    engines: &Engines,
-    peer: &mut Peer,
-    msgs: Vec<tinykv_raft::Message>,
-) {
-    for msg in msgs {
-        send_message(endpoint, runtime, tx, engines, peer, msg);
-    }
+/// Sends the peers' Raft messages: a field of its own, apart from the peers, so a peer can be
+/// sent for while it is borrowed mutably.
+struct Outbox {
+    endpoint: Arc<Endpoint<RaftMessage>>,
+    runtime: tokio::runtime::Handle,
+    /// For the outcome of a snapshot sent in the background.
+    tx: mpsc::Sender<StoreMsg>,
+    snap_dir: PathBuf,
 }
 
-/// Wraps a Raft message and hands it to the transport; snapshots go on their own stream.
-fn send_message(
-    endpoint: &Arc<Endpoint<RaftMessage>>,
-    runtime: &tokio::runtime::Handle,
-    tx: &mpsc::Sender<StoreMsg>,
-    engines: &Engines,
-    peer: &mut Peer,
-    msg: tinykv_raft::Message,
-) {
-    let region_id = peer.region_id();
-    let Some(to_peer) = peer.peer_by_id(msg.to) else {
-        debug!(
-            region = region_id,
-            to = msg.to,
-            "no store known for a peer; message dropped"
-        );
-        return;
-    };
-    let region = peer.region();
-    let is_snapshot = msg.msg_type == MessageType::Snapshot;
-    let envelope = RaftMessage {
-        region_id,
-        from_peer: peer.meta,
-        to_peer,
-        epoch: region.epoch,
-        start_key: region.start_key.clone(),
-        end_key: region.end_key.clone(),
-        message: msg,
-    };
-    if is_snapshot {
-        send_snapshot(endpoint, runtime, tx, engines, envelope);
-        return;
+impl Outbox {
+    /// [`Outbox::send_one`] for each of `msgs`.
+    fn send(&self, peer: &mut Peer, msgs: Vec<tinykv_raft::Message>) {
+        for msg in msgs {
+            self.send_one(peer, msg);
+        }
     }
-    if let Err(e) = endpoint.send(to_peer.store_id, &envelope) {
-        debug!(region = region_id, store = to_peer.store_id, error = %e, "raft message not sent");
-        peer.raw.report_unreachable(to_peer.id);
-    }
-}
 
-fn send_snapshot(
-    endpoint: &Arc<Endpoint<RaftMessage>>,
-    runtime: &tokio::runtime::Handle,
-    tx: &mpsc::Sender<StoreMsg>,
-    engines: &Engines,
-    envelope: RaftMessage,
-) {
-    let region_id = envelope.region_id;
-    let to_peer = envelope.to_peer;
-    let report = move |ok: bool| StoreMsg::SnapshotSent {
-        region_id,
-        to_peer: to_peer.id,
-        ok,
-    };
-    let snap = envelope.message.snapshot.clone().unwrap_or_default();
-    let desc = match SnapshotDescriptor::decode(&snap.data) {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(region = region_id, error = %e, "cannot send a snapshot with a bad descriptor");
-            let _ = tx.try_send(report(false));
+    /// Wraps a Raft message and hands it to the transport; snapshots go on their own stream.
+    fn send_one(&self, peer: &mut Peer, msg: tinykv_raft::Message) {
+        let region_id = peer.region_id();
+        let Some(to_peer) = peer.peer_by_id(msg.to) else {
+            debug!(
+                region = region_id,
+                to = msg.to,
+                "no store known for a peer; message dropped"
+            );
+            return;
+        };
+        let region = peer.region();
+        let is_snapshot = msg.msg_type == MessageType::Snapshot;
+        let envelope = RaftMessage {
+            region_id,
+            from_peer: peer.meta,
+            to_peer,
+            epoch: region.epoch,
+            start_key: region.start_key.clone(),
+            end_key: region.end_key.clone(),
+            message: msg,
+        };
+        if is_snapshot {
+            self.send_snapshot(envelope);
             return;
         }
-    };
-    let path = tinykv_storage::snapshot::generated_path(
-        engines.snap_dir(),
-        region_id,
-        desc.term,
-        desc.index,
-    );
-    let meta = SnapshotMeta {
-        region_id,
-        index: desc.index,
-        term: desc.term,
-        crc32: Some(desc.checksum),
-        context: crate::api::encode(&envelope),
-    };
-    let endpoint = endpoint.clone();
-    let tx = tx.clone();
-    info!(
-        region = region_id,
-        to_store = to_peer.store_id,
-        index = desc.index,
-        bytes = desc.size,
-        "sending snapshot"
-    );
-    runtime.spawn(async move {
-        let ok = match endpoint.send_snapshot(to_peer.store_id, meta, &path, None).await {
-            Ok(()) => true,
+        if let Err(e) = self.endpoint.send(to_peer.store_id, &envelope) {
+            debug!(region = region_id, store = to_peer.store_id, error = %e, "raft message not sent");
+            peer.raw.report_unreachable(to_peer.id);
+        }
+    }
+
+    fn send_snapshot(&self, envelope: RaftMessage) {
+        let region_id = envelope.region_id;
+        let to_peer = envelope.to_peer;
+        let report = move |ok: bool| StoreMsg::SnapshotSent {
+            region_id,
+            to_peer: to_peer.id,
+            ok,
+        };
+        let snap = envelope.message.snapshot.clone().unwrap_or_default();
+        let desc = match SnapshotDescriptor::decode(&snap.data) {
+            Ok(d) => d,
             Err(e) => {
-                warn!(region = region_id, to_store = to_peer.store_id, error = %e, "snapshot not delivered");
-                false
+                warn!(region = region_id, error = %e, "cannot send a snapshot with a bad descriptor");
+                let _ = self.tx.try_send(report(false));
+                return;
             }
         };
-        let _ = tx.send(report(ok)).await;
-    });
+        let path = tinykv_storage::snapshot::generated_path(
+            &self.snap_dir,
+            region_id,
+            desc.term,
+            desc.index,
+        );
+        let meta = SnapshotMeta {
+            region_id,
+            index: desc.index,
+            term: desc.term,
+            crc32: Some(desc.checksum),
+            context: crate::api::encode(&envelope),
+        };
+        let endpoint = self.endpoint.clone();
+        let tx = self.tx.clone();
+        info!(
+            region = region_id,
+            to_store = to_peer.store_id,
+            index = desc.index,
+            bytes = desc.size,
+            "sending snapshot"
+        );
+        self.runtime.spawn(async move {
+            let ok = match endpoint.send_snapshot(to_peer.store_id, meta, &path, None).await {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(region = region_id, to_store = to_peer.store_id, error = %e, "snapshot not delivered");
+                    false
+                }
+            };
+            let _ = tx.send(report(ok)).await;
+        });
+    }
 }
 
 /// Keeps only the newest snapshot this store built for each region: an older one could only be
