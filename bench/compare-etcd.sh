@@ -6,6 +6,8 @@
 #
 # Environment:
 #   DURATION=10         seconds per timed workload
+#   ROUNDS=3            times every workload is run (all workloads per round, etcd then tinykv
+#                       each time); the table shows each system's median-QPS run and the range
 #   SEQ_OPS=1000        puts of the sequential (1 client) workload
 #   FAILOVER_TRIALS=10  leader kills for the failover figure (0 skips it)
 #   SNAPSHOT_MIB=1024   size of the region snapshot streamed to a joining node (0 skips it)
@@ -15,6 +17,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 SEQ_OPS=${SEQ_OPS:-1000}
 FAILOVER_TRIALS=${FAILOVER_TRIALS:-10}
 SNAPSHOT_MIB=${SNAPSHOT_MIB:-1024}
@@ -161,13 +164,18 @@ workload() {
     run "$label" tinykv "$@"
 }
 
-workload "put, 1 client, $SEQ_OPS sequential" --op put --clients 1 --total "$SEQ_OPS"
-workload "put, 16 clients" --op put --clients 16 --duration "$DURATION"
-workload "put, 64 clients (etcd: 4 conns)" --op put --clients 64 --conns 4 --duration "$DURATION"
-workload "linearizable get, 16 clients" --op get --clients 16 --duration "$DURATION"
-workload "90% get / 10% put, 16 clients" --op mixed --clients 16 --duration "$DURATION"
-workload "put 1 KiB, 16 clients" --op put --clients 16 --value-size 1024 --duration "$DURATION"
-workload "put 16 KiB, 16 clients" --op put --clients 16 --value-size 16384 --duration "$DURATION"
+# Rounds spread each workload's runs over the whole measurement: on this kind of machine the
+# throughput of both systems drifts by tens of percent within minutes.
+for round in $(seq "$ROUNDS"); do
+    log "round $round of $ROUNDS"
+    workload "put, 1 client, $SEQ_OPS sequential" --op put --clients 1 --total "$SEQ_OPS"
+    workload "put, 16 clients" --op put --clients 16 --duration "$DURATION"
+    workload "put, 64 clients (etcd: 4 conns)" --op put --clients 64 --conns 4 --duration "$DURATION"
+    workload "linearizable get, 16 clients" --op get --clients 16 --duration "$DURATION"
+    workload "90% get / 10% put, 16 clients" --op mixed --clients 16 --duration "$DURATION"
+    workload "put 1 KiB, 16 clients" --op put --clients 16 --value-size 1024 --duration "$DURATION"
+    workload "put 16 KiB, 16 clients" --op put --clients 16 --value-size 16384 --duration "$DURATION"
+done
 
 if [[ -n ${RESULTS:-} ]]; then cp "$RESULTS_FILE" "$RESULTS"; fi
 
@@ -194,7 +202,7 @@ fi
 # --- report --------------------------------------------------------------------------------
 echo
 echo "tinykv $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') vs $(etcd --version | head -1)," \
-    "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, ${DURATION}s per timed workload"
+    "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, ${DURATION}s per timed workload, $ROUNDS rounds"
 echo
 "$KVBENCH" table "$RESULTS_FILE"
 echo

@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// Seed of the key and operation choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also write every completed request to this file, one line each: its start as Unix
+    /// seconds and its latency in milliseconds (`bench/stalls.py` reads it).
+    #[arg(long)]
+    pub latency_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

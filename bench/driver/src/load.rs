@@ -58,6 +58,8 @@ pub struct Report {
 
 struct LoopResult {
     latencies: Vec<Duration>,
+    /// When each request of `latencies` was sent, if the run keeps a latency log.
+    sent_at: Vec<Instant>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -93,23 +95,43 @@ pub async fn run(args: &RunArgs) -> Result<Report> {
         let stop = stop.clone();
         let value = value.clone();
         let (op, keys, timeout) = (args.op, args.keys, args.timeout);
+        let log_sent = args.latency_log.is_some();
         // Distinct, reproducible sequences per loop.
         let mut rng =
             StdRng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(index as u64));
         tasks.push(tokio::spawn(async move {
-            request_loop(session, &stop, op, keys, value, timeout, &mut rng).await
+            let plan = LoopPlan {
+                op,
+                keys,
+                value,
+                timeout,
+                log_sent,
+            };
+            request_loop(session, &stop, plan, &mut rng).await
         }));
     }
     let mut latencies = Vec::new();
+    let mut log = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
     for task in tasks {
         let result = task.await.context("a request loop panicked")?;
+        log.extend(
+            result
+                .sent_at
+                .iter()
+                .copied()
+                .zip(result.latencies.iter().copied()),
+        );
         latencies.extend(result.latencies);
         errors += result.errors;
         first_error = first_error.or(result.first_error);
     }
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.latency_log {
+        write_latency_log(path, started, &mut log)
+            .with_context(|| format!("writing the latency log {}", path.display()))?;
+    }
     let rss_peak = match sampler {
         Some(s) => Some(s.finish().await),
         None => None,
@@ -176,17 +198,31 @@ impl Stop {
     }
 }
 
-async fn request_loop(
-    mut session: Session,
-    stop: &Stop,
+/// What one request loop sends.
+struct LoopPlan {
     op: Op,
     keys: u64,
     value: Bytes,
     timeout: Duration,
+    log_sent: bool,
+}
+
+async fn request_loop(
+    mut session: Session,
+    stop: &Stop,
+    plan: LoopPlan,
     rng: &mut StdRng,
 ) -> LoopResult {
+    let LoopPlan {
+        op,
+        keys,
+        value,
+        timeout,
+        log_sent,
+    } = plan;
     let mut result = LoopResult {
         latencies: Vec::new(),
+        sent_at: Vec::new(),
         errors: 0,
         first_error: None,
     };
@@ -206,7 +242,12 @@ async fn request_loop(
             tokio::time::timeout(guard, session.get(key)).await
         };
         match answer {
-            Ok(Ok(())) => result.latencies.push(sent.elapsed()),
+            Ok(Ok(())) => {
+                result.latencies.push(sent.elapsed());
+                if log_sent {
+                    result.sent_at.push(sent);
+                }
+            }
             Ok(Err(e)) => {
                 result.errors += 1;
                 result.first_error.get_or_insert_with(|| format!("{e:#}"));
@@ -220,6 +261,28 @@ async fn request_loop(
         }
     }
     result
+}
+
+/// One line per request, in the order they were sent: Unix seconds at send, latency in ms.
+/// Wall-clock times let logs of drivers that ran side by side be lined up.
+fn write_latency_log(
+    path: &std::path::Path,
+    started: Instant,
+    log: &mut [(Instant, Duration)],
+) -> Result<()> {
+    use std::io::Write;
+    let epoch_at_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64()
+        - started.elapsed().as_secs_f64();
+    log.sort_by_key(|&(sent, _)| sent);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for &(sent, latency) in log.iter() {
+        let at = epoch_at_start + (sent - started).as_secs_f64();
+        writeln!(out, "{at:.6} {:.3}", latency.as_secs_f64() * 1e3)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Writes every key once, so that reads always find a value.
