@@ -202,7 +202,8 @@ fi
 # --- report --------------------------------------------------------------------------------
 echo
 echo "tinykv $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') vs $(etcd --version | head -1)," \
-    "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, ${DURATION}s per timed workload, $ROUNDS rounds"
+    "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, ${DURATION}s per timed workload," \
+    "$ROUNDS round$([[ $ROUNDS == 1 ]] || echo s)"
 echo
 "$KVBENCH" table "$RESULTS_FILE"
 echo
