@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use leaky_bucket::RateLimiter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -576,6 +578,10 @@ where
         }
     };
     debug!(%remote, %identity, "accepted connection");
+    // Requests are served inside this task rather than one task each: answers that become
+    // ready together (one Raft round commits many writes) are then all written in one poll,
+    // so the connection sends them in as few packets as fit, and no task is spawned per call.
+    let mut calls = FuturesUnordered::new();
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
@@ -584,10 +590,11 @@ where
             },
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    shared.spawn(serve_bi(shared.clone(), conn.clone(), identity.clone(), send, recv));
+                    calls.push(serve_bi(shared.clone(), conn.clone(), identity.clone(), send, recv));
                 }
                 Err(err) => return log_connection_end(remote, &identity, &err),
             },
+            Some(()) = calls.next(), if !calls.is_empty() => {}
         }
     }
 }
@@ -665,9 +672,10 @@ async fn serve_bi<M>(
         StreamHead::Rpc { service, body } => {
             rpc::serve(&shared, identity, service, body, send).await
         }
-        StreamHead::Snapshot(header) => {
-            snapshot::receive(&shared, identity, header, send, recv).await
-        }
+        // A snapshot streams for seconds: it gets a task of its own.
+        StreamHead::Snapshot(header) => shared
+            .clone()
+            .spawn(async move { snapshot::receive(&shared, identity, header, send, recv).await }),
         StreamHead::Raft => {
             shared.counters.event(&shared.counters.frame_errors);
             warn!(%identity, "Raft head on a bidirectional stream");

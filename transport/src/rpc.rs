@@ -1,13 +1,20 @@
 //! Request/response RPC for the client and admin services: one bidirectional stream per call.
 //!
+//! Calls that become ready together share datagrams: a server serves all calls of a connection
+//! in one task (see `serve_connection`), so the answers of one Raft round are written in one
+//! poll, and a client's concurrent calls are sent by one task per connection ([`send_loop`]).
+//! Each datagram costs a system call on each side and on loopback the receiver's wake-up too.
+//!
 //! Bodies are opaque bytes; the node defines and encodes its request and response types.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::certs::TlsIdentity;
@@ -79,20 +86,53 @@ pub(crate) async fn call_on(
     body: Bytes,
     max: usize,
 ) -> Result<Bytes, RpcError> {
+    let recv = send_request(conn, service, body, max).await?;
+    read_reply(conn, recv, max).await
+}
+
+/// Opens a stream and sends one request on it.
+async fn send_request(
+    conn: &quinn::Connection,
+    service: Service,
+    body: Bytes,
+    max: usize,
+) -> Result<quinn::RecvStream, RpcError> {
     let request = frame::encode(&StreamHead::Rpc { service, body }, max)?;
     // Only a stream that never opened proves the request was never sent: that is a connect
     // error, which callers may retry elsewhere. Once the stream is open, part or all of the
     // request may have reached the server, whatever ended the connection.
-    let (mut send, mut recv) = conn
+    let (mut send, recv) = conn
         .open_bi()
         .await
         .map_err(|e| match conn.close_reason() {
             Some(reason) => RpcError::Connect(connection_error(conn.remote_address(), &reason)),
             None => RpcError::ConnectionLost(e.to_string()),
         })?;
-    // Except a refused certificate: the server accepted nothing on that connection (TLS 1.3
-    // clients learn of the refusal only after their first bytes are out).
-    let after_open = |detail: String| match conn
+    send.write_all(&request)
+        .await
+        .map_err(|e| after_open(conn, e.to_string()))?;
+    let _ = send.finish();
+    Ok(recv)
+}
+
+async fn read_reply(
+    conn: &quinn::Connection,
+    mut recv: quinn::RecvStream,
+    max: usize,
+) -> Result<Bytes, RpcError> {
+    let reply: RpcReply = match frame::read_required(&mut recv, max).await {
+        Ok(reply) => reply,
+        Err(FrameError::Io(e)) => return Err(after_open(conn, e.to_string())),
+        Err(other) => return Err(other.into()),
+    };
+    Ok(reply?)
+}
+
+/// The error for a call whose stream was open when it failed: the request's fate is unknown,
+/// except when the server refused the certificate (TLS 1.3 clients learn of the refusal only
+/// after their first bytes are out), in which case it accepted nothing on that connection.
+fn after_open(conn: &quinn::Connection, detail: String) -> RpcError {
+    match conn
         .close_reason()
         .map(|r| connection_error(conn.remote_address(), &r))
     {
@@ -100,17 +140,53 @@ pub(crate) async fn call_on(
             RpcError::Connect(refused)
         }
         _ => RpcError::ConnectionLost(detail),
-    };
-    send.write_all(&request)
-        .await
-        .map_err(|e| after_open(e.to_string()))?;
-    let _ = send.finish();
-    let reply: RpcReply = match frame::read_required(&mut recv, max).await {
-        Ok(reply) => reply,
-        Err(FrameError::Io(e)) => return Err(after_open(e.to_string())),
-        Err(other) => return Err(other.into()),
-    };
-    Ok(reply?)
+    }
+}
+
+/// A request waiting for a connection's [`send_loop`].
+struct Outgoing {
+    service: Service,
+    body: Bytes,
+    sent: oneshot::Sender<Result<quinn::RecvStream, RpcError>>,
+}
+
+/// Sends the requests of all callers of one connection. Callers that become ready together
+/// (one packet of answers wakes many) queue their next requests while this task yields, and
+/// it writes them all in one poll, so they leave in as few packets as fit rather than one
+/// packet each.
+async fn send_loop(
+    conn: quinn::Connection,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    max: usize,
+) {
+    while let Some(first) = queue.recv().await {
+        tokio::task::yield_now().await;
+        let mut next = Some(first);
+        while let Some(out) = next {
+            let result = send_request(&conn, out.service, out.body, max).await;
+            // A caller that gave up (timed out) no longer listens; its request went out or not
+            // like any other, which its timeout error already says.
+            let _ = out.sent.send(result);
+            next = queue.try_recv().ok();
+        }
+    }
+}
+
+/// An established connection, the queue of its sender task and its calls in progress.
+#[derive(Clone)]
+struct Link {
+    conn: quinn::Connection,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a call in progress on a [`Link`] until it ends, however it ends.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Options of an [`RpcClient`].
@@ -148,7 +224,7 @@ pub struct RpcClient {
     addr: SocketAddr,
     server_name: String,
     options: RpcClientOptions,
-    conn: tokio::sync::Mutex<Option<quinn::Connection>>,
+    conn: tokio::sync::Mutex<Option<Link>>,
 }
 
 impl RpcClient {
@@ -206,7 +282,7 @@ impl RpcClient {
     ) -> Result<Bytes, RpcError> {
         let connect_within = self.options.connect_timeout.min(timeout);
         let call = async {
-            let conn = tokio::time::timeout(connect_within, self.connection())
+            let link = tokio::time::timeout(connect_within, self.connection())
                 .await
                 .map_err(|_| {
                     RpcError::Connect(ConnectError::Timeout {
@@ -214,17 +290,42 @@ impl RpcClient {
                         after: connect_within,
                     })
                 })??;
-            call_on(&conn, service, body, self.options.max_frame_size).await
+            let max = self.options.max_frame_size;
+            let alone = link.in_flight.fetch_add(1, Ordering::Relaxed) == 0;
+            let _in_flight = InFlight(&link.in_flight);
+            // A call alone on its connection has nothing to share a packet with: it sends
+            // its request itself rather than through the sender task.
+            let recv = if alone {
+                send_request(&link.conn, service, body, max).await?
+            } else {
+                let (sent, stream) = oneshot::channel();
+                match link.queue.send(Outgoing {
+                    service,
+                    body,
+                    sent,
+                }) {
+                    Ok(()) => stream.await.unwrap_or_else(|_| {
+                        Err(RpcError::ConnectionLost(
+                            "the connection's sender stopped".into(),
+                        ))
+                    })?,
+                    // The sender stops only with the runtime; send directly then.
+                    Err(mpsc::error::SendError(out)) => {
+                        send_request(&link.conn, out.service, out.body, max).await?
+                    }
+                }
+            };
+            read_reply(&link.conn, recv, max).await
         };
         tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| RpcError::Timeout(timeout))?
     }
 
-    async fn connection(&self) -> Result<quinn::Connection, RpcError> {
+    async fn connection(&self) -> Result<Link, RpcError> {
         let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| c.close_reason().is_none()) {
-            return Ok(conn.clone());
+        if let Some(link) = guard.as_ref().filter(|l| l.conn.close_reason().is_none()) {
+            return Ok(link.clone());
         }
         let addr = self.addr;
         let connecting = self.quic.connect(addr, &self.server_name).map_err(|e| {
@@ -236,13 +337,20 @@ impl RpcClient {
         let conn = connecting
             .await
             .map_err(|e| RpcError::Connect(connection_error(addr, &e)))?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_loop(conn.clone(), rx, self.options.max_frame_size));
+        let link = Link {
+            conn,
+            queue,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        };
+        *guard = Some(link.clone());
+        Ok(link)
     }
 
     /// Closes the connection and waits (bounded) until the server has been told.
     pub async fn close(&self) {
-        if let Some(conn) = self.conn.lock().await.take() {
+        if let Some(Link { conn, .. }) = self.conn.lock().await.take() {
             conn.close(
                 quinn::VarInt::from_u32(crate::wire::CLOSE_SHUTDOWN),
                 b"client done",
