@@ -47,7 +47,12 @@ async fn handler_error_and_many_concurrent_calls() {
         "{err:?}"
     );
 
-    let calls: Vec<_> = (0..200)
+    calls_answer_in_order(&client, 200).await;
+}
+
+/// Makes `n` calls at once, each from its own task, and checks every echoed answer.
+async fn calls_answer_in_order(client: &Arc<RpcClient>, n: usize) {
+    let calls: Vec<_> = (0..n)
         .map(|i| {
             let client = client.clone();
             tokio::spawn(async move { client.call(Service::Client, format!("{i}").into()).await })
@@ -247,13 +252,5 @@ async fn one_client_connection_carries_concurrent_calls() {
     node.endpoint.set_rpc_handler(rendezvous_handler(CALLS));
     let client =
         Arc::new(RpcClient::new(&pki.client("c"), node.addr, RpcClientOptions::default()).unwrap());
-    let calls: Vec<_> = (0..CALLS)
-        .map(|i| {
-            let client = client.clone();
-            tokio::spawn(async move { client.call(Service::Client, format!("{i}").into()).await })
-        })
-        .collect();
-    for (i, call) in calls.into_iter().enumerate() {
-        assert_eq!(within(call).await.unwrap().unwrap(), format!("{i}"));
-    }
+    calls_answer_in_order(&client, CALLS).await;
 }
