@@ -78,8 +78,10 @@ impl From<tinykv_node::ClientError> for CliError {
                 CliError::new(Exit::NotFound, e.to_string())
                     .hint("list the regions with `tinykv region list`")
             }
-            ClientError::Ambiguous { .. } => CliError::failed(e.to_string())
-                .hint("read the key back to learn whether the write took effect"),
+            ClientError::Ambiguous { .. } | ClientError::Kv(KvError::OutcomeUnknown { .. }) => {
+                CliError::failed(e.to_string())
+                    .hint("read the key back to learn whether the write took effect")
+            }
             ClientError::Kv(KvError::DiskFull { .. }) => {
                 CliError::new(Exit::DiskFull, e.to_string()).hint(
                     "the write was not made; free space on that store's data dir (`tinykv compact \

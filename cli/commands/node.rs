@@ -232,11 +232,8 @@ async fn leave(global: &GlobalArgs, store: u64) -> CliResult {
     let mut removed = Vec::new();
     for r in &info.regions {
         if r.region.peers.iter().any(|p| p.store_id == store) {
-            let req = AdminRequest::RemovePeer {
-                region_id: r.region.id,
-                store_id: store,
-            };
-            client.admin_leader(r.region.id, req).await?;
+            // Moves leadership off the store first where it leads.
+            client.remove_peer(r.region.id, store).await?;
             removed.push(r.region.id);
         }
     }

@@ -143,6 +143,38 @@ pub enum KvError {
         available: u64,
         reserve: u64,
     },
+    /// The proposal reached the log but its peer went away before it applied (removed from
+    /// its region): it may still commit under another leader. Never resend it as if it had
+    /// not happened.
+    #[error("region {region_id}: {reason}; the write may or may not have taken effect")]
+    OutcomeUnknown { region_id: u64, reason: String },
+    /// A membership change the leader would not propose; nothing changed.
+    #[error("region {region_id}: membership change refused: {refusal}")]
+    ConfChangeRefused {
+        region_id: u64,
+        refusal: ConfChangeRefusal,
+    },
+}
+
+/// Why a leader refused a membership change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
+pub enum ConfChangeRefusal {
+    /// The peer to remove is the leader itself: leadership must move first (`node leave` does
+    /// that), since a leader that applies its own removal drops what it was serving.
+    #[error("store {store_id} holds the leader; transfer leadership away first")]
+    RemovesLeader { store_id: u64 },
+    /// Too few voters would be left alive to commit anything (etcd's strict reconfiguration
+    /// check): `live` of the `voters` that would remain answered lately, and `quorum` are needed.
+    #[error(
+        "after removing store {store_id}, {live} of the {voters} remaining voters are alive, \
+         fewer than the {quorum} a quorum needs; bring the others back first"
+    )]
+    LosesQuorum {
+        store_id: u64,
+        voters: usize,
+        live: usize,
+        quorum: usize,
+    },
 }
 
 fn human_bytes(n: u64) -> String {
@@ -211,6 +243,8 @@ pub struct PeerStatus {
     pub leader_peer: u64,
     /// Proposals waiting for their entries to apply.
     pub pending_proposals: u64,
+    /// On a leader, the peers it has not heard from within two election timeouts.
+    pub down_peers: Vec<u64>,
 }
 
 /// One log entry, described.
@@ -234,6 +268,9 @@ pub struct StoreStatus {
     pub leader_of: Vec<u64>,
     pub disk_bytes: u64,
     pub uptime_secs: u64,
+    /// Region snapshots this store finished sending and receiving since it started.
+    pub snapshots_sent: u64,
+    pub snapshots_received: u64,
 }
 
 /// Requests of the admin service.

@@ -21,8 +21,8 @@ use tinykv_transport::{
 use tokio::time::Instant;
 
 use crate::api::{
-    self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError, KvOp, KvRequest,
-    KvResponse, KvResult, ReadMode, RegionInfo,
+    self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, ConfChangeRefusal, KvError, KvOp,
+    KvRequest, KvResponse, KvResult, PeerRole, ReadMode, RegionInfo,
 };
 
 /// How to reach a cluster.
@@ -296,6 +296,91 @@ impl Client {
             backoff(attempt, deadline)
                 .await
                 .ok_or(ClientError::Timeout(self.inner.timeout))?;
+        }
+    }
+
+    /// Removes `store_id`'s peer from `region_id`. A leader never removes itself, so when that
+    /// peer leads, leadership moves to another voter first. Done also when the store holds no
+    /// peer of the region.
+    pub async fn remove_peer(&self, region_id: u64, store_id: u64) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let mut attempt = 0u32;
+        loop {
+            let req = AdminRequest::RemovePeer {
+                region_id,
+                store_id,
+            };
+            match self.admin_leader(region_id, req).await {
+                Err(ClientError::Kv(KvError::ConfChangeRefused {
+                    refusal: ConfChangeRefusal::RemovesLeader { .. },
+                    ..
+                })) => self.move_leader_off(region_id, store_id, attempt).await?,
+                // A leader elected a moment ago may not have heard from every voter yet: ask
+                // again for about a second before taking the refusal as the answer.
+                Err(ClientError::Kv(KvError::ConfChangeRefused {
+                    refusal: ConfChangeRefusal::LosesQuorum { .. },
+                    ..
+                })) if attempt < LOSES_QUORUM_RETRIES => {}
+                other => return other.map(|_| ()),
+            }
+            attempt += 1;
+            backoff(attempt, deadline)
+                .await
+                .ok_or(ClientError::Timeout(self.inner.timeout))?;
+        }
+    }
+
+    /// Asks the leader on `store_id` to hand `region_id` to another of its voters (a different
+    /// one on each attempt) and waits until some other store leads.
+    async fn move_leader_off(
+        &self,
+        region_id: u64,
+        store_id: u64,
+        attempt: u32,
+    ) -> Result<(), ClientError> {
+        let info = self.refresh().await?;
+        let others: Vec<u64> = info
+            .regions
+            .iter()
+            .find(|r| r.region.id == region_id)
+            .map(|r| {
+                r.region
+                    .peers
+                    .iter()
+                    .zip(&r.roles)
+                    .filter(|(p, role)| p.store_id != store_id && **role == PeerRole::Voter)
+                    .map(|(p, _)| p.store_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let Some(&to_store) = others.get(attempt as usize % others.len().max(1)) else {
+            return Err(ClientError::Kv(KvError::ConfChangeRefused {
+                region_id,
+                refusal: ConfChangeRefusal::RemovesLeader { store_id },
+            }));
+        };
+        let req = AdminRequest::TransferLeader {
+            region_id,
+            to_store,
+        };
+        self.admin_leader(region_id, req).await?;
+        let deadline = Instant::now() + self.inner.timeout / 2;
+        let mut polls = 0u32;
+        loop {
+            let info = self.refresh().await?;
+            let leader = info
+                .regions
+                .iter()
+                .find(|r| r.region.id == region_id)
+                .and_then(|r| r.leader_store);
+            if leader.is_some_and(|l| l != store_id) {
+                return Ok(());
+            }
+            polls += 1;
+            // The transfer may not take (the target lagged or died): the caller tries again.
+            if backoff(polls, deadline).await.is_none() {
+                return Ok(());
+            }
         }
     }
 
@@ -577,6 +662,8 @@ impl Client {
     }
 }
 
+/// How often `remove_peer` asks again when the leader counts too few live voters.
+const LOSES_QUORUM_RETRIES: u32 = 8;
 /// How long a node that failed a call is avoided while others are available.
 const SUSPECT_FOR: Duration = Duration::from_secs(3);
 /// A request in flight to a node that died gets no answer and no error: only the connection's

@@ -195,8 +195,13 @@ pub struct RaftConfig {
     pub check_quorum: bool,
     /// How often a leader checks whether its log should be compacted.
     pub log_gc_tick_interval: ReadableDuration,
-    /// Compact when more than this many applied entries are kept.
+    /// Compact once at least this many applied entries are kept that every peer already has.
+    pub log_gc_threshold: u64,
+    /// Compact to the applied index, whatever followers still need, once more than this many
+    /// applied entries are kept (a follower that far behind is sent a snapshot).
     pub log_gc_count_limit: u64,
+    /// The same, once the kept entries take about this many bytes.
+    pub log_gc_size_limit: ByteSize,
 }
 
 impl Default for RaftConfig {
@@ -210,7 +215,9 @@ impl Default for RaftConfig {
             pre_vote: true,
             check_quorum: true,
             log_gc_tick_interval: ReadableDuration::millis(10_000),
+            log_gc_threshold: 50,
             log_gc_count_limit: 10_000,
+            log_gc_size_limit: ByteSize::mib(72),
         }
     }
 }
@@ -435,6 +442,12 @@ impl NodeConfig {
         if r.log_gc_count_limit == 0 {
             return invalid("raft.log-gc-count-limit", "must be above 0".into());
         }
+        if r.log_gc_threshold == 0 {
+            return invalid("raft.log-gc-threshold", "must be above 0".into());
+        }
+        if r.log_gc_size_limit.0 == 0 {
+            return invalid("raft.log-gc-size-limit", "must be above 0".into());
+        }
         let s = &self.snapshot;
         if s.chunk_size.0 == 0 || s.chunk_size.0 > 64 * 1024 * 1024 {
             return invalid("snapshot.chunk-size", "must be between 1B and 64MiB".into());
@@ -504,8 +517,13 @@ impl NodeConfig {
              \x20 check-quorum: {cq}\n\
              \x20 # How often the leader considers compacting its log.\n\
              \x20 log-gc-tick-interval: {gctick}\n\
-             \x20 # Compact once more than this many applied entries are kept.\n\
+             \x20 # Compact once this many applied entries are kept that every peer has.\n\
+             \x20 log-gc-threshold: {gcthreshold}\n\
+             \x20 # Compact whatever followers still need once more entries than this are kept\n\
+             \x20 # (a follower that far behind gets a snapshot)...\n\
              \x20 log-gc-count-limit: {gclimit}\n\
+             \x20 # ...or once they take about this much space.\n\
+             \x20 log-gc-size-limit: {gcsize}\n\
              snapshot:\n\
              \x20 # Shared by all outgoing snapshots of the node; 0 is unlimited.\n\
              \x20 max-bytes-per-sec: {rate}\n\
@@ -533,7 +551,9 @@ impl NodeConfig {
             prevote = r.pre_vote,
             cq = r.check_quorum,
             gctick = r.log_gc_tick_interval,
+            gcthreshold = r.log_gc_threshold,
             gclimit = r.log_gc_count_limit,
+            gcsize = r.log_gc_size_limit,
             rate = s.max_bytes_per_sec,
             chunk = s.chunk_size,
             sends = s.concurrent_send_limit,

@@ -3,6 +3,7 @@
 //! writes of an apply batch.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tinykv_raft::{
@@ -100,10 +101,16 @@ pub(crate) struct Peer {
     /// Every peer this one has heard of (region members and message senders), so that a peer
     /// created by a message can answer before it knows its region.
     peer_cache: HashMap<u64, tinykv_storage::Peer>,
+    /// When each peer's last message arrived: which voters are alive, for the strict
+    /// reconfiguration check.
+    heard: HashMap<u64, Instant>,
     pub leader_peer: u64,
     pub role: StateRole,
     /// Set once this peer's own removal applied; the store destroys it.
     pub removed: bool,
+    /// Approximate bytes of the log entries kept (applied since the last compaction, scaled
+    /// down by each compaction; 0 after a restart), for `raft.log-gc-size-limit`.
+    pub log_size: u64,
 }
 
 impl Peer {
@@ -124,11 +131,13 @@ impl Peer {
             meta,
             raw,
             proposals: ProposalQueue::default(),
-            reads: ReadQueue::default(),
+            reads: ReadQueue::new(meta.id),
             peer_cache,
+            heard: HashMap::new(),
             leader_peer: 0,
             role: StateRole::Follower,
             removed: false,
+            log_size: 0,
         })
     }
 
@@ -148,6 +157,30 @@ impl Peer {
         if peer.id != 0 && peer.store_id != 0 {
             self.peer_cache.insert(peer.id, peer);
         }
+    }
+
+    /// A message from `peer_id` arrived just now.
+    pub fn heard_from(&mut self, peer_id: u64) {
+        self.heard.insert(peer_id, Instant::now());
+    }
+
+    /// Whether `peer_id` is this peer or was heard from within `window`.
+    pub fn is_alive(&self, peer_id: u64, window: Duration) -> bool {
+        peer_id == self.meta.id
+            || self
+                .heard
+                .get(&peer_id)
+                .is_some_and(|t| t.elapsed() < window)
+    }
+
+    /// The region's peers not heard from within `window`.
+    pub fn down_peers(&self, window: Duration) -> Vec<u64> {
+        self.region()
+            .peers
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| !self.is_alive(*id, window))
+            .collect()
     }
 
     pub fn peer_by_id(&self, id: u64) -> Option<tinykv_storage::Peer> {
@@ -186,9 +219,11 @@ impl Peer {
             Err(tinykv_raft::Error::ProposalDropped) if self.is_leader() => {
                 reply.fail(KvError::ServerBusy)
             }
-            Err(tinykv_raft::Error::ProposalDropped) => {
-                reply.fail(KvError::RegionNotFound { region_id: 0 })
-            }
+            // Never reached the log: the caller may send it to the leader.
+            Err(tinykv_raft::Error::ProposalDropped) => reply.fail(KvError::NotLeader {
+                region_id: self.region_id(),
+                leader: None,
+            }),
             Err(e) => reply.fail(KvError::Storage(e.to_string())),
         }
     }
@@ -227,6 +262,7 @@ impl Peer {
             // batch (a follower catching up applies hundreds at once) must not be refused as
             // beyond the applied index.
             apply_state.applied_index = entry.index;
+            self.log_size += entry.data.len() as u64;
             let result = match entry.entry_type {
                 EntryType::Normal if entry.data.is_empty() => Ok(()),
                 EntryType::Normal => self.apply_cmd(entry, &region, batch, &mut apply_state),
@@ -301,7 +337,14 @@ impl Peer {
                 Ok(())
             }
             CmdBody::CompactLog { index, term } => {
+                let first = apply_state.truncated_state.index + 1;
                 if apply_state.compact_to(index, term) {
+                    self.log_size = crate::log_gc::size_after_compaction(
+                        self.log_size,
+                        first,
+                        apply_state.applied_index,
+                        index,
+                    );
                     debug!(region = region.id, index, term, "log compacted");
                 }
                 Ok(())
@@ -444,6 +487,21 @@ impl Peer {
     pub fn fail_reads(&mut self, err: &KvError) {
         for r in self.reads.take_all() {
             let _ = r.reply.send(Err(err.clone()));
+        }
+    }
+
+    /// Answers everything waiting on a peer removed from its region. Reads never happened and
+    /// may go elsewhere; proposals reached the log and may still commit under another leader,
+    /// so their outcome is unknown (answering `RegionNotFound` made clients send them again).
+    pub fn fail_removed(&mut self) {
+        let region_id = self.region_id();
+        self.fail_reads(&KvError::RegionNotFound { region_id });
+        for p in self.proposals.take_all() {
+            p.fail(KvError::OutcomeUnknown {
+                region_id,
+                reason: "this store's peer was removed from the region before the proposal applied"
+                    .into(),
+            });
         }
     }
 

@@ -97,6 +97,8 @@ impl Node {
     /// learns the cluster from the seed, then asks each region's leader to add a peer on this
     /// store, which is filled by a snapshot. Returns once every region accepted the new peer.
     pub async fn join(config: NodeConfig, seed: SocketAddr) -> Result<Node, NodeError> {
+        config.validate()?;
+        refuse_lost_member(&config, seed).await?;
         let node = Node::launch(config, true).await?;
         if let Err(reason) = node.join_through(seed).await {
             node.shutdown().await;
@@ -262,7 +264,12 @@ impl Node {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tx
             .try_send(StoreMsg::Admin { req, reply })
-            .map_err(|_| KvError::ServerBusy)?;
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => KvError::ServerBusy,
+                mpsc::error::TrySendError::Closed(_) => {
+                    KvError::Storage("the store stopped".into())
+                }
+            })?;
         match tokio::time::timeout(self.config.request_timeout.0, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(KvError::Storage("the store stopped".into())),
@@ -298,12 +305,12 @@ impl Node {
             AdminResponse::Cluster(info) => info,
             other => return Err(format!("unexpected answer {other:?}")),
         };
-        if info.stores.iter().any(|s| s.store_id == self.store_id)
-            && info
-                .regions
-                .iter()
-                .any(|r| r.region.peer_on_store(self.store_id).is_some())
+        if info
+            .regions
+            .iter()
+            .any(|r| r.region.peer_on_store(self.store_id).is_some())
         {
+            // `join` checked before starting that this data dir holds the store's regions.
             info!("this store is already a member");
             return Ok(());
         }
@@ -396,6 +403,74 @@ impl Drop for Node {
             let _ = self.tx.try_send(StoreMsg::Shutdown);
         }
     }
+}
+
+/// Refuses to join a store that the cluster still lists as a member while its data dir holds
+/// none of its regions: the store lost its data, and coming back under its old peers with an
+/// empty log could make it vote twice in a term or help a stale candidate win. Checked before
+/// the node starts, so the store never answers under its old identity.
+async fn refuse_lost_member(config: &NodeConfig, seed: SocketAddr) -> Result<(), NodeError> {
+    let join_error = |reason: String| NodeError::Join { seed, reason };
+    let identity = TlsIdentity::load(&TlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+    })?;
+    let options = RpcClientOptions {
+        timeout: config.request_timeout.0,
+        ..RpcClientOptions::default()
+    };
+    let client = RpcClient::new(&identity, seed, options).map_err(|e| join_error(e.to_string()))?;
+    let body = client
+        .call(Service::Admin, api::encode(&AdminRequest::Cluster))
+        .await
+        .map_err(|e| join_error(e.to_string()))?;
+    client.close().await;
+    let result: AdminResult =
+        api::decode("admin answer", &body).map_err(|e| join_error(e.to_string()))?;
+    let info = match result {
+        Ok(AdminResponse::Cluster(info)) => info,
+        Ok(other) => return Err(join_error(format!("unexpected answer {other:?}"))),
+        Err(e) => return Err(join_error(e.to_string())),
+    };
+    let Some(member_of) = info
+        .regions
+        .iter()
+        .find(|r| r.region.peer_on_store(config.store_id).is_some())
+    else {
+        return Ok(());
+    };
+    if data_dir_hosts(config, member_of.region.id)? {
+        return Ok(());
+    }
+    Err(join_error(format!(
+        "store {id} is still a member of region {region}, but its data dir {dir} holds none of \
+         the region's data. To rebuild the store, first remove its old peer with `tinykv node \
+         leave {id}`, then run `tinykv node join` again",
+        id = config.store_id,
+        region = member_of.region.id,
+        dir = config.data_dir.display(),
+    )))
+}
+
+/// Whether the data dir holds a live peer of `region_id` on this store.
+fn data_dir_hosts(config: &NodeConfig, region_id: u64) -> Result<bool, NodeError> {
+    if !Engines::exists(&config.data_dir) {
+        return Ok(false);
+    }
+    let options = OpenOptions {
+        expected_cluster_id: Some(config.cluster_id()),
+    };
+    let storage_err = |source| NodeError::Storage {
+        dir: config.data_dir.clone(),
+        source,
+    };
+    let (engines, _) = Engines::open(&config.data_dir, options).map_err(storage_err)?;
+    let state = engines.region_state(region_id).map_err(storage_err)?;
+    Ok(state.is_some_and(|s| {
+        s.state != tinykv_storage::PeerState::Tombstone
+            && s.region.peer_on_store(config.store_id).is_some()
+    }))
 }
 
 enum BootstrapError {

@@ -21,11 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::api::{
-    AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError, KvOp, KvRequest, KvResult,
-    LogEntryInfo, PeerRole, PeerStatus, RegionInfo, StoreAddr, StoreStatus,
+    AdminRequest, AdminResponse, AdminResult, ClusterInfo, ConfChangeRefusal, KvError, KvOp,
+    KvRequest, KvResult, LogEntryInfo, PeerRole, PeerStatus, RegionInfo, StoreAddr, StoreStatus,
 };
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
 use crate::config::NodeConfig;
+use crate::log_gc::{GcLimits, LogView, compact_index};
 use crate::message::RaftMessage;
 use crate::peer::{Peer, PendingRead, Reply, is_linearizable_read};
 
@@ -83,6 +84,8 @@ pub(crate) struct Store {
     started: Instant,
     disk: DiskSpaceGuard,
     outbox: Outbox,
+    snapshots_sent: u64,
+    snapshots_received: u64,
 }
 
 pub(crate) struct StoreParts {
@@ -143,11 +146,17 @@ impl Store {
             started: Instant::now(),
             disk,
             outbox,
+            snapshots_sent: 0,
+            snapshots_received: 0,
         };
         for rec in store.engines.store_addrs()? {
             store.learn_addr(rec.store_id, &rec.addr);
         }
         store.learn_addr(store.store_id, &store.addr.to_string());
+        let cleared = store.engines.clear_tombstone_leftovers()?;
+        if !cleared.is_empty() {
+            info!(regions = ?cleared, "deleted what a crash left of removed peers");
+        }
         for state in store.engines.regions()? {
             if state.state == PeerState::Tombstone {
                 continue;
@@ -196,18 +205,19 @@ impl Store {
         let runtime = self.runtime.clone();
         let _guard = runtime.enter();
         while let Some(first) = rx.blocking_recv() {
-            let mut stop = self.handle(first);
+            let mut handled = self.handle(first);
             let mut taken = 1;
-            while !stop && taken < MAX_BATCH {
+            while matches!(handled, Ok(false)) && taken < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(msg) => {
-                        stop = self.handle(msg);
+                        handled = self.handle(msg);
                         taken += 1;
                     }
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.process_readies() {
+            let mut stop = matches!(handled, Ok(true));
+            if let Err(e) = handled.and_then(|_| self.process_readies()) {
                 // A failed fsync or a poisoned database: nothing acknowledged can be trusted to be
                 // durable past this point, so stop serving rather than answer wrongly.
                 error!(error = %e, "storage failed; the store stops");
@@ -249,22 +259,23 @@ impl Store {
         failure
     }
 
-    /// Handles one message; true to stop.
-    fn handle(&mut self, msg: StoreMsg) -> bool {
+    /// Handles one message: `Ok(true)` to stop, an error when storage failed.
+    fn handle(&mut self, msg: StoreMsg) -> Result<bool, StorageError> {
         match msg {
             StoreMsg::Raft(received) => {
                 let Received {
                     from_store,
                     message,
                 } = *received;
-                self.on_raft_message(from_store, message)
+                self.on_raft_message(from_store, message)?;
             }
-            StoreMsg::Snapshot(snap) => self.on_snapshot_received(snap),
+            StoreMsg::Snapshot(snap) => self.on_snapshot_received(snap)?,
             StoreMsg::SnapshotSent {
                 region_id,
                 to_peer,
                 ok,
             } => {
+                self.snapshots_sent += u64::from(ok);
                 if let Some(peer) = self.peers.get_mut(&region_id) {
                     let status = if ok {
                         SnapshotStatus::Finish
@@ -300,9 +311,9 @@ impl Store {
                     warn!(error = %e, "cannot record store addresses");
                 }
             }
-            StoreMsg::Shutdown => return true,
+            StoreMsg::Shutdown => return Ok(true),
         }
-        false
+        Ok(false)
     }
 
     /// Records where a store is; false when the address does not parse.
@@ -325,28 +336,38 @@ impl Store {
         }
     }
 
-    fn on_raft_message(&mut self, from_store: u64, msg: RaftMessage) {
+    /// Steps a peer's message, creating or replacing this store's peer when the message says
+    /// so. Only a failed write is an error; a bad message is logged and dropped.
+    fn on_raft_message(&mut self, from_store: u64, msg: RaftMessage) -> Result<(), StorageError> {
         if msg.from_peer.store_id != from_store {
             warn!(
                 from_store,
                 claimed = msg.from_peer.store_id,
                 "dropping a raft message whose sender is not its store"
             );
-            return;
+            return Ok(());
         }
         if msg.to_peer.store_id != self.store_id {
             warn!(
                 to_store = msg.to_peer.store_id,
                 "dropping a raft message for another store"
             );
-            return;
+            return Ok(());
         }
         let region_id = msg.region_id;
+        if self.is_replaced_by(region_id, &msg) {
+            info!(
+                region = region_id,
+                new_peer = msg.to_peer.id,
+                "this store's peer was removed and added back; the old peer makes way"
+            );
+            self.destroy_peer(region_id)?;
+        }
         if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&msg) {
-            return;
+            return Ok(());
         }
         let Some(peer) = self.peers.get_mut(&region_id) else {
-            return;
+            return Ok(());
         };
         if msg.to_peer.id != peer.meta.id {
             debug!(
@@ -355,12 +376,71 @@ impl Store {
                 me = peer.meta.id,
                 "dropping a message for another peer id"
             );
-            return;
+            return Ok(());
+        }
+        let snapshot = (msg.message.msg_type == MessageType::Snapshot).then(|| {
+            let m = msg.message.snapshot.as_ref().map(|s| s.metadata.clone());
+            m.unwrap_or_default()
+        });
+        let received = snapshot.as_ref().map(|m| {
+            tinykv_storage::snapshot::received_path(
+                self.engines.snap_dir(),
+                region_id,
+                m.term,
+                m.index,
+            )
+        });
+        if let Some(path) = &received
+            && let Err(reason) = check_snapshot(&msg, path)
+        {
+            // Raft would accept it and the store could not install it: refuse it here. The
+            // leader sends another when its pending-snapshot timeout passes.
+            warn!(region = region_id, from = msg.from_peer.store_id, %reason, "refusing a snapshot");
+            remove_received(path);
+            return Ok(());
         }
         peer.remember_peer(msg.from_peer);
+        peer.heard_from(msg.from_peer.id);
         if let Err(e) = peer.raw.step(msg.message) {
             debug!(region = region_id, error = %e, "message not stepped");
         }
+        if let (Some(meta), Some(path)) = (snapshot, received)
+            && peer.raw.pending_snapshot_index() != Some(meta.index)
+        {
+            // Raft did not take it (stale, or not newer than what this peer has): its file
+            // would otherwise stay until the disk fills.
+            debug!(
+                region = region_id,
+                index = meta.index,
+                "snapshot not taken; file removed"
+            );
+            remove_received(&path);
+        }
+        Ok(())
+    }
+
+    /// Drops this store's peer of `region_id` and everything it kept: it was removed from the
+    /// region (or replaced by a newer peer of this store). Only a failed write is an error.
+    fn destroy_peer(&mut self, region_id: u64) -> Result<(), StorageError> {
+        let Some(mut peer) = self.peers.remove(&region_id) else {
+            return Ok(());
+        };
+        peer.fail_removed();
+        if !peer.raw.store().is_initialized() {
+            // Never filled: no range and no data of its own, and its term and vote are kept
+            // for the peer that replaces it.
+            return Ok(());
+        }
+        self.engines.destroy_peer_data(peer.region())
+    }
+
+    /// Whether this store's peer of `region_id` is an older incarnation than the one `msg`
+    /// is addressed to: the store was removed and added back while the peer did not learn
+    /// of it. It must make way for the new peer.
+    fn is_replaced_by(&self, region_id: u64, msg: &RaftMessage) -> bool {
+        self.peers.get(&region_id).is_some_and(|peer| {
+            msg.to_peer.id > peer.meta.id && msg.epoch.conf_ver > peer.region().epoch.conf_ver
+        })
     }
 
     /// Creates an uninitialized peer for a region this store does not have yet, when a leader
@@ -379,12 +459,23 @@ impl Store {
             return false;
         }
         match self.engines.region_state(msg.region_id) {
-            Ok(Some(state)) if state.state == PeerState::Tombstone => {
+            Ok(Some(state))
+                if state.state == PeerState::Tombstone
+                    && !tombstone_yields(&state.region, self.store_id, msg) =>
+            {
                 debug!(
                     region = msg.region_id,
-                    "ignoring a message for a removed region"
+                    to = msg.to_peer.id,
+                    "ignoring a message of a region this store left"
                 );
                 return false;
+            }
+            Ok(Some(state)) if state.state == PeerState::Tombstone => {
+                info!(
+                    region = msg.region_id,
+                    peer = msg.to_peer.id,
+                    "this store was added back to a region it had left"
+                );
             }
             Ok(_) => {}
             Err(e) => {
@@ -421,13 +512,13 @@ impl Store {
         }
     }
 
-    fn on_snapshot_received(&mut self, snap: ReceivedSnapshot) {
+    fn on_snapshot_received(&mut self, snap: ReceivedSnapshot) -> Result<(), StorageError> {
         let msg: RaftMessage = match crate::api::decode("snapshot context", &snap.header.context) {
             Ok(m) => m,
             Err(e) => {
                 warn!(from = snap.from_store, error = %e, "dropping a snapshot with a bad context");
                 let _ = std::fs::remove_file(&snap.path);
-                return;
+                return Ok(());
             }
         };
         let h = &snap.header;
@@ -440,7 +531,7 @@ impl Store {
         if let Err(e) = std::fs::rename(&snap.path, &target) {
             warn!(error = %e, path = %snap.path.display(), "cannot move a received snapshot into place");
             let _ = std::fs::remove_file(&snap.path);
-            return;
+            return Ok(());
         }
         info!(
             region = h.region_id,
@@ -449,18 +540,24 @@ impl Store {
             bytes = h.size,
             "snapshot received"
         );
-        self.on_raft_message(snap.from_store, msg);
+        self.snapshots_received += 1;
+        self.on_raft_message(snap.from_store, msg)
     }
 
     fn on_tick(&mut self) {
         self.ticks += 1;
         self.disk.on_tick(self.ticks);
         let gc = self.ticks.is_multiple_of(self.gc_every_ticks);
-        let limit = self.config.raft.log_gc_count_limit;
+        let r = &self.config.raft;
+        let limits = GcLimits {
+            threshold: r.log_gc_threshold,
+            count_limit: r.log_gc_count_limit,
+            size_limit: r.log_gc_size_limit.0,
+        };
         for peer in self.peers.values_mut() {
             peer.raw.tick();
             if gc && peer.is_leader() {
-                maybe_compact(peer, limit, None);
+                maybe_compact(peer, Some(limits), None);
             }
         }
         if gc {
@@ -547,7 +644,7 @@ impl Store {
             AdminRequest::RaftState { region_id } => self
                 .peers
                 .get(&region_id)
-                .map(|p| AdminResponse::RaftState(peer_status(p)))
+                .map(|p| AdminResponse::RaftState(peer_status(p, self.alive_window())))
                 .ok_or(KvError::RegionNotFound { region_id }),
             AdminRequest::RaftLog {
                 region_id,
@@ -581,7 +678,7 @@ impl Store {
                     Some(peer) if !peer.is_leader() => Err(not_leader),
                     Some(peer) => {
                         // Answered when the compaction applies (or at once if there is none).
-                        maybe_compact(peer, 0, Some(Reply::Admin(reply)));
+                        maybe_compact(peer, None, Some(Reply::Admin(reply)));
                         return;
                     }
                 }
@@ -631,6 +728,7 @@ impl Store {
         reply: oneshot::Sender<AdminResult>,
     ) {
         let not_leader = self.not_leader(region_id);
+        let alive_window = self.alive_window();
         let Some(peer) = self.peers.get_mut(&region_id) else {
             let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
             return;
@@ -672,6 +770,10 @@ impl Store {
                     let _ = reply.send(Ok(AdminResponse::Done));
                     return;
                 };
+                if let Err(refusal) = check_removal(peer, p, alive_window) {
+                    let _ = reply.send(Err(KvError::ConfChangeRefused { region_id, refusal }));
+                    return;
+                }
                 let addr = self.directory.get(&store_id).cloned().unwrap_or_default();
                 let context = ChangePeer { peer: p, addr }.encode();
                 ConfChange {
@@ -682,6 +784,11 @@ impl Store {
             }
         };
         peer.propose_conf_change(cc, Reply::Admin(reply));
+    }
+
+    /// How recently a peer must have been heard from to count as alive: two election timeouts.
+    fn alive_window(&self) -> std::time::Duration {
+        self.config.raft.base_tick_interval.0 * (2 * self.config.raft.election_timeout_ticks as u32)
     }
 
     fn cluster_info(&self) -> ClusterInfo {
@@ -709,7 +816,11 @@ impl Store {
         StoreStatus {
             store_id: self.store_id,
             addr: self.addr.to_string(),
-            peers: self.peers.values().map(peer_status).collect(),
+            peers: self
+                .peers
+                .values()
+                .map(|p| peer_status(p, self.alive_window()))
+                .collect(),
             leader_of: self
                 .peers
                 .values()
@@ -718,6 +829,8 @@ impl Store {
                 .collect(),
             disk_bytes: 0,
             uptime_secs: self.started.elapsed().as_secs(),
+            snapshots_sent: self.snapshots_sent,
+            snapshots_received: self.snapshots_received,
         }
     }
 
@@ -770,8 +883,12 @@ impl Store {
     /// Persists every peer's ready in one batch (one fsync), sends, applies, answers.
     fn process_readies(&mut self) -> Result<(), StorageError> {
         for peer in self.peers.values_mut() {
-            if let Some(ctx) = peer.reads.start_round() {
-                if peer.is_leader() {
+            let soft = peer.raw.raft().soft_state();
+            let term = peer.raw.raft().hard_state().term;
+            if let Some(ctx) = peer.reads.start_round(term) {
+                // Raft's own role, not the one the last ready reported: a peer that stepped down
+                // in this round's steps would forward the round to the new leader.
+                if soft.role == StateRole::Leader {
                     peer.raw.read_index(ctx);
                 } else {
                     let err = KvError::NotLeader {
@@ -790,6 +907,9 @@ impl Store {
                 continue;
             }
             let mut ready = peer.raw.ready();
+            if let Some(detail) = ready.committed_entries_unreadable.take() {
+                return Err(StorageError::LogUnreadable { region_id, detail });
+            }
             must_sync |= ready.must_sync || ready.snapshot.is_some();
             peer.raw.store().save_ready(&mut batch, &ready)?;
             // A leader's appends go out before our fsync, so followers write while we do. Safe
@@ -904,28 +1024,128 @@ impl Store {
                     peer = peer.meta.id,
                     "this peer was removed from its region"
                 );
-                peer.fail_all(&KvError::RegionNotFound { region_id });
-                self.peers.remove(&region_id);
+                self.destroy_peer(region_id)?;
             }
         }
         Ok(())
     }
 }
 
-/// Proposes `CompactLog` when more than `limit` applied entries are kept (any with `limit` 0).
-/// `reply`, if given, is answered either way.
-fn maybe_compact(peer: &mut Peer, limit: u64, reply: Option<Reply>) {
+/// Whether a snapshot message can be installed: its descriptor decodes and names the region,
+/// index and term of the message, the region lists the peer it is addressed to, and its file
+/// arrived. The reason, when not.
+fn check_snapshot(msg: &RaftMessage, file: &std::path::Path) -> Result<(), String> {
+    let snap = msg
+        .message
+        .snapshot
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .ok_or("the message carries no snapshot")?;
+    let desc = SnapshotDescriptor::decode(&snap.data).map_err(|e| e.to_string())?;
+    let m = &snap.metadata;
+    if desc.region.id != msg.region_id || desc.index != m.index || desc.term != m.term {
+        return Err(format!(
+            "its descriptor is of region {} at ({}, {}), the message of region {} at ({}, {})",
+            desc.region.id, desc.term, desc.index, msg.region_id, m.term, m.index
+        ));
+    }
+    if !desc.region.peers.contains(&msg.to_peer) {
+        return Err(format!(
+            "its region does not list peer {} on this store",
+            msg.to_peer.id
+        ));
+    }
+    if !file.is_file() {
+        return Err(format!("its file {} was not received", file.display()));
+    }
+    Ok(())
+}
+
+fn remove_received(path: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(error = %e, path = %path.display(), "cannot remove a snapshot file");
+    }
+}
+
+/// Whether a message addressed to a region this store left is from a newer membership than
+/// the one that removed it, to a newer peer id: the store was added back (TiKV's rule). Older
+/// messages are stale and must not bring the removed peer back.
+fn tombstone_yields(tombstone: &tinykv_storage::Region, store_id: u64, msg: &RaftMessage) -> bool {
+    let newer_epoch = msg.epoch.conf_ver > tombstone.epoch.conf_ver;
+    let newer_peer = tombstone
+        .peer_on_store(store_id)
+        .is_none_or(|old| msg.to_peer.id > old.id);
+    newer_epoch && newer_peer
+}
+
+/// Whether the leader `peer` may propose removing `target`: never itself (it would drop what
+/// it serves when it applies the change, and a two-voter region could wait forever for its
+/// vote), and only while the voters that remain have a live quorum (etcd's strict
+/// reconfiguration check).
+fn check_removal(
+    peer: &Peer,
+    target: tinykv_storage::Peer,
+    window: std::time::Duration,
+) -> Result<(), ConfChangeRefusal> {
+    if target.id == peer.meta.id {
+        return Err(ConfChangeRefusal::RemovesLeader {
+            store_id: target.store_id,
+        });
+    }
+    let status = peer.raw.status();
+    let remaining: Vec<u64> = status
+        .conf_state
+        .voters
+        .iter()
+        .copied()
+        .filter(|id| *id != target.id)
+        .collect();
+    let live = remaining
+        .iter()
+        .filter(|id| peer.is_alive(**id, window))
+        .count();
+    let quorum = remaining.len() / 2 + 1;
+    if live < quorum {
+        return Err(ConfChangeRefusal::LosesQuorum {
+            store_id: target.store_id,
+            voters: remaining.len(),
+            live,
+            quorum,
+        });
+    }
+    Ok(())
+}
+
+/// Proposes `CompactLog` where the GC rules say (`limits`), or as far as it can go when an
+/// operator asks (`None`). `reply`, if given, is answered either way.
+fn maybe_compact(peer: &mut Peer, limits: Option<GcLimits>, reply: Option<Reply>) {
     let storage = peer.raw.store();
     let applied = storage.applied_index();
     let first = storage.truncated_state().index + 1;
-    if applied <= first || applied - first < limit {
-        if let Some(r) = reply {
-            r.done();
+    let index = match limits {
+        None => (applied > first).then(|| applied - 1),
+        Some(limits) => {
+            let me = peer.meta.id;
+            let view = LogView {
+                first,
+                applied,
+                size: peer.log_size,
+                matched: peer
+                    .raw
+                    .status()
+                    .progress
+                    .iter()
+                    .filter(|(id, _)| *id != me)
+                    .map(|(_, p)| p.matched)
+                    .collect(),
+            };
+            compact_index(&view, limits)
         }
-        return;
-    }
-    let index = applied - 1;
-    let Ok(term) = tinykv_raft::Storage::term(storage, index) else {
+    };
+    let term = index.and_then(|i| tinykv_raft::Storage::term(storage, i).ok().map(|t| (i, t)));
+    let Some((index, term)) = term else {
         if let Some(r) = reply {
             r.done();
         }
@@ -1107,7 +1327,7 @@ fn region_info(peer: &Peer) -> RegionInfo {
     }
 }
 
-fn peer_status(peer: &Peer) -> PeerStatus {
+fn peer_status(peer: &Peer, alive_window: std::time::Duration) -> PeerStatus {
     let status = peer.raw.status();
     let storage = peer.raw.store();
     let raft_state = storage.raft_state();
@@ -1121,6 +1341,11 @@ fn peer_status(peer: &Peer) -> PeerStatus {
         role: role_name(status.soft_state.role).to_string(),
         leader_peer: status.soft_state.leader_id,
         pending_proposals: peer.proposals.len() as u64,
+        down_peers: if peer.is_leader() {
+            peer.down_peers(alive_window)
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::api::{AdminRequest, AdminResponse};
+use crate::api::{AdminRequest, AdminResponse, KvOp, KvRequest, KvResult};
 use crate::config::{ByteSize, Member, NodeConfig, ReadableDuration, TlsConfig};
 use crate::{Client, ClientConfig, Node};
-use tinykv_transport::{ClusterCa, Rule, TlsFiles, Validity};
+use tinykv_transport::{
+    ClusterCa, RpcClient, RpcClientOptions, Rule, Service, TlsFiles, TlsIdentity, Validity,
+};
 
 /// A UDP port nobody is bound to right now.
 pub fn free_port() -> u16 {
@@ -137,6 +139,27 @@ impl TestCluster {
                 Err(e) => panic!("client cannot connect: {e}"),
             }
         }
+    }
+
+    /// Sends one key-value request for region 1 straight to the node at `addr`, bypassing the
+    /// client's routing; a transport failure comes back as its text.
+    pub async fn direct(&self, addr: SocketAddr, op: KvOp) -> Result<KvResult, String> {
+        let identity = TlsIdentity::load(&self.client_tls).map_err(|e| e.to_string())?;
+        let options = RpcClientOptions {
+            timeout: Duration::from_secs(2),
+            ..RpcClientOptions::default()
+        };
+        let rpc = RpcClient::new(&identity, addr, options).map_err(|e| e.to_string())?;
+        let req = KvRequest {
+            region_id: 1,
+            epoch: None,
+            op,
+        };
+        let body = rpc
+            .call(Service::Client, crate::api::encode(&req))
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::api::decode::<KvResult>("kv answer", &body).map_err(|e| e.to_string())
     }
 
     pub fn node(&self, store_id: u64) -> &Node {

@@ -8,34 +8,9 @@ use std::time::Duration;
 use common::TestCluster;
 use tinykv_node::Node;
 use tinykv_node::api::{
-    self, AdminRequest, AdminResponse, KvError, KvOp, KvRequest, KvResult, ReadMode, StoreAddr,
+    AdminRequest, AdminResponse, ConfChangeRefusal, KvError, KvOp, ReadMode, StoreAddr,
 };
-use tinykv_transport::{RpcClient, RpcClientOptions, Service, TlsIdentity};
 use tokio::time::Instant;
-
-/// Sends one key-value request straight to the node at `addr`, bypassing the client's routing.
-async fn direct(cluster: &TestCluster, addr: SocketAddr, op: KvOp) -> Result<KvResult, String> {
-    let identity = TlsIdentity::load(&cluster.client_tls).map_err(|e| e.to_string())?;
-    let rpc = RpcClient::new(
-        &identity,
-        addr,
-        RpcClientOptions {
-            timeout: Duration::from_secs(2),
-            ..RpcClientOptions::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let req = KvRequest {
-        region_id: 1,
-        epoch: None,
-        op,
-    };
-    let body = rpc
-        .call(Service::Client, api::encode(&req))
-        .await
-        .map_err(|e| e.to_string())?;
-    api::decode::<KvResult>("kv answer", &body).map_err(|e| e.to_string())
-}
 
 fn put(k: &str, v: &str) -> KvOp {
     KvOp::Put {
@@ -81,7 +56,7 @@ async fn a_minority_cannot_commit_and_its_leader_steps_down() {
 
     // A write sent to the cut-off leader is never acknowledged.
     let leader_addr = cluster.configs[(leader - 1) as usize].listen_addr;
-    match direct(&cluster, leader_addr, put("minority", "x")).await {
+    match cluster.direct(leader_addr, put("minority", "x")).await {
         Ok(Ok(r)) => panic!("a minority acknowledged a write: {r:?}"),
         Ok(Err(e)) => assert!(
             matches!(
@@ -159,7 +134,7 @@ async fn a_follower_answers_not_leader_with_the_leaders_address() {
             .listen_addr
             .to_string(),
     };
-    match direct(&cluster, addr, put("k", "v")).await {
+    match cluster.direct(addr, put("k", "v")).await {
         Ok(Err(KvError::NotLeader {
             region_id: 1,
             leader: Some(hint),
@@ -219,22 +194,41 @@ async fn a_joined_store_catches_up_by_snapshot_and_votes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_the_leaders_own_store_works() {
+async fn the_leaders_store_is_removed_after_leadership_moves_away() {
     common::init_logs();
     let cluster = TestCluster::start(3).await;
     let leader = cluster.leader(1).await;
     let client = cluster.client().await;
     client.put("a", "1").await.unwrap();
-    let result = client
-        .admin_leader(
-            1,
-            AdminRequest::RemovePeer {
-                region_id: 1,
-                store_id: leader,
-            },
-        )
+    // Asked directly, the leader refuses to remove itself and changes nothing.
+    let result = cluster
+        .node(leader)
+        .admin(AdminRequest::RemovePeer {
+            region_id: 1,
+            store_id: leader,
+        })
         .await;
-    assert!(matches!(result, Ok(AdminResponse::Done)), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(KvError::ConfChangeRefused {
+                refusal: ConfChangeRefusal::RemovesLeader { .. },
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        result
+            .unwrap_err()
+            .to_string()
+            .contains("transfer leadership")
+    );
+    // The client moves leadership first, then removes the peer.
+    client
+        .remove_peer(1, leader)
+        .await
+        .expect("remove the leader's store");
     eventually("a remaining store leads", async || {
         let mut found = false;
         for s in (1..=3).filter(|s| *s != leader) {
@@ -291,10 +285,131 @@ async fn leadership_moves_where_it_is_asked_and_stale_reads_are_served_locally()
             key: "k2".as_bytes().to_vec().into(),
             read: ReadMode::Stale,
         };
-        match direct(&cluster, addr, op).await {
+        match cluster.direct(addr, op).await {
             Ok(Ok(tinykv_node::api::KvResponse::Value(Some(v)))) => assert_eq!(&v[..], b"v2"),
             other => panic!("store {s}: stale read: {other:?}"),
         }
     }
+    cluster.shutdown().await;
+}
+
+/// A peer's snapshot message that the store could not install (a garbage descriptor, no file
+/// received) used to reach Raft, which accepted it, and then stopped the whole store when the
+/// ready was saved. It is refused and logged, and the store keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving() {
+    use tinykv_node::message::RaftMessage;
+    use tinykv_raft::{Message, MessageType, Snapshot, SnapshotMetadata};
+    use tinykv_storage::Peer;
+    use tinykv_transport::{Endpoint, EndpointConfig, TlsFiles, TlsIdentity};
+
+    common::init_logs();
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let target = (1..=3).find(|s| *s != leader).unwrap();
+    let client = cluster.client().await;
+    client.put("a", "1").await.unwrap();
+    let before = raft_state(&cluster, target).await;
+
+    // A fourth store with a certificate of the cluster's CA sends it straight to `target`.
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let config = cluster.node_config(4, addr, Vec::new());
+    let identity = TlsIdentity::load(&TlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+    })
+    .unwrap();
+    let snap_dir = config.data_dir.join("incoming");
+    let (endpoint, _events) =
+        Endpoint::<RaftMessage>::bind(EndpointConfig::new(4, addr, snap_dir), identity).unwrap();
+    endpoint.set_peer_addr(target, cluster.configs[(target - 1) as usize].listen_addr);
+    let envelope = |message: Message| RaftMessage {
+        region_id: 1,
+        from_peer: Peer { id: 4, store_id: 4 },
+        to_peer: Peer {
+            id: before.peer,
+            store_id: target,
+        },
+        epoch: Default::default(),
+        message,
+        start_key: Vec::new(),
+        end_key: Vec::new(),
+    };
+    let mut bad = Message::new(MessageType::Snapshot, 4, before.peer);
+    bad.term = before.term;
+    bad.snapshot = Some(Snapshot {
+        data: bytes::Bytes::from_static(b"not a snapshot descriptor"),
+        metadata: SnapshotMetadata {
+            conf_state: Default::default(),
+            index: before.commit + 1000,
+            term: before.term,
+        },
+    });
+    endpoint.send(target, &envelope(bad)).unwrap();
+    // Behind it on the same link, a heartbeat of a later term: once the target's term moves,
+    // it has handled the snapshot message too.
+    let mut later = Message::new(MessageType::Heartbeat, 4, before.peer);
+    later.term = before.term + 1;
+    endpoint.send(target, &envelope(later)).unwrap();
+    eventually("the target handles both messages", async || {
+        raft_state(&cluster, target).await.term > before.term
+    })
+    .await;
+    assert!(cluster.node(target).failure().is_none());
+    let after = raft_state(&cluster, target).await;
+    assert!(after.applied >= before.applied && after.last_index < before.commit + 1000);
+
+    // The cluster settles on a leader again and the target applies new writes.
+    let client = cluster.client().await;
+    client.put("b", "2").await.unwrap();
+    let leader = cluster.leader(1).await;
+    eventually("the target applies the new write", async || {
+        raft_state(&cluster, target).await.applied >= raft_state(&cluster, leader).await.applied
+    })
+    .await;
+    endpoint.shutdown().await;
+    cluster.shutdown().await;
+}
+
+async fn snapshots_received(cluster: &TestCluster, store: u64) -> u64 {
+    match cluster.node(store).admin(AdminRequest::StoreStatus).await {
+        Ok(AdminResponse::StoreStatus(s)) => s.snapshots_received,
+        other => panic!("store {store}: status: {other:?}"),
+    }
+}
+
+/// Log GC keeps what a healthy follower still needs. Before, the leader let the log grow to
+/// `log-gc-count-limit` and then truncated to its applied index whatever the followers had,
+/// so a follower a little behind at that moment (here its messages arrive 100 ms late) was
+/// sent a whole snapshot, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_a_little_behind_catches_up_from_the_log_not_a_snapshot() {
+    use tinykv_transport::{Direction, Rule};
+
+    common::init_logs();
+    let cluster = TestCluster::start_with(3, |c| {
+        c.raft.log_gc_threshold = 10;
+        c.raft.log_gc_count_limit = 1000;
+    })
+    .await;
+    let leader = cluster.leader(1).await;
+    let slow = (1..=3).find(|s| *s != leader).unwrap();
+    cluster.node(slow).filter().set(vec![
+        Rule::delay(&[leader], Duration::from_millis(100)).only(Direction::Incoming),
+    ]);
+    let client = cluster.client().await;
+    for i in 0..2500 {
+        client.put(format!("k{i:04}"), "v").await.unwrap();
+    }
+    // The log was compacted all along, never past what the slow follower had.
+    let leader_state = raft_state(&cluster, leader).await;
+    assert!(leader_state.truncated_index > 1000, "{leader_state:?}");
+    cluster.node(slow).filter().clear();
+    eventually("the slow follower catches up", async || {
+        raft_state(&cluster, slow).await.applied >= raft_state(&cluster, leader).await.applied
+    })
+    .await;
+    assert_eq!(snapshots_received(&cluster, slow).await, 0);
     cluster.shutdown().await;
 }

@@ -83,6 +83,10 @@ pub struct Ready {
     pub immediate_messages: Vec<Message>,
     /// True when `entries` or `hard_state` (term or vote) must be fsynced before sending.
     pub must_sync: bool,
+    /// Set when committed entries are due but storage could not read them (the error's
+    /// text): none were handed out and `has_ready` stays true, so a driver that ignores this
+    /// stalls. Storage that cannot read its own committed log is broken; treat it as failed.
+    pub committed_entries_unreadable: Option<String>,
 }
 
 /// Replication state of one peer, as the leader tracks it.
@@ -278,8 +282,9 @@ impl<S: Storage> RawNode<S> {
             || r.raft_log.has_next_entries()
     }
 
-    /// The work to do now. Committed entries that cannot be read from storage are left for a
-    /// later `Ready` rather than failing the whole cycle.
+    /// The work to do now. Committed entries that cannot be read from storage are not handed
+    /// out; the ready says why in `committed_entries_unreadable`, and everything else in it
+    /// (entries, hard state, messages) is as usual.
     pub fn ready(&mut self) -> Ready {
         let r = &mut self.raft;
         r.flush_broadcast();
@@ -302,19 +307,22 @@ impl<S: Storage> RawNode<S> {
             messages = later;
             now
         };
+        let (committed_entries, committed_entries_unreadable) =
+            match r.raft_log.next_entries(Some(self.max_committed_size)) {
+                Ok(entries) => (entries, None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
         let ready = Ready {
             soft_state: (soft_state != self.prev_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.prev_hard_state).then_some(hard_state),
             read_states: std::mem::take(&mut r.read_states),
             entries,
             snapshot,
-            committed_entries: r
-                .raft_log
-                .next_entries(Some(self.max_committed_size))
-                .unwrap_or_default(),
+            committed_entries,
             messages,
             immediate_messages,
             must_sync,
+            committed_entries_unreadable,
         };
         self.handed_out = Some(HandedOut {
             soft_state: ready.soft_state,
@@ -355,6 +363,14 @@ impl<S: Storage> RawNode<S> {
         if let Some(index) = done.last_committed {
             log.applied_to(index);
         }
+    }
+
+    /// The index of a snapshot accepted from the leader that the driver has not installed yet.
+    pub fn pending_snapshot_index(&self) -> Option<u64> {
+        self.raft
+            .raft_log
+            .pending_snapshot()
+            .map(|s| s.metadata.index)
     }
 
     pub fn status(&self) -> Status {

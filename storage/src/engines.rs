@@ -166,6 +166,11 @@ impl Engines {
         Ok((engines, report))
     }
 
+    /// Whether `dir` holds a database already (a data dir that was opened before).
+    pub fn exists(dir: impl AsRef<Path>) -> bool {
+        dir.as_ref().join(DB_DIR).join(FJALL_VERSION_FILE).exists()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }

@@ -72,6 +72,9 @@ pub enum StorageError {
         expected: u64,
         actual: u64,
     },
+    /// Committed entries of a region could not be read back from the log.
+    #[error("the committed log of region {region_id} cannot be read: {detail}")]
+    LogUnreadable { region_id: u64, detail: String },
     /// A background worker has stopped (shut down or crashed).
     #[error("{0} worker has stopped")]
     WorkerStopped(&'static str),

@@ -12,6 +12,7 @@
 //! - [`write_batch`]: group commit of many peers' readies with one fsync.
 //! - [`peer_storage`]: [`PeerStorage`], one per region peer.
 //! - [`apply`]: [`ApplyBatch`], user writes plus the apply state in one batch.
+//! - [`destroy`]: what is deleted when a peer is removed, and the tombstone kept.
 //! - [`log_gc`] and [`workers`]: the background threads ([`StorageWorkers`]).
 //! - [`snapshot`]: snapshot files — build, chunked transfer, apply, restart recovery.
 //!
@@ -52,6 +53,7 @@
 //! region to ask for a new snapshot ([`RecoveryReport`]).
 
 pub mod apply;
+pub mod destroy;
 pub mod engines;
 pub mod entry_cache;
 pub mod error;

@@ -135,6 +135,12 @@ pub(crate) fn gc(engines: &Engines, task: LogGcTask) -> Result<u64> {
     if task.start >= task.end {
         return Ok(0);
     }
+    // The truncated state that allows these deletions was written by an apply batch that is
+    // not fsynced (the log is its durable copy). Deletions flushed into a table of the raft
+    // keyspace could outlive a power loss that takes the journal's tail, and with it that
+    // apply state: the log would then have a hole below the applied index. One fsync of the
+    // journal first makes the apply state at least as durable as the deletions.
+    engines.sync()?;
     let range = keys::raft_log_key(task.region_id, task.start)
         ..keys::raft_log_key(task.region_id, task.end);
     let mut batch = engines.db().batch();

@@ -120,7 +120,12 @@ impl PeerStorage {
         workers: WorkerHandles,
         region_id: u64,
     ) -> Result<PeerStorage> {
-        if engines.region_state(region_id)?.is_some() {
+        // Over a tombstone: the store was added back under a newer peer id. The tombstone stays
+        // until the snapshot that fills the new peer replaces it.
+        if engines
+            .region_state(region_id)?
+            .is_some_and(|s| s.state != PeerState::Tombstone)
+        {
             return Err(StorageError::RegionExists(region_id));
         }
         let hard_state = engines

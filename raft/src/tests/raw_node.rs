@@ -587,3 +587,71 @@ fn only_a_leaders_appends_in_a_durable_term_skip_the_fsync() {
             .any(|m| m.msg_type == MessageType::AppendResponse)
     );
 }
+
+/// A storage whose log reads fail while `fail` is set, as a disk that returns read errors.
+struct FailingReads {
+    inner: MemStorage,
+    fail: bool,
+}
+
+impl crate::Storage for FailingReads {
+    fn initial_state(&self) -> crate::StorageResult<crate::RaftState> {
+        self.inner.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+    ) -> crate::StorageResult<Vec<Entry>> {
+        if self.fail {
+            return Err(crate::StorageError::Other("read error on the log".into()));
+        }
+        self.inner.entries(low, high, max_size)
+    }
+
+    fn term(&self, index: u64) -> crate::StorageResult<u64> {
+        self.inner.term(index)
+    }
+
+    fn first_index(&self) -> crate::StorageResult<u64> {
+        self.inner.first_index()
+    }
+
+    fn last_index(&self) -> crate::StorageResult<u64> {
+        self.inner.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64) -> crate::StorageResult<crate::Snapshot> {
+        self.inner.snapshot(request_index)
+    }
+}
+
+/// Committed entries that storage cannot read used to vanish from the ready (an empty list)
+/// while `has_ready` stayed true: apply stalled and nothing said why.
+#[test]
+fn committed_entries_that_cannot_be_read_are_reported_not_dropped() {
+    let hs = HardState {
+        term: 1,
+        vote: 1,
+        commit: 2,
+    };
+    let inner = storage_with(&[1, 1], hs);
+    let storage = FailingReads { inner, fail: true };
+    let mut node = RawNode::new(&raw_config(1, &[1]), storage).unwrap();
+    assert!(node.has_ready());
+    let rd = node.ready();
+    assert!(rd.committed_entries.is_empty());
+    let why = rd
+        .committed_entries_unreadable
+        .clone()
+        .expect("the failure is reported");
+    assert!(why.contains("read error on the log"), "{why}");
+    node.advance(rd);
+    assert!(node.has_ready(), "the entries are still due");
+    node.mut_store().fail = false;
+    let rd = node.ready();
+    assert_eq!(rd.committed_entries.len(), 2);
+    assert!(rd.committed_entries_unreadable.is_none());
+}

@@ -1,0 +1,428 @@
+//! Membership changes on real stores: what happens to writes, votes and peers when a region's
+//! members change under faults.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::TestCluster;
+use tinykv_node::api::{
+    AdminRequest, AdminResponse, ConfChangeRefusal, KvError, KvOp, KvResponse, LogEntryInfo,
+    PeerStatus, RaftStateInfo, ReadMode,
+};
+use tinykv_node::{Client, ClientConfig, ClientError, Node};
+use tinykv_storage::{Engines, OpenOptions, PeerState};
+use tinykv_transport::{Direction, Rule};
+use tokio::time::Instant;
+
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn raft_log(cluster: &TestCluster, store: u64) -> Vec<LogEntryInfo> {
+    match cluster
+        .node(store)
+        .admin(AdminRequest::RaftLog {
+            region_id: 1,
+            from: 0,
+            to: 0,
+        })
+        .await
+    {
+        Ok(AdminResponse::RaftLog(entries)) => entries,
+        other => panic!("store {store}: raft log: {other:?}"),
+    }
+}
+
+async fn raft_state(cluster: &TestCluster, store: u64) -> RaftStateInfo {
+    match cluster
+        .node(store)
+        .admin(AdminRequest::RaftState { region_id: 1 })
+        .await
+    {
+        Ok(AdminResponse::RaftState(p)) => p.state,
+        other => panic!("store {store}: raft state: {other:?}"),
+    }
+}
+
+async fn leads(cluster: &TestCluster, store: u64) -> bool {
+    matches!(
+        cluster.node(store).admin(AdminRequest::StoreStatus).await,
+        Ok(AdminResponse::StoreStatus(s)) if s.leader_of.contains(&1)
+    )
+}
+
+async fn hosts_region(cluster: &TestCluster, store: u64) -> bool {
+    matches!(
+        cluster.node(store).admin(AdminRequest::StoreStatus).await,
+        Ok(AdminResponse::StoreStatus(s)) if s.peers.iter().any(|p| p.state.region == 1)
+    )
+}
+
+fn client_of(cluster: &TestCluster, stores: &[u64]) -> ClientConfig {
+    ClientConfig {
+        endpoints: stores
+            .iter()
+            .map(|s| cluster.configs[(*s - 1) as usize].listen_addr)
+            .collect::<Vec<SocketAddr>>(),
+        tls: cluster.client_tls.clone(),
+        timeout: Duration::from_secs(15),
+    }
+}
+
+/// A leader that applies its own removal (proposed by the leader before it) has writes waiting
+/// that were replicated but not committed. They may still commit under the next leader, so
+/// their callers must hear "outcome unknown", and the client must not send them again: before
+/// this was fixed they were answered `RegionNotFound`, the client resent them, and the write
+/// stood twice in the committed log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_pending_on_a_removed_leader_are_not_applied_twice() {
+    common::init_logs();
+    // Elections take 1-2 s, so that answers held back 500 ms do not stop one.
+    let mut cluster = TestCluster::start_with(3, |c| c.raft.election_timeout_ticks = 50).await;
+    let old = cluster.leader(1).await;
+    let others: Vec<u64> = (1..=3).filter(|s| *s != old).collect();
+    let (doomed, witness) = (others[0], others[1]);
+    // The removal below is refused unless the leader has heard from both others lately.
+    eventually("the leader hears from every store", async || {
+        peer_status(&cluster, old).await.down_peers.is_empty()
+    })
+    .await;
+
+    // The removal of `doomed` reaches `doomed` alone and is acknowledged to nobody.
+    cluster
+        .node(doomed)
+        .filter()
+        .set(vec![Rule::block(&[old]).only(Direction::Outgoing)]);
+    cluster
+        .node(witness)
+        .filter()
+        .set(vec![Rule::block(&[old, doomed])]);
+    let admin = Client::connect(client_of(&cluster, &[old]))
+        .await
+        .expect("admin client");
+    let old_addr = cluster.configs[(old - 1) as usize].listen_addr;
+    let removal = tokio::spawn(async move {
+        admin
+            .admin(
+                old_addr,
+                AdminRequest::RemovePeer {
+                    region_id: 1,
+                    store_id: doomed,
+                },
+            )
+            .await
+    });
+    let removes_doomed = format!("RemoveNode peer {doomed}");
+    eventually(
+        "the doomed store has its own removal in its log",
+        async || {
+            raft_log(&cluster, doomed)
+                .await
+                .iter()
+                .any(|e| e.summary.contains(&removes_doomed))
+        },
+    )
+    .await;
+    removal.abort();
+    cluster.stop(old).await;
+
+    // Only `doomed` can win now (its log is longer than the witness's). The witness's answers
+    // are held back, which keeps the new leader's no-op, and with it the removal, from
+    // committing for a while: a write sent in that window is replicated but still waits when
+    // `doomed` applies its removal.
+    cluster.node(witness).filter().set(vec![
+        Rule::delay(&[doomed], Duration::from_millis(500)).only(Direction::Outgoing),
+    ]);
+    cluster.node(doomed).filter().clear();
+    eventually("the doomed store leads", async || {
+        leads(&cluster, doomed).await
+    })
+    .await;
+    let noop = raft_state(&cluster, doomed).await.last_index;
+    eventually("the witness has the new leader's no-op", async || {
+        raft_state(&cluster, witness).await.last_index >= noop
+    })
+    .await;
+    let client = Client::connect(client_of(&cluster, &[doomed, witness]))
+        .await
+        .expect("client");
+    let write = tokio::spawn(async move { client.put("w", "once").await });
+    eventually("the doomed store applied its removal", async || {
+        !hosts_region(&cluster, doomed).await
+    })
+    .await;
+    cluster.node(witness).filter().clear();
+    cluster.restart(old).await;
+    let outcome = write.await.expect("write task");
+
+    // The write commits under the next leader (the witness has it) at most once.
+    let survivor = cluster.leader(1).await;
+    let after = Client::connect(client_of(&cluster, &[old, witness]))
+        .await
+        .expect("client");
+    after.put("after", "1").await.expect("a later write");
+    let log = raft_log(&cluster, survivor).await;
+    let copies = log
+        .iter()
+        .filter(|e| e.summary.starts_with("put \"w\""))
+        .count();
+    assert!(copies <= 1, "the write stands {copies} times in {log:#?}");
+    assert!(
+        matches!(
+            outcome,
+            Err(ClientError::Kv(KvError::OutcomeUnknown { .. }))
+        ),
+        "the caller must hear that the outcome is unknown, got {outcome:?}"
+    );
+    cluster.shutdown().await;
+}
+
+async fn peer_status(cluster: &TestCluster, store: u64) -> PeerStatus {
+    match cluster
+        .node(store)
+        .admin(AdminRequest::RaftState { region_id: 1 })
+        .await
+    {
+        Ok(AdminResponse::RaftState(p)) => p,
+        other => panic!("store {store}: raft state: {other:?}"),
+    }
+}
+
+/// Reads `key` from what `store` itself has applied.
+async fn local_value(cluster: &TestCluster, store: u64, key: &str) -> Option<Vec<u8>> {
+    let addr = cluster.configs[(store - 1) as usize].listen_addr;
+    let op = KvOp::Get {
+        key: key.as_bytes().to_vec().into(),
+        read: ReadMode::Stale,
+    };
+    match cluster.direct(addr, op).await {
+        Ok(Ok(KvResponse::Value(v))) => v.map(|v| v.to_vec()),
+        _ => None,
+    }
+}
+
+async fn caught_up(cluster: &TestCluster, store: u64) -> bool {
+    if !hosts_region(cluster, store).await {
+        return false;
+    }
+    let leader = cluster.leader(1).await;
+    raft_state(cluster, store).await.applied >= raft_state(cluster, leader).await.applied
+}
+
+fn add_peer(cluster: &TestCluster, store: u64) -> AdminRequest {
+    AdminRequest::AddPeer {
+        region_id: 1,
+        store_id: store,
+        addr: cluster.configs[(store - 1) as usize]
+            .listen_addr
+            .to_string(),
+    }
+}
+
+/// etcd's strict reconfiguration check: with one of three voters down, removing another live
+/// one would leave a configuration that cannot commit. Before the check the removal committed
+/// (two of the old three acknowledged it) and the region was wedged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_that_leaves_no_live_quorum_is_refused() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let others: Vec<u64> = (1..=3).filter(|s| *s != leader).collect();
+    let (down, live) = (others[0], others[1]);
+    cluster.stop(down).await;
+    eventually("the leader sees the stopped store down", async || {
+        !peer_status(&cluster, leader).await.down_peers.is_empty()
+    })
+    .await;
+    let result = cluster
+        .node(leader)
+        .admin(AdminRequest::RemovePeer {
+            region_id: 1,
+            store_id: live,
+        })
+        .await;
+    match &result {
+        Err(KvError::ConfChangeRefused {
+            refusal:
+                ConfChangeRefusal::LosesQuorum {
+                    voters: 2,
+                    live: 1,
+                    quorum: 2,
+                    ..
+                },
+            ..
+        }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let client = Client::connect(client_of(&cluster, &[leader, live]))
+        .await
+        .expect("client");
+    client
+        .put("still", "writable")
+        .await
+        .expect("a write after the refusal");
+    // Removing the store that is down leaves two live voters of two: allowed.
+    client
+        .remove_peer(1, down)
+        .await
+        .expect("remove the down store");
+    client
+        .put("after", "removal")
+        .await
+        .expect("a write after the removal");
+    cluster.shutdown().await;
+}
+
+/// TinyKV's re-add case: a store removed from its region deletes the region's data and keeps a
+/// tombstone; added back under a new peer id it must come back and catch up by snapshot.
+/// Before the tombstone yielded to a newer peer id, the store ignored its region for good while
+/// the region listed it as a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_left_is_added_back_under_a_new_peer_id() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let gone = (1..=3).find(|s| *s != leader).unwrap();
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    client.put("before", "1").await.unwrap();
+    eventually("the store applied the write", async || {
+        local_value(&cluster, gone, "before").await.is_some()
+    })
+    .await;
+    let old_peer = peer_status(&cluster, gone).await.state.peer;
+    client.remove_peer(1, gone).await.expect("remove");
+    eventually("the removed store drops its peer", async || {
+        !hosts_region(&cluster, gone).await
+    })
+    .await;
+
+    // The removed store holds no data of the region, only its tombstone.
+    cluster.stop(gone).await;
+    let data_dir = cluster.configs[(gone - 1) as usize].data_dir.clone();
+    {
+        let (engines, _) = Engines::open(&data_dir, OpenOptions::default()).expect("open");
+        assert!(engines.scan(b"", b"", 10).unwrap().is_empty());
+        let state = engines.region_state(1).unwrap().expect("region state");
+        assert_eq!(state.state, PeerState::Tombstone);
+        assert!(engines.raft_state(1).unwrap().is_none());
+        assert!(engines.apply_state(1).unwrap().is_none());
+    }
+    cluster.restart(gone).await;
+    client.put("while-away", "2").await.unwrap();
+
+    client
+        .admin_leader(1, add_peer(&cluster, gone))
+        .await
+        .expect("add back");
+    eventually("the re-added store catches up", async || {
+        caught_up(&cluster, gone).await
+    })
+    .await;
+    let status = peer_status(&cluster, gone).await;
+    assert!(status.state.peer > old_peer, "{status:?}");
+    assert_eq!(
+        local_value(&cluster, gone, "while-away").await.as_deref(),
+        Some(&b"2"[..])
+    );
+    let info = client.cluster().await.unwrap();
+    let region = info.regions.iter().find(|r| r.region.id == 1).unwrap();
+    assert!(region.region.epoch.conf_ver >= 3, "{region:?}");
+    cluster.shutdown().await;
+}
+
+/// A store removed and added back while it was stopped restarts with its old peer: messages
+/// for its new peer id, from a newer membership, make the old peer give way. Before, they were
+/// dropped as meant for another peer and the store never came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_readded_while_down_replaces_its_old_peer() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let away = (1..=3).find(|s| *s != leader).unwrap();
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    client.put("before", "1").await.unwrap();
+    let old_peer = peer_status(&cluster, away).await.state.peer;
+    cluster.stop(away).await;
+    client.remove_peer(1, away).await.expect("remove");
+    client
+        .admin_leader(1, add_peer(&cluster, away))
+        .await
+        .expect("add back");
+    client.put("while-away", "2").await.unwrap();
+    cluster.restart(away).await;
+    eventually("the store comes back under its new peer", async || {
+        caught_up(&cluster, away).await
+    })
+    .await;
+    assert!(peer_status(&cluster, away).await.state.peer > old_peer);
+    assert_eq!(
+        local_value(&cluster, away, "while-away").await.as_deref(),
+        Some(&b"2"[..])
+    );
+    cluster.shutdown().await;
+}
+
+/// The rebuild flow of a store whose data is lost: joining again while the region still lists
+/// it is refused with the steps (before, it was told "already a member" and came back as its
+/// old peer with an empty log); after `node leave` the same join works and the store catches
+/// up under a new peer id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_store_is_rebuilt_by_leave_then_join() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let lost = (1..=3).find(|s| *s != leader).unwrap();
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    client.put("before", "1").await.unwrap();
+    let old_peer = peer_status(&cluster, lost).await.state.peer;
+    cluster.stop(lost).await;
+    let config = cluster.configs[(lost - 1) as usize].clone();
+    std::fs::remove_dir_all(&config.data_dir).expect("wipe the data dir");
+    let seed = cluster.configs[(leader - 1) as usize].listen_addr;
+
+    let refused = Node::join(config.clone(), seed).await;
+    match refused {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("node leave"), "{text}");
+        }
+        Ok(_) => panic!("a wiped store rejoined under its old peer"),
+    }
+    // Refused before the node started: nothing was written.
+    assert!(!config.data_dir.exists());
+    client.remove_peer(1, lost).await.expect("leave");
+    // The stopped node released the port; the endpoint frees it when its task ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let node = loop {
+        match Node::join(config.clone(), seed).await {
+            Ok(node) => break node,
+            Err(tinykv_node::NodeError::Bind { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("join after leave: {e}"),
+        }
+    };
+    cluster.nodes[(lost - 1) as usize] = Some(node);
+    eventually("the rebuilt store catches up", async || {
+        caught_up(&cluster, lost).await
+    })
+    .await;
+    assert!(peer_status(&cluster, lost).await.state.peer > old_peer);
+    assert_eq!(
+        local_value(&cluster, lost, "before").await.as_deref(),
+        Some(&b"1"[..])
+    );
+    cluster.shutdown().await;
+}
