@@ -4,7 +4,8 @@
 //! bridge, isolated leader) through the nodes' fault-injection hook and, where nftables works,
 //! by dropping UDP between node ports, SIGSTOP/SIGCONT pauses, a slow fsync, a lossy link, and
 //! membership churn: a store (the leader's or another) removed and added back under a new peer
-//! id, and leadership transfers.
+//! id, a store whose data dir is wiped rebuilt by `node leave` and `node join`, and leadership
+//! transfers.
 //!
 //! Afterwards everything is healed, every store is made a member again, and the run must show:
 //! a linearizable history (with a final
@@ -252,7 +253,11 @@ impl Nemesis<'_> {
             }
             62..74 => self.slow_disk(),
             74..84 => self.lossy(),
-            84..94 => {
+            84..87 => {
+                let id = ids[self.rng.random_range(0..ids.len())];
+                self.rebuild(id);
+            }
+            87..94 => {
                 let leader = self.rng.random_bool(0.5).then(|| self.leader()).flatten();
                 match leader {
                     Some(id) => self.leave_rejoin("leave-leader", id),
@@ -285,6 +290,67 @@ impl Nemesis<'_> {
         }
         self.hold(300, 3_000);
         self.add_back(kind, id);
+    }
+
+    /// A store loses its disk and is rebuilt by the documented flow: `kill -9`, its peer
+    /// removed, its data dir wiped, `node join` with an empty data dir. When the removal is
+    /// not confirmed the store keeps its data and restarts as it was.
+    fn rebuild(&mut self, id: u64) {
+        self.count("rebuild-wiped");
+        self.note(&format!("rebuild-wiped: kill -9 store {id}"));
+        self.cluster.kill(id);
+        self.hold(200, 1_000);
+        if let Err(e) = self.rt.block_on(self.admin.remove_peer(1, id)) {
+            self.count("membership-change-not-done");
+            self.note(&format!(
+                "rebuild-wiped: removal of store {id} not done ({e}); restarting it with its data"
+            ));
+            self.cluster.start(id);
+            self.await_up(id);
+            return;
+        }
+        self.cluster.wipe(id);
+        self.note(&format!(
+            "rebuild-wiped: store {id} removed and wiped; joining again"
+        ));
+        for attempt in 1..=3 {
+            let seed = self.cluster.addrs()[(id as usize) % self.cluster.nodes.len()];
+            self.cluster.start_joining(id, seed);
+            if self.await_join(id) {
+                self.note(&format!(
+                    "rebuild-wiped: store {id} joined (attempt {attempt})"
+                ));
+                return;
+            }
+            self.note(&format!("rebuild-wiped: join of store {id} gave up; again"));
+        }
+        panic!(
+            "store {id} could not join again; log {}",
+            self.cluster.node(id).log_path().display()
+        );
+    }
+
+    /// Waits until a joining store has its region's data, or its `node join` process gives up.
+    fn await_join(&mut self, id: u64) -> bool {
+        let addr = self.cluster.node(id).addr;
+        let started = Instant::now();
+        while started.elapsed() < SETTLE_CAP {
+            if self.cluster.exited(id) {
+                return false;
+            }
+            // Filled by its snapshot: it applied past the bootstrap index.
+            let filled = matches!(
+                self.rt.block_on(self.admin.admin(addr, AdminRequest::StoreStatus)),
+                Ok(AdminResponse::StoreStatus(s))
+                    if s.peers.iter().any(|p| p.state.region == 1 && p.state.applied > 5)
+            );
+            if filled {
+                return true;
+            }
+            // The process is another one; asking again is the only way to see it come up.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("store {id} did not come up joining within {SETTLE_CAP:?}");
     }
 
     fn add_back(&mut self, kind: &str, id: u64) {

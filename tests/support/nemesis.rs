@@ -131,6 +131,36 @@ impl Cluster {
 
     /// Starts node `id` (`tinykv node start`), its output appended to `nodeI/node.log`.
     pub fn start(&mut self, id: u64) {
+        self.spawn(id, &[]);
+    }
+
+    /// Starts node `id` with `tinykv node join --seed SEED`: a store with an empty data dir
+    /// that asks the cluster to add it.
+    pub fn start_joining(&mut self, id: u64, seed: SocketAddr) {
+        self.spawn(id, &["--seed".to_string(), seed.to_string()]);
+    }
+
+    /// Deletes node `id`'s data dir (it must be stopped): a lost disk.
+    pub fn wipe(&mut self, id: u64) {
+        let node = self.node(id);
+        assert!(node.child.is_none(), "store {id} is running");
+        let config = NodeConfig::load(&node.config_path).expect("node config");
+        std::fs::remove_dir_all(&config.data_dir).expect("wipe the data dir");
+    }
+
+    /// Whether node `id`'s process has exited (a join that gave up).
+    pub fn exited(&mut self, id: u64) -> bool {
+        let node = self.node_mut(id);
+        match node.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) => {
+                node.child = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn spawn(&mut self, id: u64, join_args: &[String]) {
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "store {id} is already running");
         let log = OpenOptions::new()
@@ -140,8 +170,14 @@ impl Cluster {
             .expect("open node log");
         let log_err = log.try_clone().expect("node log");
         let mut cmd = Command::new(BIN);
-        cmd.args(["node", "start", "--config"])
+        let verb = if join_args.is_empty() {
+            "start"
+        } else {
+            "join"
+        };
+        cmd.args(["node", verb, "--config"])
             .arg(&node.config_path)
+            .args(join_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log)
@@ -157,7 +193,7 @@ impl Cluster {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("spawn tinykv node start");
+        let child = cmd.spawn().expect("spawn tinykv node");
         std::fs::write(node.dir.join("pid"), format!("{}\n", child.id())).expect("pid file");
         node.child = Some(child);
         node.paused = false;
