@@ -99,6 +99,7 @@ fn start_error(e: tinykv_node::NodeError) -> CliError {
             "check that --seed names a running member and that it shares the CA"
         }
         NodeError::StoreIdMismatch { .. } => "each store needs its own data-dir",
+        NodeError::LostData { .. } => "the message above gives the two commands that rebuild it",
         NodeError::Config(_) => "`tinykv config default` documents every key",
         _ => "see the node's log above",
     };

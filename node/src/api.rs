@@ -217,6 +217,9 @@ pub struct ClusterInfo {
     pub store_id: u64,
     pub stores: Vec<StoreAddr>,
     pub regions: Vec<RegionInfo>,
+    /// The stores the cluster has seen running (a founding store that comes back empty while
+    /// listed here lost its data).
+    pub started_stores: Vec<u64>,
 }
 
 /// A region peer's Raft state, the same online and offline.

@@ -23,6 +23,10 @@ pub enum CmdBody {
         index: u64,
         term: u64,
     },
+    /// Region 1's leader records that `store_id` has run (see `StoreStarted` in storage).
+    StoreStarted {
+        store_id: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +73,7 @@ impl RaftCmd {
                 }
             }
             CmdBody::CompactLog { index, term } => format!("compact log to {index} (term {term})"),
+            CmdBody::StoreStarted { store_id } => format!("store {store_id} started"),
         }
     }
 }

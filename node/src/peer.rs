@@ -91,6 +91,8 @@ pub(crate) struct ApplyOutcome {
     pub changes: Vec<AppliedChange>,
     /// This peer was removed from its region: destroy it after the batch is committed.
     pub removed_self: bool,
+    /// Stores recorded as started.
+    pub started: Vec<u64>,
 }
 
 pub(crate) struct Peer {
@@ -265,7 +267,9 @@ impl Peer {
             self.log_size += entry.data.len() as u64;
             let result = match entry.entry_type {
                 EntryType::Normal if entry.data.is_empty() => Ok(()),
-                EntryType::Normal => self.apply_cmd(entry, &region, batch, &mut apply_state),
+                EntryType::Normal => {
+                    self.apply_cmd(entry, &region, batch, &mut apply_state, &mut out)
+                }
                 EntryType::ConfChange => {
                     let r = self.apply_conf_change(entry, &mut region, &mut out);
                     region_changed = true;
@@ -298,6 +302,7 @@ impl Peer {
         region: &Region,
         batch: &mut ApplyBatch,
         apply_state: &mut RaftApplyState,
+        out: &mut ApplyOutcome,
     ) -> Result<(), KvError> {
         let cmd = match RaftCmd::decode(&entry.data) {
             Ok(cmd) => cmd,
@@ -347,6 +352,11 @@ impl Peer {
                     );
                     debug!(region = region.id, index, term, "log compacted");
                 }
+                Ok(())
+            }
+            CmdBody::StoreStarted { store_id } => {
+                batch.set_store_started(store_id);
+                out.started.push(store_id);
                 Ok(())
             }
         }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::api::{self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError};
-use crate::config::{ConfigError, NodeConfig};
+use crate::config::{ConfigError, Member, NodeConfig};
 use crate::message::RaftMessage;
 use crate::service::{FaultHooks, Services};
 use crate::store::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits};
@@ -59,6 +59,21 @@ pub enum NodeError {
     NotBootstrapped { dir: PathBuf },
     #[error("joining through {seed}: {reason}")]
     Join { seed: SocketAddr, reason: String },
+    /// A founding store starts with an empty data dir while the cluster has seen it run: it
+    /// lost its data, and bootstrapping again would bring it back under its old peer with an
+    /// empty log (it could vote twice in a term, or help a stale candidate win).
+    #[error(
+        "data dir {dir} is empty, but store {store_id} has run in this cluster before (store {by} \
+         at {addr} says so): its data is lost. Rebuild it instead of starting it: remove its old \
+         peer with `tinykv node leave {store_id}`, then start it with `tinykv node join --config \
+         FILE --seed {addr}`"
+    )]
+    LostData {
+        dir: PathBuf,
+        store_id: u64,
+        by: u64,
+        addr: SocketAddr,
+    },
     #[error("the raft loop could not start: {0}")]
     Thread(std::io::Error),
     /// A write or fsync of the data dir failed while the node ran. Nothing written after it can
@@ -117,6 +132,9 @@ impl Node {
             source,
         };
         let cluster_id = config.cluster_id();
+        if !joining && !config.initial_cluster.is_empty() && !Engines::exists(&dir) {
+            refuse_lost_founder(&config).await?;
+        }
         let (engines, recovery) = Engines::open(
             &dir,
             OpenOptions {
@@ -411,28 +429,10 @@ impl Drop for Node {
 /// the node starts, so the store never answers under its old identity.
 async fn refuse_lost_member(config: &NodeConfig, seed: SocketAddr) -> Result<(), NodeError> {
     let join_error = |reason: String| NodeError::Join { seed, reason };
-    let identity = TlsIdentity::load(&TlsFiles {
-        ca: config.tls.ca.clone(),
-        cert: config.tls.cert.clone(),
-        key: config.tls.key.clone(),
-    })?;
-    let options = RpcClientOptions {
-        timeout: config.request_timeout.0,
-        ..RpcClientOptions::default()
-    };
-    let client = RpcClient::new(&identity, seed, options).map_err(|e| join_error(e.to_string()))?;
-    let body = client
-        .call(Service::Admin, api::encode(&AdminRequest::Cluster))
+    let identity = node_identity(config)?;
+    let info = fetch_cluster(&identity, seed, config.request_timeout.0)
         .await
-        .map_err(|e| join_error(e.to_string()))?;
-    client.close().await;
-    let result: AdminResult =
-        api::decode("admin answer", &body).map_err(|e| join_error(e.to_string()))?;
-    let info = match result {
-        Ok(AdminResponse::Cluster(info)) => info,
-        Ok(other) => return Err(join_error(format!("unexpected answer {other:?}"))),
-        Err(e) => return Err(join_error(e.to_string())),
-    };
+        .map_err(join_error)?;
     let Some(member_of) = info
         .regions
         .iter()
@@ -451,6 +451,83 @@ async fn refuse_lost_member(config: &NodeConfig, seed: SocketAddr) -> Result<(),
         region = member_of.region.id,
         dir = config.data_dir.display(),
     )))
+}
+
+fn node_identity(config: &NodeConfig) -> Result<TlsIdentity, NodeError> {
+    Ok(TlsIdentity::load(&TlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+    })?)
+}
+
+/// What the node at `addr` knows of the cluster.
+async fn fetch_cluster(
+    identity: &TlsIdentity,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<ClusterInfo, String> {
+    let options = RpcClientOptions {
+        timeout,
+        ..RpcClientOptions::default()
+    };
+    let client = RpcClient::new(identity, addr, options).map_err(|e| e.to_string())?;
+    let body = client
+        .call(Service::Admin, api::encode(&AdminRequest::Cluster))
+        .await
+        .map_err(|e| e.to_string());
+    client.close().await;
+    let result: AdminResult = api::decode("admin answer", &body?).map_err(|e| e.to_string())?;
+    match result {
+        Ok(AdminResponse::Cluster(info)) => Ok(info),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How long a founding store with an empty data dir asks the other founders about itself: a
+/// founder that is not up costs a first start this long.
+const FOUNDER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Refuses to bootstrap a founding store whose data dir is empty when another founding member
+/// answers that the cluster has seen this store run: the store lost its data (etcd's
+/// "member has already been bootstrapped"). Founders that do not answer say nothing: the
+/// cluster may be starting for the first time.
+async fn refuse_lost_founder(config: &NodeConfig) -> Result<(), NodeError> {
+    let identity = node_identity(config)?;
+    let others: Vec<&Member> = config
+        .initial_cluster
+        .iter()
+        .filter(|m| m.store_id != config.store_id)
+        .collect();
+    let asks = others.iter().map(|m| {
+        let identity = identity.clone();
+        let addr = m.addr;
+        async move {
+            // Bounded by the RPC timeout, and the connection closed either way: an abandoned
+            // handshake would keep the other node's endpoint busy until it timed out.
+            let answer = fetch_cluster(&identity, addr, FOUNDER_PROBE_TIMEOUT).await;
+            (addr, answer)
+        }
+    });
+    for (addr, answer) in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(info)
+                if info.cluster_id == config.cluster_id()
+                    && info.started_stores.contains(&config.store_id) =>
+            {
+                return Err(NodeError::LostData {
+                    dir: config.data_dir.clone(),
+                    store_id: config.store_id,
+                    by: info.store_id,
+                    addr,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => info!(%addr, error = %e, "founding member did not answer; not asked"),
+        }
+    }
+    Ok(())
 }
 
 /// Whether the data dir holds a live peer of `region_id` on this store.

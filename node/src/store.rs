@@ -86,6 +86,10 @@ pub(crate) struct Store {
     outbox: Outbox,
     snapshots_sent: u64,
     snapshots_received: u64,
+    /// Stores recorded as started (region 1's replicated registry), and those whose record
+    /// this store proposed as region 1's leader and has not seen applied yet.
+    started_stores: std::collections::BTreeSet<u64>,
+    registering: std::collections::BTreeSet<u64>,
 }
 
 pub(crate) struct StoreParts {
@@ -178,7 +182,10 @@ impl Store {
             outbox,
             snapshots_sent: 0,
             snapshots_received: 0,
+            started_stores: std::collections::BTreeSet::new(),
+            registering: std::collections::BTreeSet::new(),
         };
+        store.started_stores = store.engines.started_stores()?.into_iter().collect();
         for rec in store.engines.store_addrs()? {
             store.learn_addr(rec.store_id, &rec.addr);
         }
@@ -592,6 +599,42 @@ impl Store {
         }
         if gc {
             prune_generated_snapshots(self.engines.snap_dir());
+            // A record proposed but lost (leadership moved) is proposed again.
+            self.registering.clear();
+        }
+        self.record_started_stores();
+    }
+
+    /// As region 1's leader, records every store it hears from that the registry lacks, so
+    /// that a founding store coming back with an empty data dir can be told it lost its data.
+    fn record_started_stores(&mut self) {
+        let window = self.alive_window();
+        let Some(peer) = self.peers.get_mut(&crate::FIRST_REGION_ID) else {
+            return;
+        };
+        if !peer.is_leader() {
+            return;
+        }
+        let new: Vec<u64> = peer
+            .region()
+            .peers
+            .iter()
+            .filter(|p| peer.is_alive(p.id, window))
+            .map(|p| p.store_id)
+            .filter(|s| !self.started_stores.contains(s) && !self.registering.contains(s))
+            .collect();
+        for store_id in new {
+            let cmd = RaftCmd {
+                region_id: peer.region_id(),
+                epoch: peer.region().epoch,
+                body: CmdBody::StoreStarted { store_id },
+            };
+            match peer.raw.propose(cmd.encode()) {
+                Ok(_) => {
+                    self.registering.insert(store_id);
+                }
+                Err(e) => debug!(store = store_id, error = %e, "store record not proposed"),
+            }
         }
     }
 
@@ -839,6 +882,7 @@ impl Store {
                 .filter(|p| p.raw.store().is_initialized())
                 .map(region_info)
                 .collect(),
+            started_stores: self.started_stores.iter().copied().collect(),
         }
     }
 
@@ -1023,6 +1067,10 @@ impl Store {
         for (region_id, outcome) in outcomes {
             if let Some(peer) = self.peers.get_mut(&region_id) {
                 peer.raw.mut_store().post_apply(&applied)?;
+            }
+            for store_id in outcome.started {
+                self.registering.remove(&store_id);
+                self.started_stores.insert(store_id);
             }
             for change in outcome.changes {
                 if change.added && self.learn_addr(change.store_id, &change.addr) {

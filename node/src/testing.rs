@@ -92,11 +92,11 @@ impl TestCluster {
             tweak(&mut c);
             cluster.configs.push(c);
         }
-        for i in 0..n as usize {
-            let node = Node::start(cluster.configs[i].clone())
-                .await
-                .expect("start node");
-            cluster.nodes.push(Some(node));
+        // Started together, as founders usually are: each asks the others whether the cluster
+        // has seen it run before, and one that is not up yet costs that question its timeout.
+        let starts = cluster.configs.iter().map(|c| Node::start(c.clone()));
+        for node in futures_util::future::join_all(starts).await {
+            cluster.nodes.push(Some(node.expect("start node")));
         }
         cluster
     }

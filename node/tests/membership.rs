@@ -215,6 +215,21 @@ async fn caught_up(cluster: &TestCluster, store: u64) -> bool {
     raft_state(cluster, store).await.applied >= raft_state(cluster, leader).await.applied
 }
 
+/// Joins a store whose previous node was just stopped: the endpoint frees the port when its
+/// task ends, so a bind error is tried again for a while.
+async fn join(config: tinykv_node::config::NodeConfig, seed: SocketAddr) -> Node {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Node::join(config.clone(), seed).await {
+            Ok(node) => return node,
+            Err(tinykv_node::NodeError::Bind { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("join: {e}"),
+        }
+    }
+}
+
 fn add_peer(cluster: &TestCluster, store: u64) -> AdminRequest {
     AdminRequest::AddPeer {
         region_id: 1,
@@ -403,23 +418,64 @@ async fn a_wiped_store_is_rebuilt_by_leave_then_join() {
     // Refused before the node started: nothing was written.
     assert!(!config.data_dir.exists());
     client.remove_peer(1, lost).await.expect("leave");
-    // The stopped node released the port; the endpoint frees it when its task ends.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let node = loop {
-        match Node::join(config.clone(), seed).await {
-            Ok(node) => break node,
-            Err(tinykv_node::NodeError::Bind { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(e) => panic!("join after leave: {e}"),
-        }
-    };
+    let node = join(config, seed).await;
     cluster.nodes[(lost - 1) as usize] = Some(node);
     eventually("the rebuilt store catches up", async || {
         caught_up(&cluster, lost).await
     })
     .await;
     assert!(peer_status(&cluster, lost).await.state.peer > old_peer);
+    assert_eq!(
+        local_value(&cluster, lost, "before").await.as_deref(),
+        Some(&b"1"[..])
+    );
+    cluster.shutdown().await;
+}
+
+/// A founding store whose data dir was wiped, started again with its founding config, used to
+/// bootstrap region 1 afresh: the same peer with an empty log and no vote. The cluster records
+/// every store it has seen run, and such a start is refused with the rebuild steps; the
+/// documented rebuild (leave, then join) works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_founding_store_is_refused_at_start_and_rebuilt_by_join() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let lost = (1..=3).find(|s| *s != leader).unwrap();
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    client.put("before", "1").await.unwrap();
+    eventually("every store is recorded as started", async || {
+        let info = cluster.node(lost).admin(AdminRequest::Cluster).await;
+        matches!(info, Ok(AdminResponse::Cluster(i)) if i.started_stores == vec![1, 2, 3])
+    })
+    .await;
+    cluster.stop(lost).await;
+    let config = cluster.configs[(lost - 1) as usize].clone();
+    std::fs::remove_dir_all(&config.data_dir).expect("wipe the data dir");
+
+    match Node::start(config.clone()).await {
+        Err(e @ tinykv_node::NodeError::LostData { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("node leave") && text.contains("node join"),
+                "{text}"
+            );
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a wiped founding store bootstrapped again"),
+    }
+    assert!(!config.data_dir.exists(), "the refusal wrote nothing");
+
+    client.remove_peer(1, lost).await.expect("leave");
+    let seed = cluster.configs[(leader - 1) as usize].listen_addr;
+    let node = join(config, seed).await;
+    cluster.nodes[(lost - 1) as usize] = Some(node);
+    eventually("the rebuilt store catches up", async || {
+        caught_up(&cluster, lost).await
+    })
+    .await;
     assert_eq!(
         local_value(&cluster, lost, "before").await.as_deref(),
         Some(&b"1"[..])

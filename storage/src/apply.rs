@@ -51,13 +51,8 @@ impl ApplyBatch {
 
     /// Records a region's new shape (membership change, split).
     pub fn set_region_state(&mut self, state: RegionLocalState) {
-        let id = state.region.id;
-        self.batch.insert(
-            self.engines.meta(),
-            keys::region_state_key(id),
-            state.encode(),
-        );
-        self.region_states.insert(id, state);
+        self.engines.put_region_state(&mut self.batch, &state);
+        self.region_states.insert(state.region.id, state);
     }
 
     /// Records a store's address with the membership change that introduced it.
@@ -66,6 +61,15 @@ impl ApplyBatch {
             self.engines.meta(),
             keys::store_addr_key(rec.store_id),
             rec.encode(),
+        );
+    }
+
+    /// Records that `store_id` has run (see [`crate::records::StoreStarted`]).
+    pub fn set_store_started(&mut self, store_id: u64) {
+        self.batch.insert(
+            self.engines.meta(),
+            keys::store_started_key(store_id),
+            crate::records::StoreStarted { store_id }.encode(),
         );
     }
 

@@ -9,7 +9,8 @@ use fjall::PersistMode;
 use crate::engines::Engines;
 use crate::error::Result;
 use crate::keys;
-use crate::records::{PeerState, Record, Region, RegionLocalState};
+use crate::records::{PeerState, Region, RegionLocalState};
+use crate::snapshot::apply::delete_log;
 
 impl Engines {
     /// Marks `region` a tombstone on this store and deletes what its removed peer kept: the
@@ -22,14 +23,8 @@ impl Engines {
             state: PeerState::Tombstone,
             region: region.clone(),
         };
-        batch.insert(
-            self.meta(),
-            keys::region_state_key(region.id),
-            tombstone.encode(),
-        );
-        for guard in self.raft().prefix(keys::raft_log_prefix(region.id)) {
-            batch.remove(self.raft(), guard.key()?);
-        }
+        self.put_region_state(&mut batch, &tombstone);
+        delete_log(self, &mut batch, region.id)?;
         batch.remove(self.raft(), keys::raft_state_key(region.id));
         batch.remove(self.meta(), keys::apply_state_key(region.id));
         batch.commit()?;
@@ -65,9 +60,7 @@ impl Engines {
                 continue;
             }
             let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
-            for guard in self.raft().prefix(keys::raft_log_prefix(region.id)) {
-                batch.remove(self.raft(), guard.key()?);
-            }
+            delete_log(self, &mut batch, region.id)?;
             batch.remove(self.meta(), keys::apply_state_key(region.id));
             batch.commit()?;
             crate::snapshot::apply::clear_range(self, region)?;

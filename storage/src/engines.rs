@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable};
 use tinykv_raft::Entry;
 
 use crate::error::{Result, StorageError};
 use crate::keys::{self, MetaKey};
 use crate::records::{
     PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM, RaftApplyState, RaftLocalState,
-    RaftTruncatedState, Record, Region, RegionLocalState, StoreAddress, StoreIdent,
+    RaftTruncatedState, Record, Region, RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
 };
 use crate::snapshot::recovery::{self, RecoveryReport};
 
@@ -166,6 +166,15 @@ impl Engines {
         Ok((engines, report))
     }
 
+    /// Adds `state` to `batch` under its region's key: the one place region states are written.
+    pub(crate) fn put_region_state(&self, batch: &mut OwnedWriteBatch, state: &RegionLocalState) {
+        batch.insert(
+            self.meta(),
+            keys::region_state_key(state.region.id),
+            state.encode(),
+        );
+    }
+
     /// Whether `dir` holds a database already (a data dir that was opened before).
     pub fn exists(dir: impl AsRef<Path>) -> bool {
         dir.as_ref().join(DB_DIR).join(FJALL_VERSION_FILE).exists()
@@ -269,11 +278,7 @@ impl Engines {
             keys::apply_state_key(region.id),
             apply_state.encode(),
         );
-        batch.insert(
-            self.meta(),
-            keys::region_state_key(region.id),
-            region_state.encode(),
-        );
+        self.put_region_state(&mut batch, &region_state);
         batch.commit()?;
         Ok(())
     }
@@ -307,6 +312,16 @@ impl Engines {
         }
         batch.commit()?;
         Ok(())
+    }
+
+    /// The stores the cluster has seen running, as far as this store applied region 1.
+    pub fn started_stores(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for guard in self.meta().prefix(keys::STORE_STARTED_MIN_KEY) {
+            let (key, value) = guard.into_inner()?;
+            out.push(StoreStarted::decode(META_KEYSPACE, &key, &value)?.store_id);
+        }
+        Ok(out)
     }
 
     /// Every region stored on this node, in id order, whatever its state.
@@ -522,6 +537,16 @@ fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>) -> Result<()
                         META_KEYSPACE,
                         &key,
                         format!("store address record names store {}", rec.store_id),
+                    ));
+                }
+            }
+            Some(MetaKey::StoreStarted(id)) => {
+                let rec = StoreStarted::decode(META_KEYSPACE, &key, &value)?;
+                if rec.store_id != id {
+                    return Err(StorageError::corrupt(
+                        META_KEYSPACE,
+                        &key,
+                        format!("store-started record names store {}", rec.store_id),
                     ));
                 }
             }

@@ -23,6 +23,9 @@ pub const REGION_META_PREFIX: u8 = 0x03;
 pub const STORE_ADDR_PREFIX: u8 = 0x04;
 /// The first key of the store address records.
 pub const STORE_ADDR_MIN_KEY: [u8; 2] = [LOCAL_PREFIX, STORE_ADDR_PREFIX];
+/// `01 05 store_id`: a store the cluster has seen running (replicated through region 1).
+pub const STORE_STARTED_PREFIX: u8 = 0x05;
+pub const STORE_STARTED_MIN_KEY: [u8; 2] = [LOCAL_PREFIX, STORE_STARTED_PREFIX];
 const RAFT_LOG_SUFFIX: u8 = 0x01;
 const RAFT_STATE_SUFFIX: u8 = 0x02;
 const APPLY_STATE_SUFFIX: u8 = 0x03;
@@ -99,6 +102,15 @@ pub fn store_addr_key(store_id: u64) -> [u8; 10] {
     key
 }
 
+/// The `meta` key recording that a store has run.
+pub fn store_started_key(store_id: u64) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[0] = LOCAL_PREFIX;
+    key[1] = STORE_STARTED_PREFIX;
+    key[2..].copy_from_slice(&store_id.to_be_bytes());
+    key
+}
+
 /// What a key of the `meta` keyspace names; used to validate a data dir on open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaKey {
@@ -106,6 +118,7 @@ pub enum MetaKey {
     ApplyState(u64),
     RegionState(u64),
     StoreAddr(u64),
+    StoreStarted(u64),
 }
 
 /// Classifies a `meta` key; `None` for a key tinykv never writes there.
@@ -117,6 +130,11 @@ pub fn decode_meta_key(key: &[u8]) -> Option<MetaKey> {
         let mut id = [0u8; 8];
         id.copy_from_slice(&key[2..]);
         return Some(MetaKey::StoreAddr(u64::from_be_bytes(id)));
+    }
+    if key.len() == 10 && key[..2] == STORE_STARTED_MIN_KEY {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&key[2..]);
+        return Some(MetaKey::StoreStarted(u64::from_be_bytes(id)));
     }
     if key.len() != REGION_KEY_LEN || key[0] != LOCAL_PREFIX {
         return None;

@@ -73,7 +73,7 @@ pub use peer_storage::{PeerStorage, SnapshotApplyStatus};
 pub use records::{
     INIT_EPOCH_CONF_VER, INIT_EPOCH_VER, Peer, PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
     RaftApplyState, RaftLocalState, RaftTruncatedState, Record, Region, RegionEpoch,
-    RegionLocalState, StoreAddress, StoreIdent,
+    RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
 };
 pub use snapshot::apply::apply_snapshot_file;
 pub use snapshot::build::build_snapshot;

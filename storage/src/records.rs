@@ -119,6 +119,14 @@ pub struct StoreAddress {
     pub addr: String,
 }
 
+/// A store the cluster has seen running (keyspace `meta`, key `01 05 store_id`), applied from
+/// region 1's log on every replica: a founding store that comes back with an empty data dir
+/// while the cluster lists it as started has lost its data and must not bootstrap again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStarted {
+    pub store_id: u64,
+}
+
 /// A value stored by tinykv: encode is infallible for these types; decode is strict.
 pub trait Record: Serialize + DeserializeOwned {
     fn encode(&self) -> Vec<u8> {
@@ -136,6 +144,7 @@ impl Record for RaftApplyState {}
 impl Record for RegionLocalState {}
 impl Record for StoreIdent {}
 impl Record for StoreAddress {}
+impl Record for StoreStarted {}
 impl Record for Region {}
 impl Record for Entry {}
 

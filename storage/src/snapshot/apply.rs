@@ -50,16 +50,16 @@ pub(crate) fn stage(
         keys::apply_state_key(region.id),
         apply_state.encode(),
     );
-    batch.insert(
-        engines.meta(),
-        keys::region_state_key(region.id),
-        region_state.encode(),
-    );
+    engines.put_region_state(batch, &region_state);
     Ok((apply_state, region_state))
 }
 
 /// Deletes every stored log key of the region.
-fn delete_log(engines: &Engines, batch: &mut OwnedWriteBatch, region_id: u64) -> Result<()> {
+pub(crate) fn delete_log(
+    engines: &Engines,
+    batch: &mut OwnedWriteBatch,
+    region_id: u64,
+) -> Result<()> {
     for guard in engines.raft().prefix(keys::raft_log_prefix(region_id)) {
         let key = guard.key()?;
         batch.remove(engines.raft(), key);
@@ -166,11 +166,7 @@ fn finish_from(engines: &Engines, region_id: u64, path: &Path) -> Result<()> {
         region: header.region,
     };
     let mut batch = engines.db().batch().durability(Some(PersistMode::SyncAll));
-    batch.insert(
-        engines.meta(),
-        keys::region_state_key(region_id),
-        done.encode(),
-    );
+    engines.put_region_state(&mut batch, &done);
     batch.commit()?;
     tracing::info!(
         region_id,
