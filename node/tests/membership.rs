@@ -417,19 +417,31 @@ async fn a_wiped_store_is_rebuilt_by_leave_then_join() {
     }
     // Refused before the node started: nothing was written.
     assert!(!config.data_dir.exists());
+    rebuild(&mut cluster, &client, lost, old_peer, seed).await;
+    cluster.shutdown().await;
+}
+
+/// The documented rebuild of store `lost` (stopped, data dir empty): leave, then join through
+/// `seed`. It catches up under a newer peer id than `old_peer` and has the write "before".
+async fn rebuild(
+    cluster: &mut TestCluster,
+    client: &Client,
+    lost: u64,
+    old_peer: u64,
+    seed: SocketAddr,
+) {
     client.remove_peer(1, lost).await.expect("leave");
-    let node = join(config, seed).await;
-    cluster.nodes[(lost - 1) as usize] = Some(node);
+    let config = cluster.configs[(lost - 1) as usize].clone();
+    cluster.nodes[(lost - 1) as usize] = Some(join(config, seed).await);
     eventually("the rebuilt store catches up", async || {
-        caught_up(&cluster, lost).await
+        caught_up(cluster, lost).await
     })
     .await;
-    assert!(peer_status(&cluster, lost).await.state.peer > old_peer);
+    assert!(peer_status(cluster, lost).await.state.peer > old_peer);
     assert_eq!(
-        local_value(&cluster, lost, "before").await.as_deref(),
+        local_value(cluster, lost, "before").await.as_deref(),
         Some(&b"1"[..])
     );
-    cluster.shutdown().await;
 }
 
 /// A founding store whose data dir was wiped, started again with its founding config, used to
@@ -446,6 +458,7 @@ async fn a_wiped_founding_store_is_refused_at_start_and_rebuilt_by_join() {
         .await
         .expect("client");
     client.put("before", "1").await.unwrap();
+    let old_peer = peer_status(&cluster, lost).await.state.peer;
     eventually("every store is recorded as started", async || {
         let info = cluster.node(lost).admin(AdminRequest::Cluster).await;
         matches!(info, Ok(AdminResponse::Cluster(i)) if i.started_stores == vec![1, 2, 3])
@@ -468,17 +481,7 @@ async fn a_wiped_founding_store_is_refused_at_start_and_rebuilt_by_join() {
     }
     assert!(!config.data_dir.exists(), "the refusal wrote nothing");
 
-    client.remove_peer(1, lost).await.expect("leave");
     let seed = cluster.configs[(leader - 1) as usize].listen_addr;
-    let node = join(config, seed).await;
-    cluster.nodes[(lost - 1) as usize] = Some(node);
-    eventually("the rebuilt store catches up", async || {
-        caught_up(&cluster, lost).await
-    })
-    .await;
-    assert_eq!(
-        local_value(&cluster, lost, "before").await.as_deref(),
-        Some(&b"1"[..])
-    );
+    rebuild(&mut cluster, &client, lost, old_peer, seed).await;
     cluster.shutdown().await;
 }

@@ -95,20 +95,31 @@ pub fn decode_raft_log_key(region_id: u64, key: &[u8]) -> Option<u64> {
 
 /// The `meta` key of a store's address record.
 pub fn store_addr_key(store_id: u64) -> [u8; 10] {
-    let mut key = [0u8; 10];
-    key[0] = LOCAL_PREFIX;
-    key[1] = STORE_ADDR_PREFIX;
-    key[2..].copy_from_slice(&store_id.to_be_bytes());
-    key
+    store_key(STORE_ADDR_PREFIX, store_id)
 }
 
 /// The `meta` key recording that a store has run.
 pub fn store_started_key(store_id: u64) -> [u8; 10] {
+    store_key(STORE_STARTED_PREFIX, store_id)
+}
+
+/// `01 prefix store_id`: the per-store records of `meta`.
+fn store_key(prefix: u8, store_id: u64) -> [u8; 10] {
     let mut key = [0u8; 10];
     key[0] = LOCAL_PREFIX;
-    key[1] = STORE_STARTED_PREFIX;
+    key[1] = prefix;
     key[2..].copy_from_slice(&store_id.to_be_bytes());
     key
+}
+
+/// The store id of a per-store `meta` key under `min` (its two-byte prefix).
+fn store_key_id(key: &[u8], min: [u8; 2]) -> Option<u64> {
+    if key.len() != 10 || key[..2] != min {
+        return None;
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&key[2..]);
+    Some(u64::from_be_bytes(id))
 }
 
 /// What a key of the `meta` keyspace names; used to validate a data dir on open.
@@ -126,15 +137,11 @@ pub fn decode_meta_key(key: &[u8]) -> Option<MetaKey> {
     if key == STORE_IDENT_KEY {
         return Some(MetaKey::StoreIdent);
     }
-    if key.len() == 10 && key[..2] == STORE_ADDR_MIN_KEY {
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&key[2..]);
-        return Some(MetaKey::StoreAddr(u64::from_be_bytes(id)));
+    if let Some(id) = store_key_id(key, STORE_ADDR_MIN_KEY) {
+        return Some(MetaKey::StoreAddr(id));
     }
-    if key.len() == 10 && key[..2] == STORE_STARTED_MIN_KEY {
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&key[2..]);
-        return Some(MetaKey::StoreStarted(u64::from_be_bytes(id)));
+    if let Some(id) = store_key_id(key, STORE_STARTED_MIN_KEY) {
+        return Some(MetaKey::StoreStarted(id));
     }
     if key.len() != REGION_KEY_LEN || key[0] != LOCAL_PREFIX {
         return None;
