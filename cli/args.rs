@@ -132,16 +132,32 @@ pub enum ClusterCmd {
 pub enum NodeCmd {
     /// Run one node in the foreground.
     Start(NodeStartArgs),
-    /// Start a new node and add it to a running cluster.
+    /// Start a new node and add it to a running cluster: it joins every region as a learner,
+    /// catches up (a snapshot, then the log; progress on a terminal) and is promoted to voter,
+    /// then keeps serving in the foreground.
     Join {
         #[command(flatten)]
         start: NodeStartArgs,
         /// Any member of the running cluster.
         #[arg(long)]
         seed: SocketAddr,
+        /// Stay a learner (receives and applies the log, never votes); `node promote` later.
+        #[arg(long)]
+        learner: bool,
     },
-    /// Remove a store's peers from the cluster.
-    Leave { store: u64 },
+    /// Remove a store's peers from the cluster (leadership moves off it first).
+    Leave {
+        /// The store to retire.
+        store: u64,
+    },
+    /// Make a store's learners voters, once each has caught up with its leader.
+    Promote {
+        /// The store whose learners to promote.
+        store: u64,
+        /// How long to wait for the learners to catch up.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        wait: std::time::Duration,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -46,6 +46,9 @@ const GC_COUNT_LIMIT: u64 = 100;
 /// of applied entries, and the leader checks once per GC tick.
 const LOG_BOUND: u64 = 2 * GC_COUNT_LIMIT;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the nemesis waits for a re-added store to catch up before promoting it; one that
+/// is not promoted by then stays a learner until the end, where it is promoted.
+const PROMOTE_WAIT: Duration = Duration::from_secs(10);
 /// Caps on waiting for the cluster once healed: generous, two cores are shared.
 const SETTLE_CAP: Duration = Duration::from_secs(60);
 
@@ -353,13 +356,14 @@ impl Nemesis<'_> {
         panic!("store {id} did not come up joining within {SETTLE_CAP:?}");
     }
 
+    /// Adds store `id` back the documented way: a learner under a new peer id, promoted once
+    /// it caught up.
     fn add_back(&mut self, kind: &str, id: u64) {
-        let req = AdminRequest::AddPeer {
-            region_id: 1,
-            store_id: id,
-            addr: self.cluster.node(id).addr.to_string(),
-        };
-        match self.rt.block_on(self.admin.admin_leader(1, req)) {
+        let addr = self.cluster.node(id).addr.to_string();
+        let added = self
+            .rt
+            .block_on(self.admin.add_peer(1, id, &addr, PROMOTE_WAIT));
+        match added {
             Ok(_) => self.note(&format!("{kind}: store {id} added back")),
             Err(e) => {
                 self.count("membership-change-not-done");
@@ -380,7 +384,7 @@ impl Nemesis<'_> {
         }
     }
 
-    /// After healing: every store is a member of region 1 again, as the leader sees it.
+    /// After healing: every store is a voter of region 1 again, as the leader sees it.
     fn restore_membership(&mut self) {
         let started = Instant::now();
         loop {
@@ -393,6 +397,7 @@ impl Nemesis<'_> {
                             r.region
                                 .peers
                                 .iter()
+                                .filter(|p| !p.is_learner())
                                 .map(|p| p.store_id)
                                 .collect::<Vec<_>>()
                         })

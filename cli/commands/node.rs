@@ -1,4 +1,5 @@
-//! `node start|join|leave`: one node in the foreground until SIGINT/SIGTERM, and retiring a store.
+//! `node start|join|leave|promote`: one node in the foreground until SIGINT/SIGTERM, and
+//! changing which stores hold and vote in the regions.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -8,8 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tinykv_node::api::{AdminRequest, AdminResponse};
 use tinykv_node::config::{Member, NodeConfig};
-use tinykv_node::{Client, ClientConfig, Node};
-use tinykv_transport::TlsFiles;
+use tinykv_node::{JoinAs, Node};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::{GlobalArgs, NodeCmd, NodeStartArgs, Output};
@@ -26,20 +26,25 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
             tracing::info!(store = node.store_id(), addr = %node.addr(), "serving; stop with Ctrl-C or SIGTERM");
             serve(node, &mut stop).await
         }
-        NodeCmd::Join { start, seed } => {
+        NodeCmd::Join {
+            start,
+            seed,
+            learner,
+        } => {
             let config = node_config(global, &start)?;
-            let tls = TlsFiles {
-                ca: config.tls.ca.clone(),
-                cert: config.tls.cert.clone(),
-                key: config.tls.key.clone(),
-            };
             let mut stop = StopSignal::install()?;
-            let node = Node::join(config, seed).await.map_err(start_error)?;
-            tracing::info!(store = node.store_id(), %seed, "joined the cluster");
+            let node = Node::join(config, seed, JoinAs::Learner)
+                .await
+                .map_err(start_error)?;
+            tracing::info!(store = node.store_id(), %seed, "joined the cluster as a learner");
             tokio::select! {
-                caught_up = catch_up(&node, seed, tls) => {
-                    if let Err(e) = caught_up {
-                        tracing::warn!(error = %e, "cannot follow the catch-up; the node keeps running");
+                joined = follow_join(&node, seed, !learner) => {
+                    match joined {
+                        Ok(regions) => print_joined(global.output, node.store_id(), &regions, !learner),
+                        Err(e) => {
+                            node.shutdown().await;
+                            return Err(e);
+                        }
                     }
                 }
                 _ = stop.wait() => {
@@ -53,6 +58,7 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
             }
             serve(node, &mut stop).await
         }
+        NodeCmd::Promote { store, wait } => promote(global, store, wait).await,
         NodeCmd::Leave { store } => leave(global, store).await,
     }
 }
@@ -165,59 +171,172 @@ impl StopSignal {
 }
 
 /// Follows a newly joined store until each of its regions has applied as far as the cluster had
-/// when it joined: a progress bar on a terminal, a log line otherwise.
-async fn catch_up(node: &Node, seed: SocketAddr, tls: TlsFiles) -> Result<(), String> {
-    let client = Client::connect(ClientConfig {
-        endpoints: vec![seed],
-        tls,
-        timeout: Duration::from_secs(10),
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let info = client.cluster().await.map_err(|e| e.to_string())?;
+/// when it joined (a progress bar on a terminal: snapshot bytes, then log entries), then
+/// promotes its learners to voters when `promote`. Returns the regions joined.
+async fn follow_join(node: &Node, seed: SocketAddr, promote: bool) -> CliResult<Vec<u64>> {
+    let client = node.cluster_client(seed).await.map_err(|e| {
+        CliError::new(
+            crate::exit::Exit::Unreachable,
+            format!("cannot follow the join through {seed}: {e}"),
+        )
+    })?;
+    let info = client.cluster().await?;
     let targets: Vec<(u64, u64)> = info
         .regions
         .iter()
-        .filter(|r| r.region.peers.iter().any(|p| p.store_id == node.store_id()))
+        .filter(|r| r.region.peer_on_store(node.store_id()).is_some())
         .map(|r| (r.region.id, r.applied))
         .collect();
-    let total: u64 = targets.iter().map(|(_, applied)| applied).sum();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(total);
-        if let Ok(style) =
-            ProgressStyle::with_template("catching up {bar:40} {pos}/{len} entries applied")
-        {
-            bar.set_style(style);
-        }
-        Some(bar)
-    } else {
-        None
-    };
+    let progress = JoinProgress::new();
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     loop {
         ticker.tick().await;
-        let mut done = 0;
-        for (region, target) in &targets {
-            let applied = match node
-                .admin(AdminRequest::RaftState { region_id: *region })
-                .await
-            {
-                Ok(AdminResponse::RaftState(s)) => s.state.applied,
-                _ => 0,
-            };
-            done += applied.min(*target);
+        let status = match node.admin(AdminRequest::StoreStatus).await {
+            Ok(AdminResponse::StoreStatus(s)) => s,
+            _ => continue,
+        };
+        if let Some(t) = status.receiving.first() {
+            progress.snapshot(t.region_id, t.bytes, t.total);
+            continue;
         }
-        if let Some(bar) = &bar {
-            bar.set_position(done);
-        }
-        if done >= total {
-            if let Some(bar) = bar {
-                bar.finish();
-            }
-            tracing::info!(applied = done, "caught up with the cluster");
-            return Ok(());
+        let applied: u64 = targets
+            .iter()
+            .map(|(region, target)| {
+                status
+                    .peers
+                    .iter()
+                    .find(|p| p.state.region == *region)
+                    .map_or(0, |p| p.state.applied.min(*target))
+            })
+            .sum();
+        let total: u64 = targets.iter().map(|(_, t)| t).sum();
+        progress.entries(applied, total);
+        if applied >= total {
+            break;
         }
     }
+    if promote {
+        progress.promoting();
+        for (region, _) in &targets {
+            client
+                .promote_learner(*region, node.store_id(), PROMOTE_WAIT)
+                .await
+                .map_err(|e| {
+                    CliError::from(e).hint(format!(
+                        "the store stays a learner of region {region}: `tinykv node promote {}` \
+                         once it has caught up, or `tinykv node leave {}`",
+                        node.store_id(),
+                        node.store_id()
+                    ))
+                })?;
+        }
+    }
+    progress.finish();
+    Ok(targets.into_iter().map(|(r, _)| r).collect())
+}
+
+/// How long `node join` waits for its learners to be close enough to promote after catching
+/// up to where the cluster was when it joined.
+const PROMOTE_WAIT: Duration = Duration::from_secs(300);
+
+/// What `node join` shows while it catches up: a bar on a terminal, log lines otherwise.
+struct JoinProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl JoinProgress {
+    fn new() -> JoinProgress {
+        let bar = std::io::stderr().is_terminal().then(|| ProgressBar::new(0));
+        JoinProgress { bar }
+    }
+
+    fn style(&self, template: &str) {
+        if let (Some(bar), Ok(style)) = (&self.bar, ProgressStyle::with_template(template)) {
+            bar.set_style(style);
+        }
+    }
+
+    fn snapshot(&self, region: u64, bytes: u64, total: u64) {
+        match &self.bar {
+            Some(bar) => {
+                self.style(&format!(
+                    "region {region}: snapshot {{bar:40}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}}"
+                ));
+                bar.set_length(total);
+                bar.set_position(bytes);
+            }
+            None => tracing::debug!(region, bytes, total, "receiving a snapshot"),
+        }
+    }
+
+    fn entries(&self, applied: u64, total: u64) {
+        if let Some(bar) = &self.bar {
+            self.style("catching up {bar:40} {pos}/{len} entries applied");
+            bar.set_length(total);
+            bar.set_position(applied);
+        }
+    }
+
+    fn promoting(&self) {
+        match &self.bar {
+            Some(bar) => {
+                self.style("{msg}");
+                bar.set_message("caught up; promoting to voter");
+            }
+            None => tracing::info!("caught up; promoting to voter"),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_joined(output: Output, store: u64, regions: &[u64], voter: bool) {
+    let role = if voter { "voter" } else { "learner" };
+    match output {
+        Output::Json => print_json(&json!({ "store": store, "regions": regions, "role": role })),
+        Output::Table => println!("store {store} is a {role} of regions {regions:?}"),
+    }
+}
+
+/// `node promote`: the store's learners become voters once caught up.
+async fn promote(global: &GlobalArgs, store: u64, wait: Duration) -> CliResult {
+    let client = connect::client(global).await?;
+    let info = client.cluster().await?;
+    let learner_of: Vec<u64> = info
+        .regions
+        .iter()
+        .filter(|r| {
+            r.region
+                .peer_on_store(store)
+                .is_some_and(|p| p.is_learner())
+        })
+        .map(|r| r.region.id)
+        .collect();
+    let member_of = info
+        .regions
+        .iter()
+        .any(|r| r.region.peer_on_store(store).is_some());
+    if !member_of {
+        return Err(CliError::new(
+            crate::exit::Exit::NotFound,
+            format!("store {store} holds no peer of any region"),
+        )
+        .hint("`tinykv node join` adds a store; `tinykv region list` shows the peers"));
+    }
+    for region in &learner_of {
+        client.promote_learner(*region, store, wait).await?;
+    }
+    match global.output {
+        Output::Json => print_json(&json!({ "store": store, "promoted_in": learner_of })),
+        Output::Table => println!(
+            "store {store} is a voter of every region it holds (promoted in {learner_of:?})"
+        ),
+    }
+    Ok(())
 }
 
 async fn leave(global: &GlobalArgs, store: u64) -> CliResult {

@@ -49,19 +49,19 @@ pub async fn run(global: &GlobalArgs, cmd: RegionCmd) -> CliResult {
     Ok(())
 }
 
+pub fn role_name(role: tinykv_node::api::PeerRole) -> &'static str {
+    match role {
+        tinykv_node::api::PeerRole::Voter => "voter",
+        tinykv_node::api::PeerRole::Learner => "learner",
+    }
+}
+
 pub fn region_json(r: &RegionInfo) -> Value {
     let peers: Vec<Value> = r
         .region
         .peers
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let role = match r.roles.get(i) {
-                Some(tinykv_node::api::PeerRole::Learner) => "learner",
-                _ => "voter",
-            };
-            json!({ "id": p.id, "store": p.store_id, "role": role })
-        })
+        .map(|p| json!({ "id": p.id, "store": p.store_id, "role": role_name(p.role) }))
         .collect();
     json!({
         "id": r.region.id,
@@ -81,7 +81,10 @@ fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
             .region
             .peers
             .iter()
-            .map(|p| format!("{}@store{}", p.id, p.store_id))
+            .map(|p| {
+                let learner = if p.is_learner() { " (learner)" } else { "" };
+                format!("{}@store{}{learner}", p.id, p.store_id)
+            })
             .collect();
         let leader = match r.leader_store {
             Some(store) => {

@@ -31,7 +31,7 @@ fn region() -> Region {
             conf_ver: 3,
             version: 1,
         },
-        peers: (1..=3).map(|i| Peer { id: i, store_id: i }).collect(),
+        peers: (1..=3).map(|i| Peer::voter(i, i)).collect(),
     }
 }
 
@@ -49,8 +49,8 @@ fn raft_message() -> RaftMessage {
     }];
     RaftMessage {
         region_id: 1,
-        from_peer: Peer { id: 1, store_id: 1 },
-        to_peer: Peer { id: 2, store_id: 2 },
+        from_peer: Peer::voter(1, 1),
+        to_peer: Peer::voter(2, 2),
         epoch: region().epoch,
         message,
         start_key: b"a".to_vec(),
@@ -76,7 +76,7 @@ fn raft_cmd() -> RaftCmd {
 
 fn change_peer() -> ChangePeer {
     ChangePeer {
-        peer: Peer { id: 4, store_id: 4 },
+        peer: Peer::voter(4, 4),
         addr: "127.0.0.1:20164".into(),
     }
 }
@@ -378,9 +378,10 @@ fn main() -> std::io::Result<()> {
         "admin-add-peer",
         &with_selector(
             1,
-            &api::encode(&AdminRequest::AddPeer {
+            &api::encode(&AdminRequest::AddLearner {
                 region_id: 1,
                 store_id: 4,
+                peer_id: 17,
                 addr: "127.0.0.1:20164".into(),
             }),
         ),

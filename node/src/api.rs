@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+pub use tinykv_storage::PeerRole;
 use tinykv_storage::{Region, RegionEpoch};
 
 use crate::fault::FaultSpec;
@@ -154,6 +155,9 @@ pub enum KvError {
         region_id: u64,
         refusal: ConfChangeRefusal,
     },
+    /// The request itself is wrong (a bad argument, a peer that cannot do what was asked).
+    #[error("bad request: {0}")]
+    BadRequest(String),
 }
 
 /// Why a leader refused a membership change.
@@ -175,6 +179,24 @@ pub enum ConfChangeRefusal {
         live: usize,
         quorum: usize,
     },
+    /// A learner is promoted only once it has caught up (`raft.learner-max-lag`): promoted
+    /// earlier, it would count toward the quorum while it cannot yet acknowledge anything.
+    #[error(
+        "the learner on store {store_id} has {matched} of the leader's {last_index} entries, \
+         more than {max_lag} behind; wait for it to catch up"
+    )]
+    LearnerBehind {
+        store_id: u64,
+        matched: u64,
+        last_index: u64,
+        max_lag: u64,
+    },
+    /// Only a learner of the region can be promoted.
+    #[error("store {store_id} holds no peer of the region to promote; add it as a learner first")]
+    NoLearner { store_id: u64 },
+    /// A peer id must be new: allocated for this change (`AllocIds`), never used before.
+    #[error("peer id {peer_id} is not a fresh allocated id")]
+    StalePeerId { peer_id: u64 },
 }
 
 fn human_bytes(n: u64) -> String {
@@ -190,19 +212,10 @@ fn leader_hint(leader: &Option<StoreAddr>) -> String {
 
 pub type KvResult = Result<KvResponse, KvError>;
 
-/// A peer's role in its region.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerRole {
-    Voter,
-    Learner,
-}
-
-/// A region as the admin service describes it.
+/// A region as the admin service describes it (its peers carry their roles).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionInfo {
     pub region: Region,
-    /// Roles of `region.peers`, by position.
-    pub roles: Vec<PeerRole>,
     pub leader_store: Option<u64>,
     /// Applied index and approximate data size on the answering store.
     pub applied: u64,
@@ -274,6 +287,17 @@ pub struct StoreStatus {
     /// Region snapshots this store finished sending and receiving since it started.
     pub snapshots_sent: u64,
     pub snapshots_received: u64,
+    /// Snapshots arriving right now.
+    pub receiving: Vec<SnapshotTransfer>,
+}
+
+/// A snapshot on its way in: how far it came.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotTransfer {
+    pub region_id: u64,
+    pub from_store: u64,
+    pub bytes: u64,
+    pub total: u64,
 }
 
 /// Requests of the admin service.
@@ -299,11 +323,24 @@ pub enum AdminRequest {
     SnapshotTrigger {
         region_id: u64,
     },
-    /// Add a peer on `store_id` (reachable at `addr`) to the region; answered once applied.
-    AddPeer {
+    /// Add a learner `peer_id` (an id from `AllocIds`) on `store_id`, reachable at `addr`;
+    /// answered once applied. Done also when the store already holds a peer of the region.
+    AddLearner {
         region_id: u64,
         store_id: u64,
+        peer_id: u64,
         addr: String,
+    },
+    /// Make the region's learner on `store_id` a voter, once it has caught up; answered once
+    /// applied. Done also when it votes already.
+    PromoteLearner {
+        region_id: u64,
+        store_id: u64,
+    },
+    /// `count` (1 to 1000) ids from the cluster's allocator, never handed out before or again.
+    /// Served by region 1's leader.
+    AllocIds {
+        count: u32,
     },
     /// Remove the region's peer on `store_id`; answered once applied.
     RemovePeer {
@@ -328,7 +365,16 @@ pub enum AdminResponse {
     RaftState(PeerStatus),
     RaftLog(Vec<LogEntryInfo>),
     Done,
-    Checksum { applied: u64, crc32: u32, keys: u64 },
+    Checksum {
+        applied: u64,
+        crc32: u32,
+        keys: u64,
+    },
+    /// Ids `first .. first + count`.
+    Ids {
+        first: u64,
+        count: u32,
+    },
 }
 
 pub type AdminResult = Result<AdminResponse, KvError>;

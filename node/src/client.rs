@@ -330,6 +330,83 @@ impl Client {
         }
     }
 
+    /// `count` fresh ids from the cluster's allocator (kept by region 1): never handed out
+    /// before, never again. Returns the first; the ids are `first .. first + count`.
+    pub async fn alloc_ids(&self, count: u32) -> Result<u64, ClientError> {
+        let req = AdminRequest::AllocIds { count };
+        match self
+            .admin_leader(tinykv_storage::CLUSTER_REGION_ID, req)
+            .await?
+        {
+            AdminResponse::Ids { first, count: got } if got == count => Ok(first),
+            other => Err(ClientError::Protocol {
+                addr: self.inner.endpoints[0],
+                detail: format!("unexpected answer to an id allocation: {other:?}"),
+            }),
+        }
+    }
+
+    /// Adds a learner on `store_id` (reachable at `addr`) to `region_id` under a freshly
+    /// allocated peer id, and returns once the change applied. Done also when the store holds
+    /// a peer of the region already.
+    pub async fn add_learner(
+        &self,
+        region_id: u64,
+        store_id: u64,
+        addr: &str,
+    ) -> Result<(), ClientError> {
+        let peer_id = self.alloc_ids(1).await?;
+        let req = AdminRequest::AddLearner {
+            region_id,
+            store_id,
+            peer_id,
+            addr: addr.to_string(),
+        };
+        self.admin_leader(region_id, req).await.map(|_| ())
+    }
+
+    /// Promotes the learner on `store_id` to voter once it has caught up, asking again while the
+    /// leader answers that it is behind, for at most `wait`. Done also when it votes already.
+    pub async fn promote_learner(
+        &self,
+        region_id: u64,
+        store_id: u64,
+        wait: Duration,
+    ) -> Result<(), ClientError> {
+        let deadline = Instant::now() + wait;
+        let mut attempt = 0u32;
+        loop {
+            let req = AdminRequest::PromoteLearner {
+                region_id,
+                store_id,
+            };
+            match self.admin_leader(region_id, req).await {
+                Err(ClientError::Kv(KvError::ConfChangeRefused {
+                    refusal: ConfChangeRefusal::LearnerBehind { .. },
+                    ..
+                })) if Instant::now() < deadline => {}
+                other => return other.map(|_| ()),
+            }
+            attempt += 1;
+            // Catching up takes as long as the data takes to stream: poll at a steady pace.
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(10)))).await;
+        }
+    }
+
+    /// Adds `store_id` to `region_id` as a voter the safe way: a learner first, promoted once
+    /// it has caught up (within `wait`). A store that never comes up stays a learner and never
+    /// counts toward the quorum.
+    pub async fn add_peer(
+        &self,
+        region_id: u64,
+        store_id: u64,
+        addr: &str,
+        wait: Duration,
+    ) -> Result<(), ClientError> {
+        self.add_learner(region_id, store_id, addr).await?;
+        self.promote_learner(region_id, store_id, wait).await
+    }
+
     /// Asks the leader on `store_id` to hand `region_id` to another of its voters (a different
     /// one on each attempt) and waits until some other store leads.
     async fn move_leader_off(
@@ -347,9 +424,8 @@ impl Client {
                 r.region
                     .peers
                     .iter()
-                    .zip(&r.roles)
-                    .filter(|(p, role)| p.store_id != store_id && **role == PeerRole::Voter)
-                    .map(|(p, _)| p.store_id)
+                    .filter(|p| p.store_id != store_id && p.role == PeerRole::Voter)
+                    .map(|p| p.store_id)
                     .collect()
             })
             .unwrap_or_default();

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tinykv_storage::{Peer, RegionEpoch};
+use tinykv_storage::RegionEpoch;
 
 /// A command proposed to a region.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,10 @@ pub enum CmdBody {
     StoreStarted {
         store_id: u64,
     },
+    /// Region 1 hands out `count` ids from the cluster's allocator (see `IdAllocState`).
+    AllocIds {
+        count: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,10 +39,13 @@ pub enum WriteOp {
     Delete { key: Bytes },
 }
 
-/// The context of a membership change: which peer, on which store, reachable where.
+/// The context of a membership change: which peer, on which store, reachable where. The
+/// peer's role follows from the change (`AddLearnerNode`, or `AddNode` to add or promote a
+/// voter). Its fields are laid out as in the first format, so older log entries still read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangePeer {
-    pub peer: Peer,
+    pub peer_id: u64,
+    pub store_id: u64,
     pub addr: String,
 }
 
@@ -74,6 +81,7 @@ impl RaftCmd {
             }
             CmdBody::CompactLog { index, term } => format!("compact log to {index} (term {term})"),
             CmdBody::StoreStarted { store_id } => format!("store {store_id} started"),
+            CmdBody::AllocIds { count } => format!("allocate {count} ids"),
         }
     }
 }

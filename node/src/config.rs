@@ -202,6 +202,9 @@ pub struct RaftConfig {
     pub log_gc_count_limit: u64,
     /// The same, once the kept entries take about this many bytes.
     pub log_gc_size_limit: ByteSize,
+    /// A learner is promoted to voter only while its log is at most this many entries behind
+    /// the leader's.
+    pub learner_max_lag: u64,
 }
 
 impl Default for RaftConfig {
@@ -218,6 +221,7 @@ impl Default for RaftConfig {
             log_gc_threshold: 50,
             log_gc_count_limit: 10_000,
             log_gc_size_limit: ByteSize::mib(72),
+            learner_max_lag: 1_000,
         }
     }
 }
@@ -524,6 +528,9 @@ impl NodeConfig {
              \x20 log-gc-count-limit: {gclimit}\n\
              \x20 # ...or once they take about this much space.\n\
              \x20 log-gc-size-limit: {gcsize}\n\
+             \x20 # A joining store is added as a learner and promoted to voter once its log is\n\
+             \x20 # at most this many entries behind the leader's.\n\
+             \x20 learner-max-lag: {maxlag}\n\
              snapshot:\n\
              \x20 # Shared by all outgoing snapshots of the node; 0 is unlimited.\n\
              \x20 max-bytes-per-sec: {rate}\n\
@@ -554,6 +561,7 @@ impl NodeConfig {
             gcthreshold = r.log_gc_threshold,
             gclimit = r.log_gc_count_limit,
             gcsize = r.log_gc_size_limit,
+            maxlag = r.learner_max_lag,
             rate = s.max_bytes_per_sec,
             chunk = s.chunk_size,
             sends = s.concurrent_send_limit,

@@ -17,7 +17,7 @@ mod server;
 mod service;
 mod store;
 
-pub use server::{FIRST_REGION_ID, Node, NodeError};
+pub use server::{FIRST_REGION_ID, JoinAs, Node, NodeError};
 pub mod client;
 pub mod testing;
 

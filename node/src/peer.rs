@@ -10,7 +10,7 @@ use tinykv_raft::{
     ConfChange, ConfChangeType, Config as RaftConfig, Entry, EntryType, RawNode, StateRole,
 };
 use tinykv_storage::{
-    ApplyBatch, PeerState, PeerStorage, RaftApplyState, Region, RegionLocalState,
+    ApplyBatch, PeerRole, PeerState, PeerStorage, RaftApplyState, Region, RegionLocalState,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -65,6 +65,8 @@ pub(crate) struct PendingRead {
 pub(crate) enum Answer {
     Done(Reply),
     Failed(Reply, KvError),
+    /// An admin proposal with an answer of its own (allocated ids).
+    With(Reply, AdminResponse),
 }
 
 impl Answer {
@@ -72,8 +74,24 @@ impl Answer {
         match self {
             Answer::Done(r) => r.done(),
             Answer::Failed(r, e) => r.fail(e),
+            Answer::With(Reply::Admin(tx), resp) => {
+                let _ = tx.send(Ok(resp));
+            }
+            Answer::With(r, _) => r.done(),
         }
     }
+}
+
+/// Where a cluster founded before the id allocator existed starts allocating: above every
+/// peer id the earlier scheme (`(conf_ver + 1) × 1,000,000 + store id`) could have given,
+/// since `conf_ver` has only grown since. Computed from the replicated region, so every
+/// replica starts at the same id.
+fn legacy_id_floor(region: &Region) -> u64 {
+    region
+        .epoch
+        .conf_ver
+        .saturating_add(2)
+        .saturating_mul(1_000_000)
 }
 
 /// A membership change this store must act on after the apply batch is committed.
@@ -110,6 +128,9 @@ pub(crate) struct Peer {
     pub role: StateRole,
     /// Set once this peer's own removal applied; the store destroys it.
     pub removed: bool,
+    /// The id allocator's next id as applied here (region 1 only); `None` until first used,
+    /// and again after a snapshot replaced the state machine.
+    pub next_id: Option<u64>,
     /// Approximate bytes of the log entries kept (applied since the last compaction, scaled
     /// down by each compaction; 0 after a restart), for `raft.log-gc-size-limit`.
     pub log_size: u64,
@@ -139,6 +160,7 @@ impl Peer {
             leader_peer: 0,
             role: StateRole::Follower,
             removed: false,
+            next_id: None,
             log_size: 0,
         })
     }
@@ -266,19 +288,20 @@ impl Peer {
             apply_state.applied_index = entry.index;
             self.log_size += entry.data.len() as u64;
             let result = match entry.entry_type {
-                EntryType::Normal if entry.data.is_empty() => Ok(()),
+                EntryType::Normal if entry.data.is_empty() => Ok(None),
                 EntryType::Normal => {
                     self.apply_cmd(entry, &region, batch, &mut apply_state, &mut out)
                 }
                 EntryType::ConfChange => {
                     let r = self.apply_conf_change(entry, &mut region, &mut out);
                     region_changed = true;
-                    r
+                    r.map(|()| None)
                 }
             };
             if let Some(reply) = reply {
                 out.answers.push(match result {
-                    Ok(()) => Answer::Done(reply),
+                    Ok(None) => Answer::Done(reply),
+                    Ok(Some(resp)) => Answer::With(reply, resp),
                     Err(e) => Answer::Failed(reply, e),
                 });
             }
@@ -303,7 +326,7 @@ impl Peer {
         batch: &mut ApplyBatch,
         apply_state: &mut RaftApplyState,
         out: &mut ApplyOutcome,
-    ) -> Result<(), KvError> {
+    ) -> Result<Option<AdminResponse>, KvError> {
         let cmd = match RaftCmd::decode(&entry.data) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -339,7 +362,7 @@ impl Peer {
                     };
                     r.map_err(|e| KvError::Storage(e.to_string()))?;
                 }
-                Ok(())
+                Ok(None)
             }
             CmdBody::CompactLog { index, term } => {
                 let first = apply_state.truncated_state.index + 1;
@@ -352,12 +375,16 @@ impl Peer {
                     );
                     debug!(region = region.id, index, term, "log compacted");
                 }
-                Ok(())
+                Ok(None)
             }
             CmdBody::StoreStarted { store_id } => {
                 batch.set_store_started(store_id);
                 out.started.push(store_id);
-                Ok(())
+                Ok(None)
+            }
+            CmdBody::AllocIds { count } => {
+                let (first, count) = self.apply_alloc_ids(count, region, batch)?;
+                Ok(Some(AdminResponse::Ids { first, count }))
             }
         }
     }
@@ -377,70 +404,130 @@ impl Peer {
             return Err(KvError::Storage("undecodable conf change".into()));
         };
         let change = ChangePeer::decode(&cc.context).ok();
-        let store_id = change
-            .as_ref()
-            .map(|c| c.peer.store_id)
-            .or_else(|| self.peer_by_id(cc.node_id).map(|p| p.store_id));
-        match cc.change_type {
-            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                let Some(change) = change else {
-                    warn!(
-                        region = region.id,
-                        index = entry.index,
-                        "add-peer without its store; ignored"
-                    );
-                    self.raw.apply_conf_change(&ConfChange {
-                        change_type: ConfChangeType::RemoveNode,
-                        ..cc
-                    });
-                    return Err(KvError::Storage("add-peer without its store".into()));
-                };
-                if region
-                    .peers
-                    .iter()
-                    .any(|p| p.id == cc.node_id || p.store_id == change.peer.store_id)
-                {
-                    // Already a member (a retried proposal): nothing changes.
-                    self.raw.apply_conf_change(&cc);
-                    return Ok(());
-                }
-                region.peers.push(change.peer);
+        if cc.change_type == ConfChangeType::RemoveNode {
+            self.apply_removal(&cc, change, region, out);
+            return Ok(());
+        }
+        let Some(change) = change else {
+            warn!(
+                region = region.id,
+                index = entry.index,
+                "add-peer without its store; ignored"
+            );
+            return Err(KvError::Storage("add-peer without its store".into()));
+        };
+        let learner = cc.change_type == ConfChangeType::AddLearnerNode;
+        let existing = region
+            .peers
+            .iter_mut()
+            .find(|p| p.id == cc.node_id || p.store_id == change.store_id);
+        match existing {
+            Some(p) if p.id == cc.node_id && p.is_learner() && !learner => {
+                p.role = PeerRole::Voter;
                 region.epoch.conf_ver += 1;
-                self.remember_peer(change.peer);
                 info!(
                     region = region.id,
-                    peer = change.peer.id,
-                    store = change.peer.store_id,
+                    peer = p.id,
+                    store = p.store_id,
+                    "learner promoted"
+                );
+            }
+            Some(p) => {
+                // Already there (a retried proposal), or the store holds another peer of the
+                // region: nothing changes, and Raft's membership stays the region's.
+                debug!(
+                    region = region.id,
+                    peer = cc.node_id,
+                    existing = p.id,
+                    "add-peer changes nothing"
+                );
+                return Ok(());
+            }
+            None => {
+                let peer = if learner {
+                    tinykv_storage::Peer::learner(cc.node_id, change.store_id)
+                } else {
+                    tinykv_storage::Peer::voter(cc.node_id, change.store_id)
+                };
+                region.peers.push(peer);
+                region.epoch.conf_ver += 1;
+                self.remember_peer(peer);
+                info!(
+                    region = region.id,
+                    peer = peer.id,
+                    store = peer.store_id,
+                    role = ?peer.role,
                     "peer added"
                 );
                 out.changes.push(AppliedChange {
-                    store_id: change.peer.store_id,
+                    store_id: change.store_id,
                     addr: change.addr,
                     added: true,
                 });
             }
-            ConfChangeType::RemoveNode => {
-                let before = region.peers.len();
-                region.peers.retain(|p| p.id != cc.node_id);
-                if region.peers.len() != before {
-                    region.epoch.conf_ver += 1;
-                    info!(region = region.id, peer = cc.node_id, "peer removed");
-                    if let Some(store_id) = store_id {
-                        out.changes.push(AppliedChange {
-                            store_id,
-                            addr: String::new(),
-                            added: false,
-                        });
-                    }
-                }
-                if cc.node_id == self.meta.id {
-                    out.removed_self = true;
-                    self.removed = true;
-                }
-            }
         }
         self.raw.apply_conf_change(&cc);
         Ok(())
+    }
+
+    fn apply_removal(
+        &mut self,
+        cc: &ConfChange,
+        change: Option<ChangePeer>,
+        region: &mut Region,
+        out: &mut ApplyOutcome,
+    ) {
+        let store_id = change
+            .map(|c| c.store_id)
+            .or_else(|| self.peer_by_id(cc.node_id).map(|p| p.store_id));
+        let before = region.peers.len();
+        region.peers.retain(|p| p.id != cc.node_id);
+        if region.peers.len() != before {
+            region.epoch.conf_ver += 1;
+            info!(region = region.id, peer = cc.node_id, "peer removed");
+            if let Some(store_id) = store_id {
+                out.changes.push(AppliedChange {
+                    store_id,
+                    addr: String::new(),
+                    added: false,
+                });
+            }
+        }
+        if cc.node_id == self.meta.id {
+            out.removed_self = true;
+            self.removed = true;
+        }
+        self.raw.apply_conf_change(cc);
+    }
+
+    /// Hands out `count` ids from the cluster's allocator, which region 1 keeps. Every replica
+    /// computes the same range from the same log, so the allocation is as durable as its entry.
+    fn apply_alloc_ids(
+        &mut self,
+        count: u32,
+        region: &Region,
+        batch: &mut ApplyBatch,
+    ) -> Result<(u64, u32), KvError> {
+        if region.id != tinykv_storage::CLUSTER_REGION_ID {
+            return Err(KvError::Storage(format!(
+                "region {} keeps no id allocator",
+                region.id
+            )));
+        }
+        let next = match self.next_id {
+            Some(n) => n,
+            None => self
+                .raw
+                .store()
+                .engines()
+                .id_alloc()
+                .map_err(|e| KvError::Storage(e.to_string()))?
+                .map_or_else(|| legacy_id_floor(region), |a| a.next_id),
+        };
+        let end = next.saturating_add(u64::from(count));
+        self.next_id = Some(end);
+        batch.set_id_alloc(tinykv_storage::IdAllocState { next_id: end });
+        Ok((next, count))
     }
 
     /// Serves a read from the applied state (after ReadIndex, or directly for a stale read).

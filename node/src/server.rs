@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::api::{self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError};
+use crate::client::{Client, ClientConfig};
 use crate::config::{ConfigError, Member, NodeConfig};
 use crate::message::RaftMessage;
 use crate::service::{FaultHooks, Services};
@@ -27,8 +28,22 @@ use crate::store::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits
 
 /// How many messages may wait for the raft loop before requests are answered `ServerBusy`.
 const STORE_QUEUE: usize = 65_536;
-/// The region a cluster is founded with: every key.
-pub const FIRST_REGION_ID: u64 = 1;
+/// The region a cluster is founded with: every key, and the cluster's records.
+pub const FIRST_REGION_ID: u64 = tinykv_storage::CLUSTER_REGION_ID;
+/// How long a joining store keeps asking to be added while leaders move.
+const JOIN_PATIENCE: Duration = Duration::from_secs(30);
+/// How long `JoinAs::Voter` waits for a learner to catch up (a large snapshot streams at
+/// `snapshot.max-bytes-per-sec`).
+const PROMOTE_PATIENCE: Duration = Duration::from_secs(3600);
+
+/// What a joining store becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinAs {
+    /// A learner: it receives and applies the log but does not vote (`node promote` later).
+    Learner,
+    /// A voter: added as a learner, promoted once it caught up.
+    Voter,
+}
 
 /// Why a node could not start or join.
 #[derive(Debug, Error)]
@@ -95,7 +110,6 @@ pub struct Node {
     config: Arc<NodeConfig>,
     tx: mpsc::Sender<StoreMsg>,
     endpoint: Arc<Endpoint<RaftMessage>>,
-    identity: TlsIdentity,
     raft_thread: Option<std::thread::JoinHandle<()>>,
     workers: Option<StorageWorkers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -109,13 +123,19 @@ impl Node {
     }
 
     /// Starts a node with a fresh data dir and adds it to the cluster `seed` belongs to: it
-    /// learns the cluster from the seed, then asks each region's leader to add a peer on this
-    /// store, which is filled by a snapshot. Returns once every region accepted the new peer.
-    pub async fn join(config: NodeConfig, seed: SocketAddr) -> Result<Node, NodeError> {
+    /// learns the cluster from the seed, then asks each region's leader to add a learner on
+    /// this store under a newly allocated peer id, which is filled by a snapshot. With
+    /// `JoinAs::Learner` it returns once every region added its learner; with `JoinAs::Voter`
+    /// once every learner caught up and was promoted.
+    pub async fn join(
+        config: NodeConfig,
+        seed: SocketAddr,
+        join_as: JoinAs,
+    ) -> Result<Node, NodeError> {
         config.validate()?;
         refuse_lost_member(&config, seed).await?;
         let node = Node::launch(config, true).await?;
-        if let Err(reason) = node.join_through(seed).await {
+        if let Err(reason) = node.join_through(seed, join_as).await {
             node.shutdown().await;
             return Err(NodeError::Join { seed, reason });
         }
@@ -172,10 +192,12 @@ impl Node {
         ep_config.snapshot.max_bytes_per_sec = config.snapshot.max_bytes_per_sec.0;
         ep_config.snapshot.max_concurrent_sends = config.snapshot.concurrent_send_limit;
         ep_config.snapshot.max_concurrent_receives = config.snapshot.concurrent_recv_limit;
-        let (endpoint, events) = Endpoint::<RaftMessage>::bind(ep_config, identity.clone())
-            .map_err(|source| NodeError::Bind {
-                addr: config.listen_addr,
-                source,
+        let (endpoint, events) =
+            Endpoint::<RaftMessage>::bind(ep_config, identity).map_err(|source| {
+                NodeError::Bind {
+                    addr: config.listen_addr,
+                    source,
+                }
             })?;
         let endpoint = Arc::new(endpoint);
         let addr = config.advertise_addr();
@@ -220,7 +242,6 @@ impl Node {
             config,
             tx,
             endpoint,
-            identity,
             raft_thread: Some(raft_thread),
             workers: Some(workers),
             tasks,
@@ -295,93 +316,61 @@ impl Node {
         }
     }
 
-    async fn join_through(&self, seed: SocketAddr) -> Result<(), String> {
-        let timeout = self.config.request_timeout.0;
-        let call = |addr: SocketAddr, req: AdminRequest| {
-            let identity = self.identity.clone();
-            async move {
-                let client = RpcClient::new(
-                    &identity,
-                    addr,
-                    RpcClientOptions {
-                        timeout,
-                        ..RpcClientOptions::default()
-                    },
-                )
-                .map_err(|e| e.to_string())?;
-                let body = client
-                    .call(Service::Admin, api::encode(&req))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                client.close().await;
-                let result: AdminResult =
-                    api::decode("admin answer", &body).map_err(|e| e.to_string())?;
-                result.map_err(|e| e.to_string())
-            }
-        };
-        let info: ClusterInfo = match call(seed, AdminRequest::Cluster).await? {
-            AdminResponse::Cluster(info) => info,
-            other => return Err(format!("unexpected answer {other:?}")),
-        };
-        if info
-            .regions
-            .iter()
-            .any(|r| r.region.peer_on_store(self.store_id).is_some())
-        {
-            // `join` checked before starting that this data dir holds the store's regions.
-            info!("this store is already a member");
-            return Ok(());
-        }
+    /// Adds this store to every region of the cluster `seed` belongs to, as a learner under a
+    /// freshly allocated peer id (learners are filled by snapshot and do not count toward a
+    /// quorum until promoted); with `JoinAs::Voter` it then waits for each to catch up and
+    /// promotes it. Returns the regions joined.
+    async fn join_through(&self, seed: SocketAddr, join_as: JoinAs) -> Result<Vec<u64>, String> {
+        let client = self.cluster_client(seed).await?;
+        let info = client.cluster().await.map_err(|e| e.to_string())?;
         self.tx
             .send(StoreMsg::Addresses(info.stores.clone()))
             .await
             .map_err(|_| "the store stopped".to_string())?;
-        let addr_of = |store: u64| {
-            info.stores
-                .iter()
-                .find(|s| s.store_id == store)
-                .and_then(|s| s.addr.parse().ok())
-        };
+        let addr = self.addr.to_string();
+        let mut regions = Vec::new();
         for region in &info.regions {
             let region_id = region.region.id;
-            let mut target: SocketAddr = region.leader_store.and_then(addr_of).unwrap_or(seed);
-            let deadline = tokio::time::Instant::now() + timeout * 6;
+            let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
             loop {
-                let req = AdminRequest::AddPeer {
-                    region_id,
-                    store_id: self.store_id,
-                    addr: self.addr.to_string(),
-                };
-                match call(target, req).await {
-                    Ok(_) => {
-                        info!(region = region_id, "joined region");
-                        break;
-                    }
+                match client.add_learner(region_id, self.store_id, &addr).await {
+                    Ok(()) => break,
+                    // A leader moving, or a membership change still in flight: ask again.
                     Err(e) if tokio::time::Instant::now() < deadline => {
-                        warn!(region = region_id, error = %e, "add-peer not accepted yet; retrying");
+                        warn!(region = region_id, error = %e, "learner not added yet; retrying");
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        // Ask the seed who leads now.
-                        if let Ok(AdminResponse::Cluster(fresh)) =
-                            call(seed, AdminRequest::Cluster).await
-                            && let Some(leader) = fresh
-                                .regions
-                                .iter()
-                                .find(|r| r.region.id == region_id)
-                                .and_then(|r| r.leader_store)
-                            && let Some(a) = fresh
-                                .stores
-                                .iter()
-                                .find(|s| s.store_id == leader)
-                                .and_then(|s| s.addr.parse().ok())
-                        {
-                            target = a;
-                        }
                     }
                     Err(e) => return Err(format!("region {region_id}: {e}")),
                 }
             }
+            info!(region = region_id, "joined region as a learner");
+            regions.push(region_id);
         }
-        Ok(())
+        if join_as == JoinAs::Voter {
+            for &region_id in &regions {
+                client
+                    .promote_learner(region_id, self.store_id, PROMOTE_PATIENCE)
+                    .await
+                    .map_err(|e| format!("region {region_id}: promotion: {e}"))?;
+                info!(region = region_id, "promoted to voter");
+            }
+        }
+        Ok(regions)
+    }
+
+    /// A client of the cluster `seed` belongs to, under this node's own certificate.
+    pub async fn cluster_client(&self, seed: SocketAddr) -> Result<Client, String> {
+        Client::connect(ClientConfig {
+            endpoints: vec![seed],
+            tls: TlsFiles {
+                ca: self.config.tls.ca.clone(),
+                cert: self.config.tls.cert.clone(),
+                key: self.config.tls.key.clone(),
+            },
+            timeout: self.config.request_timeout.0,
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Stops serving, lets the raft loop answer what it holds, and closes connections.
@@ -607,10 +596,7 @@ fn bootstrap_first_region(engines: &Engines, config: &NodeConfig) -> Result<(), 
         },
         peers: members
             .iter()
-            .map(|m| PeerMeta {
-                id: m.store_id,
-                store_id: m.store_id,
-            })
+            .map(|m| PeerMeta::voter(m.store_id, m.store_id))
             .collect(),
     };
     engines.bootstrap_region(&region)?;

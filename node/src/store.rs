@@ -22,7 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::api::{
     AdminRequest, AdminResponse, AdminResult, ClusterInfo, ConfChangeRefusal, KvError, KvOp,
-    KvRequest, KvResult, LogEntryInfo, PeerRole, PeerStatus, RegionInfo, StoreAddr, StoreStatus,
+    KvRequest, KvResult, LogEntryInfo, PeerStatus, RegionInfo, SnapshotTransfer, StoreAddr,
+    StoreStatus,
 };
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
 use crate::config::NodeConfig;
@@ -38,9 +39,15 @@ pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
 const MAX_BATCH: usize = 4096;
 /// The most log entries one `raft log` answer describes.
 const MAX_LOG_ENTRIES: u64 = 1000;
-/// Peer ids of added peers: `conf_ver × PEER_ID_STRIDE + store_id`, unique within a region since
-/// every membership change bumps `conf_ver` and only one is in flight at a time.
-pub const PEER_ID_STRIDE: u64 = 1_000_000;
+/// The most ids one `AllocIds` hands out.
+pub const MAX_ALLOC_IDS: u32 = 1000;
+
+/// A membership change an operator (or a joining store) asks a region's leader for.
+enum PeerChange {
+    AddLearner { peer_id: u64, addr: String },
+    Promote,
+    Remove,
+}
 
 /// What the raft loop is asked to do.
 #[derive(Debug)]
@@ -734,8 +741,12 @@ impl Store {
                     None => Err(KvError::RegionNotFound { region_id }),
                     Some(peer) if !peer.is_leader() => Err(not_leader),
                     Some(peer) => match peer.region().peer_on_store(to_store) {
-                        None => Err(KvError::Storage(format!(
+                        None => Err(KvError::BadRequest(format!(
                             "region {region_id} has no peer on store {to_store}"
+                        ))),
+                        Some(target) if target.is_learner() => Err(KvError::BadRequest(format!(
+                            "the peer of region {region_id} on store {to_store} is a learner; \
+                             only a voter can lead (promote it first)"
                         ))),
                         Some(target) => {
                             peer.raw.transfer_leader(target.id);
@@ -769,19 +780,28 @@ impl Store {
                     }
                 }
             },
-            AdminRequest::AddPeer {
+            AdminRequest::AddLearner {
                 region_id,
                 store_id,
+                peer_id,
                 addr,
             } => {
-                return self.change_peer(region_id, store_id, Some(addr), reply);
+                let change = PeerChange::AddLearner { peer_id, addr };
+                return self.change_peer(region_id, store_id, change, reply);
+            }
+            AdminRequest::PromoteLearner {
+                region_id,
+                store_id,
+            } => {
+                return self.change_peer(region_id, store_id, PeerChange::Promote, reply);
             }
             AdminRequest::RemovePeer {
                 region_id,
                 store_id,
             } => {
-                return self.change_peer(region_id, store_id, None, reply);
+                return self.change_peer(region_id, store_id, PeerChange::Remove, reply);
             }
+            AdminRequest::AllocIds { count } => return self.alloc_ids(count, reply),
             // The admin service answers these itself, off the raft loop.
             AdminRequest::SetFaults(_) | AdminRequest::ClearFaults => {
                 Err(KvError::FaultInjection {
@@ -797,11 +817,12 @@ impl Store {
         &mut self,
         region_id: u64,
         store_id: u64,
-        addr: Option<String>,
+        change: PeerChange,
         reply: oneshot::Sender<AdminResult>,
     ) {
         let not_leader = self.not_leader(region_id);
         let alive_window = self.alive_window();
+        let max_lag = self.config.raft.learner_max_lag;
         let Some(peer) = self.peers.get_mut(&region_id) else {
             let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
             return;
@@ -811,52 +832,94 @@ impl Store {
             return;
         }
         let region = peer.region().clone();
-        let cc = match addr {
-            Some(addr) => {
-                if region.peer_on_store(store_id).is_some() {
-                    let _ = reply.send(Ok(AdminResponse::Done));
+        let existing = region.peer_on_store(store_id);
+        let refused = |refusal| Err(KvError::ConfChangeRefused { region_id, refusal });
+        let (change_type, target, addr) = match (change, existing) {
+            // Done already: the store holds a peer (a retry, or a join that finished).
+            (PeerChange::AddLearner { .. }, Some(_)) | (PeerChange::Remove, None) => {
+                let _ = reply.send(Ok(AdminResponse::Done));
+                return;
+            }
+            (PeerChange::Promote, Some(p)) if !p.is_learner() => {
+                let _ = reply.send(Ok(AdminResponse::Done));
+                return;
+            }
+            (PeerChange::AddLearner { peer_id, addr }, None) => {
+                if peer_id == 0 || peer.peer_by_id(peer_id).is_some() {
+                    let _ = reply.send(refused(ConfChangeRefusal::StalePeerId { peer_id }));
                     return;
                 }
-                let new_peer = tinykv_storage::Peer {
-                    id: (region.epoch.conf_ver + 1) * PEER_ID_STRIDE + store_id,
-                    store_id,
-                };
-                let context = ChangePeer {
-                    peer: new_peer,
-                    addr: addr.clone(),
-                }
-                .encode();
                 if let Ok(sa) = addr.parse() {
                     // The new store must be reachable before the change commits: the leader
                     // starts replicating to it as soon as it applies.
                     self.endpoint.set_peer_addr(store_id, sa);
-                    self.directory.insert(store_id, addr);
+                    self.directory.insert(store_id, addr.clone());
                 }
-                ConfChange {
-                    change_type: ConfChangeType::AddNode,
-                    node_id: new_peer.id,
-                    context,
-                }
+                let learner = tinykv_storage::Peer::learner(peer_id, store_id);
+                (ConfChangeType::AddLearnerNode, learner, addr)
             }
-            None => {
-                let Some(p) = region.peer_on_store(store_id) else {
-                    let _ = reply.send(Ok(AdminResponse::Done));
-                    return;
-                };
-                if let Err(refusal) = check_removal(peer, p, alive_window) {
-                    let _ = reply.send(Err(KvError::ConfChangeRefused { region_id, refusal }));
+            (PeerChange::Promote, None) => {
+                let _ = reply.send(refused(ConfChangeRefusal::NoLearner { store_id }));
+                return;
+            }
+            (PeerChange::Promote, Some(p)) => {
+                if let Err(refusal) = check_promotion(peer, p, max_lag) {
+                    let _ = reply.send(refused(refusal));
                     return;
                 }
                 let addr = self.directory.get(&store_id).cloned().unwrap_or_default();
-                let context = ChangePeer { peer: p, addr }.encode();
-                ConfChange {
-                    change_type: ConfChangeType::RemoveNode,
-                    node_id: p.id,
-                    context,
+                (ConfChangeType::AddNode, p, addr)
+            }
+            (PeerChange::Remove, Some(p)) => {
+                if let Err(refusal) = check_removal(peer, p, alive_window) {
+                    let _ = reply.send(refused(refusal));
+                    return;
                 }
+                let addr = self.directory.get(&store_id).cloned().unwrap_or_default();
+                (ConfChangeType::RemoveNode, p, addr)
             }
         };
+        let context = ChangePeer {
+            peer_id: target.id,
+            store_id,
+            addr,
+        }
+        .encode();
+        let cc = ConfChange {
+            change_type,
+            node_id: target.id,
+            context,
+        };
         peer.propose_conf_change(cc, Reply::Admin(reply));
+    }
+
+    /// Proposes an allocation of `count` ids to region 1, which keeps the cluster's allocator;
+    /// answered with the ids once the allocation applied.
+    fn alloc_ids(&mut self, count: u32, reply: oneshot::Sender<AdminResult>) {
+        let region_id = tinykv_storage::CLUSTER_REGION_ID;
+        if count == 0 || count > MAX_ALLOC_IDS {
+            let _ = reply.send(Err(KvError::BadRequest(format!(
+                "ids are allocated 1 to {MAX_ALLOC_IDS} at a time, not {count}"
+            ))));
+            return;
+        }
+        let not_leader = self.not_leader(region_id);
+        match self.peers.get_mut(&region_id) {
+            None => {
+                let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
+            }
+            Some(peer) if !peer.is_leader() => {
+                let _ = reply.send(Err(not_leader));
+            }
+            Some(peer) => {
+                let cmd = RaftCmd {
+                    region_id,
+                    epoch: peer.region().epoch,
+                    body: CmdBody::AllocIds { count },
+                };
+                peer.propose_cmd(cmd, Reply::Admin(reply));
+            }
+        }
     }
 
     /// How recently a peer must have been heard from to count as alive: two election timeouts.
@@ -905,6 +968,17 @@ impl Store {
             uptime_secs: self.started.elapsed().as_secs(),
             snapshots_sent: self.snapshots_sent,
             snapshots_received: self.snapshots_received,
+            receiving: self
+                .endpoint
+                .incoming_snapshots()
+                .into_iter()
+                .map(|s| SnapshotTransfer {
+                    region_id: s.region_id,
+                    from_store: s.from_store,
+                    bytes: s.received,
+                    total: s.total,
+                })
+                .collect(),
         }
     }
 
@@ -1028,6 +1102,8 @@ impl Store {
                 for p in peer.region().peers.clone() {
                     peer.remember_peer(p);
                 }
+                // The snapshot replaced the state machine, the allocator of region 1 with it.
+                peer.next_id = None;
             }
             if let Some(ss) = ready.soft_state {
                 let was_leader = peer.is_leader();
@@ -1191,6 +1267,31 @@ fn check_removal(
             voters: remaining.len(),
             live,
             quorum,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the leader `peer` may promote its learner `target`: only once the learner's log is
+/// within `max_lag` entries of the leader's, so that it can acknowledge appends as soon as it
+/// counts toward the quorum (etcd's "learner not ready" check).
+fn check_promotion(
+    peer: &Peer,
+    target: tinykv_storage::Peer,
+    max_lag: u64,
+) -> Result<(), ConfChangeRefusal> {
+    let status = peer.raw.status();
+    let matched = status
+        .progress
+        .iter()
+        .find(|(id, _)| *id == target.id)
+        .map_or(0, |(_, p)| p.matched);
+    if matched.saturating_add(max_lag) < status.last_index || matched == 0 {
+        return Err(ConfChangeRefusal::LearnerBehind {
+            store_id: target.store_id,
+            matched,
+            last_index: status.last_index,
+            max_lag,
         });
     }
     Ok(())
@@ -1391,22 +1492,8 @@ fn prune_generated_snapshots(snap_dir: &std::path::Path) {
 }
 
 fn region_info(peer: &Peer) -> RegionInfo {
-    let status = peer.raw.status();
-    let learners = &status.conf_state.learners;
     RegionInfo {
         region: peer.region().clone(),
-        roles: peer
-            .region()
-            .peers
-            .iter()
-            .map(|p| {
-                if learners.contains(&p.id) {
-                    PeerRole::Learner
-                } else {
-                    PeerRole::Voter
-                }
-            })
-            .collect(),
         leader_store: peer.leader_store(),
         applied: peer.raw.store().applied_index(),
         approximate_size: 0,
@@ -1454,7 +1541,7 @@ pub(crate) fn describe_entry(e: &tinykv_raft::Entry) -> LogEntryInfo {
         tinykv_raft::EntryType::ConfChange => match ConfChange::decode(&e.data) {
             Some(cc) => {
                 let store = ChangePeer::decode(&cc.context)
-                    .map(|c| format!(" on store {}", c.peer.store_id))
+                    .map(|c| format!(" on store {}", c.store_id))
                     .unwrap_or_default();
                 (
                     "conf-change",

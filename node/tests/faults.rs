@@ -165,7 +165,9 @@ async fn a_joined_store_catches_up_by_snapshot_and_votes() {
     let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
     let config = cluster.node_config(4, addr, Vec::new());
     let seed = cluster.configs[0].listen_addr;
-    let node = Node::join(config.clone(), seed).await.expect("join");
+    let node = Node::join(config.clone(), seed, tinykv_node::JoinAs::Voter)
+        .await
+        .expect("join");
     cluster.configs.push(config);
     cluster.nodes.push(Some(node));
     eventually("the new store catches up", async || {
@@ -326,11 +328,8 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
     endpoint.set_peer_addr(target, cluster.configs[(target - 1) as usize].listen_addr);
     let envelope = |message: Message| RaftMessage {
         region_id: 1,
-        from_peer: Peer { id: 4, store_id: 4 },
-        to_peer: Peer {
-            id: before.peer,
-            store_id: target,
-        },
+        from_peer: Peer::voter(4, 4),
+        to_peer: Peer::voter(before.peer, target),
         epoch: Default::default(),
         message,
         start_key: Vec::new(),

@@ -11,7 +11,7 @@ use tinykv_node::api::{
     AdminRequest, AdminResponse, ConfChangeRefusal, KvError, KvOp, KvResponse, LogEntryInfo,
     PeerStatus, RaftStateInfo, ReadMode,
 };
-use tinykv_node::{Client, ClientConfig, ClientError, Node};
+use tinykv_node::{Client, ClientConfig, ClientError, JoinAs, Node};
 use tinykv_storage::{Engines, OpenOptions, PeerState};
 use tinykv_transport::{Direction, Rule};
 use tokio::time::Instant;
@@ -220,7 +220,7 @@ async fn caught_up(cluster: &TestCluster, store: u64) -> bool {
 async fn join(config: tinykv_node::config::NodeConfig, seed: SocketAddr) -> Node {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match Node::join(config.clone(), seed).await {
+        match Node::join(config.clone(), seed, JoinAs::Voter).await {
             Ok(node) => return node,
             Err(tinykv_node::NodeError::Bind { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await
@@ -230,15 +230,14 @@ async fn join(config: tinykv_node::config::NodeConfig, seed: SocketAddr) -> Node
     }
 }
 
-fn add_peer(cluster: &TestCluster, store: u64) -> AdminRequest {
-    AdminRequest::AddPeer {
-        region_id: 1,
-        store_id: store,
-        addr: cluster.configs[(store - 1) as usize]
-            .listen_addr
-            .to_string(),
-    }
+fn addr_of(cluster: &TestCluster, store: u64) -> String {
+    cluster.configs[(store - 1) as usize]
+        .listen_addr
+        .to_string()
 }
+
+/// How long a test waits for a learner to catch up before promoting it.
+const PROMOTE_WAIT: Duration = Duration::from_secs(30);
 
 /// etcd's strict reconfiguration check: with one of three voters down, removing another live
 /// one would leave a configuration that cannot commit. Before the check the removal committed
@@ -334,7 +333,7 @@ async fn a_store_that_left_is_added_back_under_a_new_peer_id() {
     client.put("while-away", "2").await.unwrap();
 
     client
-        .admin_leader(1, add_peer(&cluster, gone))
+        .add_peer(1, gone, &addr_of(&cluster, gone), PROMOTE_WAIT)
         .await
         .expect("add back");
     eventually("the re-added store catches up", async || {
@@ -370,11 +369,15 @@ async fn a_store_readded_while_down_replaces_its_old_peer() {
     cluster.stop(away).await;
     client.remove_peer(1, away).await.expect("remove");
     client
-        .admin_leader(1, add_peer(&cluster, away))
+        .add_learner(1, away, &addr_of(&cluster, away))
         .await
         .expect("add back");
     client.put("while-away", "2").await.unwrap();
     cluster.restart(away).await;
+    client
+        .promote_learner(1, away, PROMOTE_WAIT)
+        .await
+        .expect("promote");
     eventually("the store comes back under its new peer", async || {
         caught_up(&cluster, away).await
     })
@@ -407,7 +410,7 @@ async fn a_wiped_store_is_rebuilt_by_leave_then_join() {
     std::fs::remove_dir_all(&config.data_dir).expect("wipe the data dir");
     let seed = cluster.configs[(leader - 1) as usize].listen_addr;
 
-    let refused = Node::join(config.clone(), seed).await;
+    let refused = Node::join(config.clone(), seed, JoinAs::Voter).await;
     match refused {
         Err(e) => {
             let text = e.to_string();

@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 conf_ver: 1,
                 version: 1,
             },
-            peers: vec![Peer { id: 1, store_id: 1 }],
+            peers: vec![Peer::voter(1, 1)],
         })?;
         let mut ps = PeerStorage::open(engines.clone(), workers.handles(), region_id)?;
         let mut next_raw = 1u64;

@@ -73,6 +73,12 @@ impl ApplyBatch {
         );
     }
 
+    /// Records the id allocator's new state (region 1's allocations).
+    pub fn set_id_alloc(&mut self, state: crate::records::IdAllocState) {
+        self.batch
+            .insert(self.engines.meta(), keys::ID_ALLOC_KEY, state.encode());
+    }
+
     pub fn len(&self) -> usize {
         self.batch.len()
     }

@@ -12,8 +12,9 @@ use tinykv_raft::Entry;
 use crate::error::{Result, StorageError};
 use crate::keys::{self, MetaKey};
 use crate::records::{
-    PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM, RaftApplyState, RaftLocalState,
-    RaftTruncatedState, Record, Region, RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
+    CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, IdAllocState, PeerState,
+    RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM, RaftApplyState, RaftLocalState, RaftTruncatedState,
+    Record, Region, RegionLocalState, StoreAddress, StoreIdent, StoreStarted, decode_exact, v1,
 };
 use crate::snapshot::recovery::{self, RecoveryReport};
 
@@ -124,7 +125,8 @@ impl Engines {
             });
         }
         let meta = db.keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)?;
-        validate_meta(&meta, options.expected_cluster_id)?;
+        let format = data_format(&meta, &db_dir)?;
+        validate_meta(&meta, options.expected_cluster_id, format)?;
         let raft = db.keyspace(RAFT_KEYSPACE, separated_values)?;
         let kv = db.keyspace(KV_KEYSPACE, separated_values)?;
         std::fs::create_dir_all(&snap_dir).map_err(|e| StorageError::io(&snap_dir, e))?;
@@ -139,6 +141,9 @@ impl Engines {
                 sync_delay: SyncDelay::default(),
             }),
         };
+        if format < DATA_FORMAT_VERSION && engines.store_ident()?.is_some() {
+            engines.upgrade_from_v1()?;
+        }
         for region in engines.regions()? {
             let id = region.region.id;
             if engines.raft_state(id)?.is_none() && region.state == PeerState::Normal {
@@ -232,12 +237,51 @@ impl Engines {
         }
         let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
         batch.insert(self.meta(), keys::STORE_IDENT_KEY, ident.encode());
+        batch.insert(
+            self.meta(),
+            keys::DATA_FORMAT_KEY,
+            DataFormat {
+                version: DATA_FORMAT_VERSION,
+            }
+            .encode(),
+        );
         batch.commit()?;
         write_ident_file(&self.inner.dir, ident)
     }
 
+    /// Rewrites a format-1 data dir's region states with roles (every peer of format 1 voted)
+    /// and records format 2, in one fsynced batch: a crash leaves format 1 whole, to be
+    /// upgraded again. Format 1 had no id allocator; region 1 starts one on its first
+    /// allocation (see `IdAllocState`).
+    fn upgrade_from_v1(&self) -> Result<()> {
+        let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
+        let mut upgraded = 0;
+        for guard in self.meta().prefix(keys::REGION_META_MIN_KEY) {
+            let (key, value) = guard.into_inner()?;
+            let old: v1::RegionLocalState = decode_exact(&value)
+                .map_err(|problem| StorageError::corrupt(META_KEYSPACE, &key, problem))?;
+            self.put_region_state(&mut batch, &old.into());
+            upgraded += 1;
+        }
+        batch.insert(
+            self.meta(),
+            keys::DATA_FORMAT_KEY,
+            DataFormat {
+                version: DATA_FORMAT_VERSION,
+            }
+            .encode(),
+        );
+        batch.commit()?;
+        tracing::info!(
+            regions = upgraded,
+            "upgraded the data dir from format 1 to {DATA_FORMAT_VERSION}"
+        );
+        Ok(())
+    }
+
     /// Writes a new region the way TinyKV bootstraps one: log, commit and applied index at
-    /// `RAFT_INIT_LOG_INDEX`, so peers that join later are filled by a snapshot.
+    /// `RAFT_INIT_LOG_INDEX`, so peers that join later are filled by a snapshot. The first
+    /// region also starts the cluster's id allocator above every id it uses.
     pub fn bootstrap_region(&self, region: &Region) -> Result<()> {
         if self.store_ident()?.is_none() {
             return Err(StorageError::InvalidRequest(
@@ -279,8 +323,21 @@ impl Engines {
             apply_state.encode(),
         );
         self.put_region_state(&mut batch, &region_state);
+        if region.id == CLUSTER_REGION_ID {
+            let used = region.peers.iter().map(|p| p.id).chain([region.id]).max();
+            let alloc = IdAllocState {
+                next_id: used.unwrap_or(0) + 1,
+            };
+            batch.insert(self.meta(), keys::ID_ALLOC_KEY, alloc.encode());
+        }
         batch.commit()?;
         Ok(())
+    }
+
+    /// The id allocator's state as far as this store applied region 1; `None` on a store that
+    /// never held region 1 and on a cluster founded before the allocator existed.
+    pub fn id_alloc(&self) -> Result<Option<IdAllocState>> {
+        read_record(self.meta(), META_KEYSPACE, &keys::ID_ALLOC_KEY)
     }
 
     pub fn store_ident(&self) -> Result<Option<StoreIdent>> {
@@ -520,8 +577,24 @@ fn separated_values() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default().with_kv_separation(Some(fjall::KvSeparationOptions::default()))
 }
 
-/// Decodes every meta record and checks that they fit together.
-fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>) -> Result<()> {
+/// The data dir's format: 1 when it has no format record (written before there was one).
+/// A format newer than this build's is refused before anything is decoded.
+fn data_format(meta: &Keyspace, db_dir: &Path) -> Result<u32> {
+    let format: Option<DataFormat> = read_record(meta, META_KEYSPACE, &keys::DATA_FORMAT_KEY)?;
+    let version = format.map_or(1, |f| f.version);
+    if version > DATA_FORMAT_VERSION {
+        return Err(StorageError::NewerDataFormat {
+            path: db_dir.to_path_buf(),
+            found: version,
+            supported: DATA_FORMAT_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+/// Decodes every meta record (region states in the layout of `format`) and checks that they
+/// fit together.
+fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>, format: u32) -> Result<()> {
     let mut ident = None;
     let mut regions = 0usize;
     for guard in meta.iter() {
@@ -553,8 +626,20 @@ fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>) -> Result<()
             Some(MetaKey::ApplyState(_)) => {
                 RaftApplyState::decode(META_KEYSPACE, &key, &value)?;
             }
+            Some(MetaKey::IdAlloc) => {
+                IdAllocState::decode(META_KEYSPACE, &key, &value)?;
+            }
+            Some(MetaKey::DataFormat) => {
+                DataFormat::decode(META_KEYSPACE, &key, &value)?;
+            }
             Some(MetaKey::RegionState(id)) => {
-                let state = RegionLocalState::decode(META_KEYSPACE, &key, &value)?;
+                let state: RegionLocalState = if format == 1 {
+                    decode_exact::<v1::RegionLocalState>(&value)
+                        .map_err(|problem| StorageError::corrupt(META_KEYSPACE, &key, problem))?
+                        .into()
+                } else {
+                    RegionLocalState::decode(META_KEYSPACE, &key, &value)?
+                };
                 if state.region.id != id {
                     return Err(StorageError::corrupt(
                         META_KEYSPACE,

@@ -37,6 +37,16 @@ pub enum StorageError {
     /// Regions are stored but the store ident (`01 01`) is missing.
     #[error("store ident (meta key 0101) is missing while {regions} region(s) are stored")]
     MissingStoreIdent { regions: usize },
+    /// The data dir was written by a newer tinykv whose record layout this build cannot read.
+    #[error(
+        "{path} holds data format {found}, written by a newer tinykv; this build reads formats \
+         1 to {supported}: run the newer build"
+    )]
+    NewerDataFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("data dir belongs to cluster {found}, expected cluster {expected}")]
     ClusterIdMismatch { expected: u64, found: u64 },
     #[error("store is already bootstrapped as cluster {cluster_id} store {store_id}")]

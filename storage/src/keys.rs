@@ -8,6 +8,10 @@
 //! | apply state | `01 02` region `03` | meta |
 //! | region state | `01 03` region `01` | meta |
 //! | store ident | `01 01` | meta |
+//! | store address | `01 04` store | meta |
+//! | store started | `01 05` store | meta |
+//! | id allocator | `01 06` | meta |
+//! | data format | `01 07` | meta |
 //! | user data | `d` user key | kv |
 
 /// First byte of every local (non-user) key.
@@ -26,6 +30,10 @@ pub const STORE_ADDR_MIN_KEY: [u8; 2] = [LOCAL_PREFIX, STORE_ADDR_PREFIX];
 /// `01 05 store_id`: a store the cluster has seen running (replicated through region 1).
 pub const STORE_STARTED_PREFIX: u8 = 0x05;
 pub const STORE_STARTED_MIN_KEY: [u8; 2] = [LOCAL_PREFIX, STORE_STARTED_PREFIX];
+/// `01 06`: the cluster's id allocator (replicated through region 1).
+pub const ID_ALLOC_KEY: [u8; 2] = [LOCAL_PREFIX, 0x06];
+/// `01 07`: the layout version of the data dir's records.
+pub const DATA_FORMAT_KEY: [u8; 2] = [LOCAL_PREFIX, 0x07];
 const RAFT_LOG_SUFFIX: u8 = 0x01;
 const RAFT_STATE_SUFFIX: u8 = 0x02;
 const APPLY_STATE_SUFFIX: u8 = 0x03;
@@ -130,12 +138,20 @@ pub enum MetaKey {
     RegionState(u64),
     StoreAddr(u64),
     StoreStarted(u64),
+    IdAlloc,
+    DataFormat,
 }
 
 /// Classifies a `meta` key; `None` for a key tinykv never writes there.
 pub fn decode_meta_key(key: &[u8]) -> Option<MetaKey> {
     if key == STORE_IDENT_KEY {
         return Some(MetaKey::StoreIdent);
+    }
+    if key == ID_ALLOC_KEY {
+        return Some(MetaKey::IdAlloc);
+    }
+    if key == DATA_FORMAT_KEY {
+        return Some(MetaKey::DataFormat);
     }
     if let Some(id) = store_key_id(key, STORE_ADDR_MIN_KEY) {
         return Some(MetaKey::StoreAddr(id));

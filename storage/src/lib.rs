@@ -71,7 +71,8 @@ pub use error::{Result, StorageError};
 pub use log_gc::{LogGcScheduler, LogGcTask, LogGcWorker};
 pub use peer_storage::{PeerStorage, SnapshotApplyStatus};
 pub use records::{
-    INIT_EPOCH_CONF_VER, INIT_EPOCH_VER, Peer, PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
+    CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, INIT_EPOCH_CONF_VER, INIT_EPOCH_VER,
+    IdAllocState, Peer, PeerRole, PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
     RaftApplyState, RaftLocalState, RaftTruncatedState, Record, Region, RegionEpoch,
     RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
 };

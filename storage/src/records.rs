@@ -12,6 +12,9 @@ use crate::error::{Result, StorageError};
 /// considered applied and compacted, so a new peer is brought up by snapshot.
 pub const RAFT_INIT_LOG_INDEX: u64 = 5;
 pub const RAFT_INIT_LOG_TERM: u64 = 5;
+/// The region a cluster is founded with. Its state machine also keeps the cluster's records
+/// (the id allocator, the stores seen running), so its snapshots carry them.
+pub const CLUSTER_REGION_ID: u64 = 1;
 /// Epoch of a freshly bootstrapped region.
 pub const INIT_EPOCH_VER: u64 = 1;
 pub const INIT_EPOCH_CONF_VER: u64 = 1;
@@ -24,11 +27,45 @@ pub struct RegionEpoch {
     pub version: u64,
 }
 
-/// One replica of a region: the Raft peer id and the store that hosts it.
+/// Whether a peer votes. A learner receives the log and applies it but neither votes nor
+/// counts toward a quorum: a store joins as one and is promoted once it has caught up.
+/// New variants go at the end: the encoding is positional.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PeerRole {
+    #[default]
+    Voter,
+    Learner,
+}
+
+/// One replica of a region: the Raft peer id, the store that hosts it and its role. Peer ids
+/// come from the cluster's id allocator and are never reused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Peer {
     pub id: u64,
     pub store_id: u64,
+    pub role: PeerRole,
+}
+
+impl Peer {
+    pub fn voter(id: u64, store_id: u64) -> Peer {
+        Peer {
+            id,
+            store_id,
+            role: PeerRole::Voter,
+        }
+    }
+
+    pub fn learner(id: u64, store_id: u64) -> Peer {
+        Peer {
+            id,
+            store_id,
+            role: PeerRole::Learner,
+        }
+    }
+
+    pub fn is_learner(&self) -> bool {
+        self.role == PeerRole::Learner
+    }
 }
 
 /// A contiguous range of user keys `[start_key, end_key)` replicated by one Raft group. An empty
@@ -49,11 +86,18 @@ impl Region {
             && (self.end_key.is_empty() || key < self.end_key.as_slice())
     }
 
-    /// The Raft membership this region's peers form (all voters).
+    /// The Raft membership this region's peers form.
     pub fn conf_state(&self) -> ConfState {
+        let ids = |role| {
+            self.peers
+                .iter()
+                .filter(|p| p.role == role)
+                .map(|p| p.id)
+                .collect()
+        };
         ConfState {
-            voters: self.peers.iter().map(|p| p.id).collect(),
-            learners: Vec::new(),
+            voters: ids(PeerRole::Voter),
+            learners: ids(PeerRole::Learner),
         }
     }
 
@@ -127,6 +171,78 @@ pub struct StoreStarted {
     pub store_id: u64,
 }
 
+/// The cluster's id allocator (keyspace `meta`, key `01 06`), kept by region 1's state machine
+/// on every replica of region 1: peer ids and region ids are handed out from `next_id` upward,
+/// each allocation applied from region 1's log before it is used, so an id is never given twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdAllocState {
+    pub next_id: u64,
+}
+
+/// The layout of a data dir's records (keyspace `meta`, key `01 07`). A data dir without it
+/// was written before roles were stored with peers (format 1) and is upgraded when opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFormat {
+    pub version: u32,
+}
+
+/// The format this build writes. Format 2: peers carry a role, region 1 keeps the id allocator.
+pub const DATA_FORMAT_VERSION: u32 = 2;
+
+/// The records of format 1, read only to upgrade them.
+pub(crate) mod v1 {
+    use serde::Deserialize;
+
+    use super::{PeerState, RegionEpoch};
+
+    #[derive(Deserialize)]
+    pub(crate) struct Peer {
+        pub id: u64,
+        pub store_id: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub(crate) struct Region {
+        pub id: u64,
+        pub start_key: Vec<u8>,
+        pub end_key: Vec<u8>,
+        pub epoch: RegionEpoch,
+        pub peers: Vec<Peer>,
+    }
+
+    #[derive(Deserialize)]
+    pub(crate) struct RegionLocalState {
+        pub state: PeerState,
+        pub region: Region,
+    }
+
+    impl From<Region> for super::Region {
+        /// Format 1 had no learners: every peer voted.
+        fn from(r: Region) -> super::Region {
+            super::Region {
+                id: r.id,
+                start_key: r.start_key,
+                end_key: r.end_key,
+                epoch: r.epoch,
+                peers: r
+                    .peers
+                    .into_iter()
+                    .map(|p| super::Peer::voter(p.id, p.store_id))
+                    .collect(),
+            }
+        }
+    }
+
+    impl From<RegionLocalState> for super::RegionLocalState {
+        fn from(s: RegionLocalState) -> super::RegionLocalState {
+            super::RegionLocalState {
+                state: s.state,
+                region: s.region.into(),
+            }
+        }
+    }
+}
+
 /// A value stored by tinykv: encode is infallible for these types; decode is strict.
 pub trait Record: Serialize + DeserializeOwned {
     fn encode(&self) -> Vec<u8> {
@@ -145,6 +261,8 @@ impl Record for RegionLocalState {}
 impl Record for StoreIdent {}
 impl Record for StoreAddress {}
 impl Record for StoreStarted {}
+impl Record for IdAllocState {}
+impl Record for DataFormat {}
 impl Record for Region {}
 impl Record for Entry {}
 
@@ -184,7 +302,7 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..16),
             proptest::collection::vec(any::<u8>(), 0..16),
             any::<(u64, u64)>(),
-            proptest::collection::vec(any::<(u64, u64)>(), 0..5),
+            proptest::collection::vec(any::<(u64, u64, bool)>(), 0..5),
         )
             .prop_map(
                 |(id, start_key, end_key, (conf_ver, version), peers)| Region {
@@ -194,7 +312,13 @@ mod tests {
                     epoch: RegionEpoch { conf_ver, version },
                     peers: peers
                         .into_iter()
-                        .map(|(id, store_id)| Peer { id, store_id })
+                        .map(|(id, store_id, learner)| {
+                            if learner {
+                                Peer::learner(id, store_id)
+                            } else {
+                                Peer::voter(id, store_id)
+                            }
+                        })
                         .collect(),
                 },
             )
@@ -287,7 +411,7 @@ mod tests {
             id: 1,
             start_key: b"b".to_vec(),
             end_key: b"d".to_vec(),
-            peers: vec![Peer { id: 3, store_id: 1 }, Peer { id: 4, store_id: 2 }],
+            peers: vec![Peer::voter(3, 1), Peer::voter(4, 2), Peer::learner(5, 3)],
             ..Region::default()
         };
         assert!(!r.contains(b"a") && r.contains(b"b") && r.contains(b"c\xff") && !r.contains(b"d"));
@@ -297,6 +421,7 @@ mod tests {
         };
         assert!(open.contains(b"\xff\xff"));
         assert_eq!(r.conf_state().voters, vec![3, 4]);
-        assert_eq!(r.peer_on_store(2), Some(Peer { id: 4, store_id: 2 }));
+        assert_eq!(r.conf_state().learners, vec![5]);
+        assert_eq!(r.peer_on_store(2), Some(Peer::voter(4, 2)));
     }
 }

@@ -2,7 +2,10 @@ mod common;
 
 use common::{CLUSTER, Node, region};
 use fjall::{Database, KeyspaceCreateOptions};
-use tinykv_storage::{Engines, OpenOptions, StorageError, keys};
+use tinykv_storage::{
+    DATA_FORMAT_VERSION, DataFormat, Engines, IdAllocState, OpenOptions, Peer, Record,
+    StorageError, keys,
+};
 
 fn open(dir: &std::path::Path, cluster: Option<u64>) -> Result<Engines, StorageError> {
     Engines::open(
@@ -180,4 +183,110 @@ fn store_addresses_persist_and_are_validated() {
         .map(|a| a.store_id)
         .collect();
     assert_eq!(ids, vec![1, 2, 3]);
+}
+
+/// A region as the first data format wrote it: peers without roles.
+#[derive(serde::Serialize)]
+struct RegionV1 {
+    id: u64,
+    start_key: Vec<u8>,
+    end_key: Vec<u8>,
+    epoch: (u64, u64),
+    peers: Vec<(u64, u64)>,
+}
+
+#[derive(serde::Serialize)]
+struct RegionStateV1 {
+    state: u32,
+    region: RegionV1,
+}
+
+/// A data dir of the first format (no format record, peers without roles) opens: its region
+/// states are rewritten with every peer a voter and the format recorded, once.
+#[test]
+fn a_first_format_data_dir_is_upgraded_when_opened() {
+    let dir = bootstrapped();
+    let v1 = RegionStateV1 {
+        state: 0,
+        region: RegionV1 {
+            id: 1,
+            start_key: Vec::new(),
+            end_key: Vec::new(),
+            epoch: (4, 1),
+            peers: vec![(1, 1), (2000002, 2)],
+        },
+    };
+    let bytes = postcard::to_allocvec(&v1).unwrap();
+    poke(dir.path(), "meta", &keys::region_state_key(1), Some(&bytes));
+    poke(dir.path(), "meta", &keys::DATA_FORMAT_KEY, None);
+    poke(dir.path(), "meta", &keys::ID_ALLOC_KEY, None);
+
+    let engines = open(dir.path(), Some(CLUSTER)).unwrap();
+    let state = engines.region_state(1).unwrap().unwrap();
+    assert_eq!(
+        state.region.peers,
+        vec![Peer::voter(1, 1), Peer::voter(2000002, 2)]
+    );
+    assert_eq!(state.region.epoch.conf_ver, 4);
+    // A cluster of the first format has no allocator yet: region 1 starts one when it first
+    // allocates, above every id the earlier scheme gave.
+    assert_eq!(engines.id_alloc().unwrap(), None);
+    drop(engines);
+    let db = Database::builder(dir.path().join("db")).open().unwrap();
+    let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
+    let format = meta.get(keys::DATA_FORMAT_KEY).unwrap().expect("format");
+    assert_eq!(
+        DataFormat::decode("meta", &keys::DATA_FORMAT_KEY, &format).unwrap(),
+        DataFormat {
+            version: DATA_FORMAT_VERSION
+        }
+    );
+    drop(meta);
+    drop(db);
+    // Opened again, it is format 2 and reads the same.
+    let engines = open(dir.path(), Some(CLUSTER)).unwrap();
+    assert_eq!(engines.region_state(1).unwrap().unwrap(), state);
+}
+
+/// A data dir written by a newer build is refused before anything is decoded or written, with
+/// the version it holds and the versions this build reads.
+#[test]
+fn a_newer_data_format_is_refused_naming_the_versions() {
+    let dir = bootstrapped();
+    let newer = DataFormat {
+        version: DATA_FORMAT_VERSION + 1,
+    };
+    poke(
+        dir.path(),
+        "meta",
+        &keys::DATA_FORMAT_KEY,
+        Some(&newer.encode()),
+    );
+    let before = listing(dir.path());
+    let err = open(dir.path(), Some(CLUSTER)).unwrap_err();
+    assert!(matches!(err, StorageError::NewerDataFormat { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("data format {}", DATA_FORMAT_VERSION + 1))
+            && text.contains(&format!("formats 1 to {DATA_FORMAT_VERSION}")),
+        "{text}"
+    );
+    assert_eq!(listing(dir.path()), before);
+}
+
+/// The first region starts the cluster's id allocator above every id it uses.
+#[test]
+fn the_first_region_starts_the_id_allocator_above_its_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = region(1, b"", b"");
+    r.peers = vec![Peer::voter(1, 1), Peer::voter(2, 2), Peer::voter(7, 7)];
+    let node = Node::bootstrap(dir.path(), 1, &r);
+    assert_eq!(
+        node.engines.id_alloc().unwrap(),
+        Some(IdAllocState { next_id: 8 })
+    );
+    // Other regions keep no allocator.
+    let other = tempfile::tempdir().unwrap();
+    let node = Node::bootstrap(other.path(), 1, &region(5, b"", b""));
+    assert_eq!(node.engines.id_alloc().unwrap(), None);
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use common::{Node, entries, persist, ready, region};
 use tinykv_raft::{HardState, Ready, Snapshot, Storage, StorageError as RaftError};
 use tinykv_storage::{
-    PeerState, PeerStorage, Region, SnapshotApplyStatus, SnapshotChunks, SnapshotDescriptor,
-    SnapshotReceiver, StorageError, StoreIdent,
+    IdAllocState, PeerState, PeerStorage, Region, SnapshotApplyStatus, SnapshotChunks,
+    SnapshotDescriptor, SnapshotReceiver, StorageError, StoreIdent,
 };
 
 const RANGE: (&[u8], &[u8]) = (b"b", b"y");
@@ -37,6 +37,9 @@ fn source(dir: &Path) -> (Node, PeerStorage) {
     }
     ab.put(&r, b"b", b"first").unwrap();
     ab.put(&r, b"x\xff\xff", b"last").unwrap();
+    ab.set_id_alloc(IdAllocState { next_id: 40 });
+    ab.set_store_started(1);
+    ab.set_store_started(2);
     let mut state = *ps.apply_state();
     state.applied_index = 8;
     ab.set_apply_state(1, state);
@@ -153,6 +156,13 @@ fn snapshot_round_trip_into_an_empty_store() {
     ));
     check_applied(&b, &ps, &in_range(&data(&a)));
     assert_eq!(data(&b).len(), 302);
+    // Region 1's state machine includes the cluster's records: a replica filled by snapshot
+    // allocates ids where the others would.
+    assert_eq!(
+        b.engines.id_alloc().unwrap(),
+        Some(IdAllocState { next_id: 40 })
+    );
+    assert_eq!(b.engines.started_stores().unwrap(), vec![1, 2]);
 }
 
 #[test]

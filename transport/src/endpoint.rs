@@ -68,6 +68,7 @@ pub(crate) struct Shared<M> {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) send_slots: Semaphore,
     pub(crate) recv_slots: Arc<Semaphore>,
+    pub(crate) incoming: crate::snapshot::Incoming,
     tasks: Mutex<JoinSet<()>>,
 }
 
@@ -153,6 +154,7 @@ where
             unreachable_tx,
             rpc_handler: RwLock::new(None),
             limiter,
+            incoming: Default::default(),
             tasks: Mutex::new(JoinSet::new()),
         });
         shared.spawn(accept_loop(shared.clone()));
@@ -307,6 +309,11 @@ where
     /// The fault-injection filter of this endpoint (inert until rules are set).
     pub fn filter(&self) -> &Filter {
         &self.shared.filter
+    }
+
+    /// The snapshots being received right now, with the bytes that arrived so far.
+    pub fn incoming_snapshots(&self) -> Vec<crate::snapshot::IncomingSnapshot> {
+        self.shared.incoming.list()
     }
 
     pub fn stats(&self) -> Stats {

@@ -63,7 +63,7 @@ pub use frame::FrameError;
 pub use identity::{Identity, IdentityError};
 pub use link::SendError;
 pub use rpc::{RpcClient, RpcClientOptions, RpcFuture, RpcHandler};
-pub use snapshot::{ReceivedSnapshot, SnapshotMeta, SnapshotProgress};
+pub use snapshot::{IncomingSnapshot, ReceivedSnapshot, SnapshotMeta, SnapshotProgress};
 pub use stats::Stats;
 pub use tls::ConnectionTuning;
 pub use wire::{RemoteError, Service, SnapshotHeader, SnapshotRefusal};

@@ -6,6 +6,7 @@
 //! the partial file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -40,6 +41,65 @@ pub struct SnapshotMeta {
 pub struct SnapshotProgress {
     pub sent: u64,
     pub total: u64,
+}
+
+/// A snapshot on its way in, as [`crate::Endpoint::incoming_snapshots`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IncomingSnapshot {
+    pub region_id: u64,
+    pub from_store: u64,
+    pub received: u64,
+    pub total: u64,
+}
+
+/// The snapshots being received, by stream: what a joining node shows as progress.
+#[derive(Default)]
+pub(crate) struct Incoming {
+    streams: std::sync::Mutex<std::collections::HashMap<u64, (IncomingSnapshot, Arc<AtomicU64>)>>,
+}
+
+impl Incoming {
+    fn track(&self, seq: u64, snapshot: IncomingSnapshot) -> IncomingGuard<'_> {
+        let received = Arc::new(AtomicU64::new(0));
+        self.lock().insert(seq, (snapshot, received.clone()));
+        IncomingGuard {
+            incoming: self,
+            seq,
+            received,
+        }
+    }
+
+    pub(crate) fn list(&self) -> Vec<IncomingSnapshot> {
+        self.lock()
+            .values()
+            .map(|(s, got)| IncomingSnapshot {
+                received: got.load(Ordering::Relaxed),
+                ..*s
+            })
+            .collect()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, (IncomingSnapshot, Arc<AtomicU64>)>>
+    {
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Keeps one stream listed in [`Incoming`] while it is received.
+struct IncomingGuard<'a> {
+    incoming: &'a Incoming,
+    seq: u64,
+    received: Arc<AtomicU64>,
+}
+
+impl Drop for IncomingGuard<'_> {
+    fn drop(&mut self) {
+        self.incoming.lock().remove(&self.seq);
+    }
 }
 
 /// A verified snapshot handed to the node. The node owns (and eventually removes) the file.
@@ -344,6 +404,15 @@ pub(crate) async fn receive<M>(
             return Err(refuse(SnapshotRefusal::Busy));
         };
         let seq = RECEIVE_SEQ.fetch_add(1, Ordering::Relaxed);
+        let progress = shared.incoming.track(
+            seq,
+            IncomingSnapshot {
+                region_id: header.region_id,
+                from_store: from,
+                received: 0,
+                total: header.size,
+            },
+        );
         let name = format!(
             "snap-r{}-t{}-i{}-s{}-{}-{seq}",
             header.region_id,
@@ -388,6 +457,7 @@ pub(crate) async fn receive<M>(
             }
             let filled = buf.len();
             got += filled as u64;
+            progress.received.store(got, Ordering::Relaxed);
             if got > header.size {
                 return Err(refuse(SnapshotRefusal::SizeMismatch {
                     expected: header.size,

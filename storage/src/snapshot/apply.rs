@@ -18,7 +18,8 @@ use crate::engines::Engines;
 use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::records::{
-    PeerState, RaftApplyState, RaftTruncatedState, Record, Region, RegionLocalState,
+    CLUSTER_REGION_ID, PeerState, RaftApplyState, RaftTruncatedState, Record, Region,
+    RegionLocalState, StoreStarted,
 };
 use crate::snapshot::format::{self, SnapshotFileReader, SnapshotHeader};
 
@@ -167,6 +168,20 @@ fn finish_from(engines: &Engines, region_id: u64, path: &Path) -> Result<()> {
     };
     let mut batch = engines.db().batch().durability(Some(PersistMode::SyncAll));
     engines.put_region_state(&mut batch, &done);
+    if done.region.id == CLUSTER_REGION_ID {
+        // Part of region 1's state machine at the snapshot's index, which is past anything
+        // this replica applied: the allocator only grows, the started stores only gain.
+        if let Some(alloc) = header.cluster.id_alloc {
+            batch.insert(engines.meta(), keys::ID_ALLOC_KEY, alloc.encode());
+        }
+        for &store_id in &header.cluster.started_stores {
+            batch.insert(
+                engines.meta(),
+                keys::store_started_key(store_id),
+                StoreStarted { store_id }.encode(),
+            );
+        }
+    }
     batch.commit()?;
     tracing::info!(
         region_id,

@@ -6,8 +6,11 @@ use tinykv_raft::Entry;
 use crate::engines::{Engines, KV_KEYSPACE, META_KEYSPACE, RAFT_KEYSPACE};
 use crate::error::{Result, StorageError};
 use crate::keys;
-use crate::records::{PeerState, RaftApplyState, Record, RegionLocalState};
-use crate::snapshot::format::{SnapshotFileWriter, SnapshotHeader};
+use crate::records::{
+    CLUSTER_REGION_ID, IdAllocState, PeerState, RaftApplyState, Record, RegionLocalState,
+    StoreStarted,
+};
+use crate::snapshot::format::{ClusterRecords, SnapshotFileWriter, SnapshotHeader};
 use crate::snapshot::{SnapshotFile, generated_path, publish, tmp_path};
 
 /// Writes the region's data at its applied index into `gen_<region>_<term>_<index>.snap`.
@@ -57,10 +60,16 @@ pub fn build_snapshot(engines: &Engines, region_id: u64) -> Result<SnapshotFile>
     let region = region_state.region;
     let path = generated_path(engines.snap_dir(), region_id, term, index);
     let tmp = tmp_path(&path);
+    let cluster = if region_id == CLUSTER_REGION_ID {
+        cluster_records(engines, &view)?
+    } else {
+        ClusterRecords::default()
+    };
     let header = SnapshotHeader {
         region: region.clone(),
         index,
         term,
+        cluster,
     };
     let result = write_data(engines, &view, &tmp, &header);
     let (size, checksum) = match result {
@@ -86,6 +95,27 @@ pub fn build_snapshot(engines: &Engines, region_id: u64) -> Result<SnapshotFile>
         region,
         index,
         term,
+    })
+}
+
+/// Region 1's cluster records in `view`, the same point in time as its data.
+fn cluster_records(engines: &Engines, view: &fjall::Snapshot) -> Result<ClusterRecords> {
+    let id_alloc = match view.get(engines.meta(), keys::ID_ALLOC_KEY)? {
+        Some(v) => Some(IdAllocState::decode(
+            META_KEYSPACE,
+            &keys::ID_ALLOC_KEY,
+            &v,
+        )?),
+        None => None,
+    };
+    let mut started_stores = Vec::new();
+    for guard in view.prefix(engines.meta(), keys::STORE_STARTED_MIN_KEY) {
+        let (key, value) = guard.into_inner()?;
+        started_stores.push(StoreStarted::decode(META_KEYSPACE, &key, &value)?.store_id);
+    }
+    Ok(ClusterRecords {
+        id_alloc,
+        started_stores,
     })
 }
 

@@ -1,8 +1,8 @@
 //! The snapshot file format, written and read in bounded chunks:
 //!
 //! ```text
-//! "TKVSNAP1"                       magic, 8 bytes
-//! header_len u32 BE, header        postcard SnapshotHeader { region, index, term }
+//! "TKVSNAP2"                       magic, 8 bytes ("TKVSNAP1": format 1, still read)
+//! header_len u32 BE, header        postcard SnapshotHeader { region, index, term, cluster }
 //! { 01, key_len u32 BE, key, value_len u32 BE, value }*   user keys, strictly ascending
 //! 00, record_count u64 BE          end of records
 //! crc32 u32 BE                     of every byte before it
@@ -17,9 +17,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
-use crate::records::Region;
+use crate::records::{IdAllocState, Region};
 
-const MAGIC: &[u8; 8] = b"TKVSNAP1";
+const MAGIC: &[u8; 8] = b"TKVSNAP2";
+/// Files of data format 1: peers without roles, no cluster records.
+const MAGIC_V1: &[u8; 8] = b"TKVSNAP1";
 const TAG_RECORD: u8 = 1;
 const TAG_END: u8 = 0;
 const TRAILER_LEN: u64 = 4;
@@ -27,12 +29,30 @@ const TRAILER_LEN: u64 = 4;
 pub(crate) const IO_CHUNK: usize = 256 * 1024;
 const MAX_HEADER_LEN: u32 = 16 * 1024 * 1024;
 
-/// Where a snapshot stands: which region (its shape at the snapshot) and which log position.
+/// Where a snapshot stands: which region (its shape at the snapshot) and which log position,
+/// and for region 1 the cluster records its state machine keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotHeader {
     pub region: Region,
     pub index: u64,
     pub term: u64,
+    pub cluster: ClusterRecords,
+}
+
+/// What region 1's state machine keeps besides user data (empty in other regions' snapshots):
+/// a replica filled by snapshot must allocate ids where the others would.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecords {
+    pub id_alloc: Option<IdAllocState>,
+    pub started_stores: Vec<u64>,
+}
+
+/// The header of a format-1 file.
+#[derive(Deserialize)]
+struct HeaderV1 {
+    region: crate::records::v1::Region,
+    index: u64,
+    term: u64,
 }
 
 /// Writes a snapshot file record by record.
@@ -204,7 +224,7 @@ impl SnapshotFileReader {
         };
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        if &magic != MAGIC {
+        if &magic != MAGIC && &magic != MAGIC_V1 {
             return Err(corrupt(path, "not a tinykv snapshot file (bad magic)"));
         }
         let header_len = r.read_u32()?;
@@ -212,8 +232,17 @@ impl SnapshotFileReader {
             return Err(corrupt(path, format!("header of {header_len} bytes")));
         }
         let header = r.read_vec(header_len)?;
-        let header: SnapshotHeader = crate::records::decode_exact(&header)
-            .map_err(|problem| corrupt(path, format!("header: {problem}")))?;
+        let header = if &magic == MAGIC_V1 {
+            crate::records::decode_exact::<HeaderV1>(&header).map(|h| SnapshotHeader {
+                region: h.region.into(),
+                index: h.index,
+                term: h.term,
+                cluster: ClusterRecords::default(),
+            })
+        } else {
+            crate::records::decode_exact::<SnapshotHeader>(&header)
+        }
+        .map_err(|problem| corrupt(path, format!("header: {problem}")))?;
         Ok((r, header))
     }
 
@@ -307,6 +336,10 @@ mod tests {
             },
             index: 10,
             term: 2,
+            cluster: ClusterRecords {
+                id_alloc: Some(IdAllocState { next_id: 40 }),
+                started_stores: vec![1, 2],
+            },
         }
     }
 
@@ -329,6 +362,54 @@ mod tests {
             Some((b"a".to_vec(), b"1".to_vec()))
         );
         assert_eq!(r.next_record().unwrap().unwrap().1.len(), IO_CHUNK * 2);
+        assert_eq!(r.next_record().unwrap(), None);
+    }
+
+    /// A file of the first data format (written before peers had roles) still reads: a restart
+    /// may finish an apply that an older build staged.
+    #[test]
+    fn a_first_format_file_reads_with_every_peer_a_voter() {
+        let header = postcard::to_allocvec(&(
+            3u64,
+            Vec::<u8>::new(),
+            Vec::<u8>::new(),
+            (1u64, 1u64),
+            vec![(1u64, 1u64), (2u64, 2u64)],
+            10u64,
+            2u64,
+        ))
+        .unwrap();
+        let mut body = MAGIC_V1.to_vec();
+        body.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        body.extend_from_slice(&header);
+        body.push(TAG_RECORD);
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(b"a");
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(b"1");
+        body.push(TAG_END);
+        body.extend_from_slice(&1u64.to_be_bytes());
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&crc.to_be_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.snap");
+        std::fs::write(&path, &body).unwrap();
+        verify_file(&path).unwrap();
+        let (mut r, h) = SnapshotFileReader::open(&path).unwrap();
+        assert_eq!(h.region.id, 3);
+        assert_eq!(
+            h.region.peers,
+            vec![
+                crate::records::Peer::voter(1, 1),
+                crate::records::Peer::voter(2, 2)
+            ]
+        );
+        assert_eq!((h.index, h.term), (10, 2));
+        assert_eq!(h.cluster, ClusterRecords::default());
+        assert_eq!(
+            r.next_record().unwrap(),
+            Some((b"a".to_vec(), b"1".to_vec()))
+        );
         assert_eq!(r.next_record().unwrap(), None);
     }
 

@@ -61,7 +61,7 @@ pub fn region(id: u64, start: &[u8], end: &[u8]) -> Region {
             conf_ver: 1,
             version: 1,
         },
-        peers: vec![Peer { id: 1, store_id: 1 }, Peer { id: 2, store_id: 2 }],
+        peers: vec![Peer::voter(1, 1), Peer::voter(2, 2)],
     }
 }
 
