@@ -412,21 +412,23 @@ impl Drop for Node {
     }
 }
 
-/// Refuses to join a store that the cluster still lists as a member while its data dir holds
+/// Refuses to join a store that the cluster still lists as a voter while its data dir holds
 /// none of its regions: the store lost its data, and coming back under its old peers with an
 /// empty log could make it vote twice in a term or help a stale candidate win. Checked before
-/// the node starts, so the store never answers under its old identity.
+/// the node starts, so the store never answers under its old identity. A learner votes in
+/// nothing: one listed while its data dir is empty (added before it first started, or wiped)
+/// is simply filled again.
 async fn refuse_lost_member(config: &NodeConfig, seed: SocketAddr) -> Result<(), NodeError> {
     let join_error = |reason: String| NodeError::Join { seed, reason };
     let identity = node_identity(config)?;
     let info = fetch_cluster(&identity, seed, config.request_timeout.0)
         .await
         .map_err(join_error)?;
-    let Some(member_of) = info
-        .regions
-        .iter()
-        .find(|r| r.region.peer_on_store(config.store_id).is_some())
-    else {
+    let Some(member_of) = info.regions.iter().find(|r| {
+        r.region
+            .peer_on_store(config.store_id)
+            .is_some_and(|p| !p.is_learner())
+    }) else {
         return Ok(());
     };
     if data_dir_hosts(config, member_of.region.id)? {
