@@ -7,10 +7,15 @@
 //! id, a store whose data dir is wiped rebuilt by `node leave` and `node join`, and leadership
 //! transfers.
 //!
-//! Afterwards everything is healed, every store is made a member again, and the run must show:
-//! a linearizable history (with a final
-//! read of every key), every store at the same applied index with the same region checksum, a
-//! bounded Raft log on every store, and a cluster that still takes writes.
+//! Once in a run a store new to the cluster joins (a learner, promoted once caught up). While
+//! the faults run, every store's committed Raft log is polled and audited
+//! (`support/log_audit.rs`).
+//!
+//! Afterwards everything is healed, every store is made a voter again, and the run must show:
+//! a linearizable history (with a final read of every key), a committed log in which no client
+//! write stands twice and no two stores disagree, every store at the same applied index with
+//! the same region checksum, a bounded Raft log on every store, and a cluster that still takes
+//! writes.
 //!
 //! `TINYKV_CHAOS_SEED` (default 7) picks the schedule, `TINYKV_CHAOS_SECS` (default 120) how long
 //! faults are injected. A failing run keeps its directory (seed, fault schedule as executed,
@@ -28,6 +33,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use support::history::{self, History, Outcome, Request};
+use support::log_audit::LogAudit;
 use support::nemesis::{
     Cluster, Cut, NftTable, admin_until, cut_between, find_leader, hook_spec_for,
 };
@@ -140,6 +146,10 @@ struct Nemesis<'a> {
     counts: BTreeMap<String, u64>,
     /// Stores that hold injected faults right now.
     faulted: BTreeSet<u64>,
+    audit: &'a LogAudit,
+    /// The step at which a store new to the cluster joins (once a run).
+    join_new_at: u64,
+    steps: u64,
 }
 
 impl Nemesis<'_> {
@@ -221,6 +231,11 @@ impl Nemesis<'_> {
     }
 
     fn step(&mut self) {
+        self.steps += 1;
+        if self.steps == self.join_new_at {
+            self.join_new();
+            return;
+        }
         let ids = self.cluster.ids();
         match self.rng.random_range(0..100u32) {
             0..13 => {
@@ -329,6 +344,33 @@ impl Nemesis<'_> {
         }
         panic!(
             "store {id} could not join again; log {}",
+            self.cluster.node(id).log_path().display()
+        );
+    }
+
+    /// A store the cluster never had joins with `node join`: a learner under a new peer id,
+    /// filled by snapshot, promoted once caught up. From then on it is one of the stores the
+    /// faults pick from.
+    fn join_new(&mut self) {
+        self.count("join-new-store");
+        let id = self.cluster.add_store();
+        self.audit.watch(self.cluster.node(id).addr);
+        let seed = self.cluster.addrs()[self.rng.random_range(0..id as usize - 1)];
+        self.note(&format!("join-new-store: store {id} joins through {seed}"));
+        for attempt in 1..=3 {
+            self.cluster.start_joining(id, seed);
+            if self.await_join(id) {
+                self.note(&format!(
+                    "join-new-store: store {id} joined (attempt {attempt})"
+                ));
+                return;
+            }
+            self.note(&format!(
+                "join-new-store: join of store {id} gave up; again"
+            ));
+        }
+        panic!(
+            "store {id} could not join; log {}",
             self.cluster.node(id).log_path().display()
         );
     }
@@ -821,6 +863,10 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         }
     };
 
+    let audit = LogAudit::new(admin.clone(), rt.handle().clone());
+    for addr in cluster.addrs() {
+        audit.watch(addr);
+    }
     let history = History::new();
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (1..=CLIENTS)
@@ -846,6 +892,9 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         log,
         counts: BTreeMap::new(),
         faulted: BTreeSet::new(),
+        audit: &audit,
+        join_new_at: StdRng::seed_from_u64(seed ^ 0x6a6f_696e).random_range(3..12),
+        steps: 0,
     };
     nemesis.note(&format!(
         "seed {seed}, {secs} s of faults, nft {}",
@@ -884,9 +933,29 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
 
     // (b) Every store converges to the same applied index and data.
     let (applied, data_keys, converge_time) = converge(&rt, &admin, &cluster);
-    // (c) Every store's raft log is bounded.
+    // (c) The committed log holds no client write twice, and no two stores disagree on it.
+    let audit = audit.finish(applied);
+    // An entry can be committed, compacted and deleted on every store between two polls; the
+    // audit must still have seen nearly all of them for "none twice" to mean something.
+    let span = (audit.last + 1).saturating_sub(audit.first) as usize;
+    assert!(
+        audit.missed * 100 <= span,
+        "the log audit missed {} of {span} committed entries (first: {:?})",
+        audit.missed,
+        audit.missed_sample
+    );
+    if !audit.duplicates.is_empty() || !audit.conflicts.is_empty() {
+        let text = format!(
+            "the committed log is wrong: writes applied more than once {:?}; stores disagreeing \
+             {:?}",
+            audit.duplicates, audit.conflicts
+        );
+        write_failure(&run_dir.path, &text);
+        panic!("{text}");
+    }
+    // (d) Every store's raft log is bounded.
     let log_lens = logs_bounded(&rt, &admin, &cluster);
-    // (d) The cluster still takes writes.
+    // (e) The cluster still takes writes.
     let write_time = still_writable(&rt, cluster.client_config(CLIENT_TIMEOUT), seed);
 
     let mut by_kind: BTreeMap<(&str, &str), u64> = BTreeMap::new();
@@ -905,7 +974,8 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         "chaos summary: seed {seed}, {secs} s of faults ({:.1} s in all); faults injected: {} \
          ({} in all; nft partitions {}); operations: {} ({} recorded, {} checker operations after \
          splitting scans); {} keys checked, linearizable, checker {:.3} s; stores converged at \
-         applied index {applied} with {data_keys} keys in {:.1} s; raft log last - truncated per \
+         applied index {applied} with {data_keys} keys in {:.1} s; committed log audited: {} \
+         entries seen of {}..={} ({} missed: {:?}), {} puts, none twice; raft log last - truncated per \
          store {log_lens:?} (bound {LOG_BOUND}); a write after healing took {:.2} s.",
         started.elapsed().as_secs_f64(),
         faults_text.join(", "),
@@ -917,6 +987,12 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         keys_checked.len(),
         check_time.as_secs_f64(),
         converge_time.as_secs_f64(),
+        audit.seen,
+        audit.first,
+        audit.last,
+        audit.missed,
+        audit.missed_sample,
+        audit.puts,
         write_time.as_secs_f64(),
     );
     drop(nft);

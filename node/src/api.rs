@@ -337,6 +337,14 @@ pub enum AdminRequest {
         region_id: u64,
         store_id: u64,
     },
+    /// The region's committed log entries in `[from, to]` (`to` 0: through the commit index)
+    /// as stored, compacted ones that log GC has not deleted yet included, at most 1000 or
+    /// about 4 MiB of them: for tools that audit the log itself.
+    RaftEntries {
+        region_id: u64,
+        from: u64,
+        to: u64,
+    },
     /// `count` (1 to 1000) ids from the cluster's allocator, never handed out before or again.
     /// Served by region 1's leader.
     AllocIds {
@@ -375,6 +383,7 @@ pub enum AdminResponse {
         first: u64,
         count: u32,
     },
+    RaftEntries(Vec<tinykv_raft::Entry>),
 }
 
 pub type AdminResult = Result<AdminResponse, KvError>;

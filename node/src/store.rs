@@ -39,6 +39,8 @@ pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
 const MAX_BATCH: usize = 4096;
 /// The most log entries one `raft log` answer describes.
 const MAX_LOG_ENTRIES: u64 = 1000;
+/// About the most entry bytes one `RaftEntries` answer carries.
+const MAX_LOG_BYTES: usize = 4 * 1024 * 1024;
 /// The most ids one `AllocIds` hands out.
 pub const MAX_ALLOC_IDS: u32 = 1000;
 
@@ -732,6 +734,11 @@ impl Store {
                 to,
             } => self.raft_log(region_id, from, to),
             AdminRequest::RegionChecksum { region_id } => self.region_checksum(region_id),
+            AdminRequest::RaftEntries {
+                region_id,
+                from,
+                to,
+            } => self.raft_entries(region_id, from, to),
             AdminRequest::TransferLeader {
                 region_id,
                 to_store,
@@ -1002,6 +1009,38 @@ impl Store {
         Ok(AdminResponse::RaftLog(
             entries.iter().map(describe_entry).collect(),
         ))
+    }
+
+    fn raft_entries(&self, region_id: u64, from: u64, to: u64) -> AdminResult {
+        let peer = self
+            .peers
+            .get(&region_id)
+            .ok_or(KvError::RegionNotFound { region_id })?;
+        // From the first entry still on disk: log GC deletes compacted entries a little after
+        // the truncated index moved past them, and they were committed all the same.
+        let commit = peer.raw.store().raft_state().hard_state.commit;
+        let from = from.max(1);
+        let to = if to == 0 { commit } else { to.min(commit) };
+        let to = to.min(from.saturating_add(MAX_LOG_ENTRIES - 1));
+        if from > to {
+            return Ok(AdminResponse::RaftEntries(Vec::new()));
+        }
+        let mut entries = self
+            .engines
+            .log_entries(region_id, from, to + 1)
+            .map_err(|e| KvError::Storage(e.to_string()))?;
+        let mut bytes = 0usize;
+        // The first entry always goes, so a caller paging through the log never stalls.
+        let keep = entries
+            .iter()
+            .take_while(|e| {
+                bytes += e.data.len();
+                bytes <= MAX_LOG_BYTES
+            })
+            .count()
+            .max(1);
+        entries.truncate(keep);
+        Ok(AdminResponse::RaftEntries(entries))
     }
 
     fn region_checksum(&self, region_id: u64) -> AdminResult {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod history;
+pub mod log_audit;
 pub mod nemesis;
 
 use std::net::UdpSocket;

@@ -129,6 +129,52 @@ impl Cluster {
         }
     }
 
+    /// Prepares a store that was not in the cluster: the next id, a certificate from the
+    /// cluster's CA, and node 1's config with its own port, data dir and certificate and no
+    /// founding members. It is not started (`start_joining` adds it). Returns its id.
+    pub fn add_store(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let node_dir = self.dir.join(format!("node{id}"));
+        std::fs::create_dir_all(&node_dir).expect("new store dir");
+        let certs = self.dir.join("certs");
+        let issued = tinykv(&[
+            "cert",
+            "issue",
+            &format!("store-{id}"),
+            "--ca-dir",
+            certs.to_str().expect("utf-8 dir"),
+            "--san",
+            "127.0.0.1",
+            "--out",
+            node_dir.to_str().expect("utf-8 dir"),
+        ]);
+        assert_eq!(
+            issued.code, 0,
+            "cert issue for store {id}: {}",
+            issued.stderr
+        );
+        let mut config = NodeConfig::load(&self.node(1).config_path).expect("node 1 config");
+        config.store_id = id;
+        let port = free_base_port(1);
+        config.listen_addr = SocketAddr::from(([127, 0, 0, 1], port));
+        config.advertise_addr = None;
+        config.data_dir = node_dir.join("data");
+        config.initial_cluster = Vec::new();
+        config.tls.cert = node_dir.join(format!("store-{id}.pem"));
+        config.tls.key = node_dir.join(format!("store-{id}-key.pem"));
+        let config_path = node_dir.join("config.yaml");
+        std::fs::write(&config_path, config.to_yaml()).expect("write config");
+        self.nodes.push(NodeProc {
+            id,
+            addr: config.advertise_addr(),
+            dir: node_dir,
+            config_path,
+            child: None,
+            paused: false,
+        });
+        id
+    }
+
     /// Starts node `id` (`tinykv node start`), its output appended to `nodeI/node.log`.
     pub fn start(&mut self, id: u64) {
         self.spawn(id, &[]);
