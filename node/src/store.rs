@@ -1019,7 +1019,12 @@ impl Store {
         // From the first entry still on disk: log GC deletes compacted entries a little after
         // the truncated index moved past them, and they were committed all the same.
         let commit = peer.raw.store().raft_state().hard_state.commit;
-        let from = from.max(1);
+        let stored = self
+            .engines
+            .first_stored_index(region_id)
+            .map_err(|e| KvError::Storage(e.to_string()))?;
+        let first = stored.unwrap_or(peer.raw.store().truncated_state().index + 1);
+        let from = from.max(first);
         let to = if to == 0 { commit } else { to.min(commit) };
         let to = to.min(from.saturating_add(MAX_LOG_ENTRIES - 1));
         if from > to {

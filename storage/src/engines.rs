@@ -237,16 +237,17 @@ impl Engines {
         }
         let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
         batch.insert(self.meta(), keys::STORE_IDENT_KEY, ident.encode());
-        batch.insert(
-            self.meta(),
-            keys::DATA_FORMAT_KEY,
-            DataFormat {
-                version: DATA_FORMAT_VERSION,
-            }
-            .encode(),
-        );
+        self.put_data_format(&mut batch);
         batch.commit()?;
         write_ident_file(&self.inner.dir, ident)
+    }
+
+    /// Adds this build's data format record to `batch`.
+    fn put_data_format(&self, batch: &mut OwnedWriteBatch) {
+        let format = DataFormat {
+            version: DATA_FORMAT_VERSION,
+        };
+        batch.insert(self.meta(), keys::DATA_FORMAT_KEY, format.encode());
     }
 
     /// Rewrites a format-1 data dir's region states with roles (every peer of format 1 voted)
@@ -263,14 +264,7 @@ impl Engines {
             self.put_region_state(&mut batch, &old.into());
             upgraded += 1;
         }
-        batch.insert(
-            self.meta(),
-            keys::DATA_FORMAT_KEY,
-            DataFormat {
-                version: DATA_FORMAT_VERSION,
-            }
-            .encode(),
-        );
+        self.put_data_format(&mut batch);
         batch.commit()?;
         tracing::info!(
             regions = upgraded,
@@ -425,6 +419,18 @@ impl Engines {
             out.push(Entry::decode(RAFT_KEYSPACE, &key, &value)?);
         }
         Ok(out)
+    }
+
+    /// The index of the first log entry of a region still stored (compacted entries that log GC
+    /// has not deleted yet included), or `None` when its log is empty.
+    pub fn first_stored_index(&self, region_id: u64) -> Result<Option<u64>> {
+        match self.raft().prefix(keys::raft_log_prefix(region_id)).next() {
+            Some(guard) => {
+                let key = guard.key()?;
+                Ok(keys::decode_raft_log_key(region_id, &key))
+            }
+            None => Ok(None),
+        }
     }
 
     /// A consistent view of user data: every read through it sees the same point in time.

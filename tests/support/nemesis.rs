@@ -30,6 +30,20 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
+    /// A stopped node whose config (written to `dir/config.yaml`) is `config`.
+    fn configured(id: u64, dir: PathBuf, config: &NodeConfig) -> NodeProc {
+        let config_path = dir.join("config.yaml");
+        std::fs::write(&config_path, config.to_yaml()).expect("write config");
+        NodeProc {
+            id,
+            addr: config.advertise_addr(),
+            dir,
+            config_path,
+            child: None,
+            paused: false,
+        }
+    }
+
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().map(|c| c.id() as i32)
     }
@@ -89,15 +103,9 @@ impl Cluster {
             let config_path = node_dir.join("config.yaml");
             let mut config = NodeConfig::load(&config_path).expect("playground config");
             tweak(&mut config);
-            std::fs::write(&config_path, config.to_yaml()).expect("write config");
-            cluster.nodes.push(NodeProc {
-                id,
-                addr: config.advertise_addr(),
-                dir: node_dir,
-                config_path,
-                child: None,
-                paused: false,
-            });
+            cluster
+                .nodes
+                .push(NodeProc::configured(id, node_dir, &config));
         }
         for id in 1..=n {
             cluster.start(id);
@@ -162,16 +170,7 @@ impl Cluster {
         config.initial_cluster = Vec::new();
         config.tls.cert = node_dir.join(format!("store-{id}.pem"));
         config.tls.key = node_dir.join(format!("store-{id}-key.pem"));
-        let config_path = node_dir.join("config.yaml");
-        std::fs::write(&config_path, config.to_yaml()).expect("write config");
-        self.nodes.push(NodeProc {
-            id,
-            addr: config.advertise_addr(),
-            dir: node_dir,
-            config_path,
-            child: None,
-            paused: false,
-        });
+        self.nodes.push(NodeProc::configured(id, node_dir, &config));
         id
     }
 
