@@ -488,3 +488,83 @@ async fn a_wiped_founding_store_is_refused_at_start_and_rebuilt_by_join() {
     rebuild(&mut cluster, &client, lost, old_peer, seed).await;
     cluster.shutdown().await;
 }
+
+async fn snapshots_received(cluster: &TestCluster, store: u64) -> u64 {
+    match cluster.node(store).admin(AdminRequest::StoreStatus).await {
+        Ok(AdminResponse::StoreStatus(s)) => s.snapshots_received,
+        other => panic!("store {store}: status: {other:?}"),
+    }
+}
+
+/// TinyKV's basic conf change case on real stores: a five-store region shrinks to one voter
+/// (the leader removed among them, after leadership moved), keeps taking writes, and grows
+/// back; each store re-added comes back under a new peer id and catches up by snapshot (the log
+/// was compacted meanwhile), a removed store holds none of the region's data, and `conf_ver`
+/// counts every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_shrinks_to_one_voter_and_grows_back() {
+    common::init_logs();
+    let cluster = TestCluster::start_with(5, |c| c.raft.log_gc_count_limit = 10).await;
+    let first_leader = cluster.leader(1).await;
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3, 4, 5]))
+        .await
+        .expect("client");
+    client.put("k0", "v0").await.unwrap();
+    let keep = (1..=5).find(|s| *s != first_leader).unwrap();
+    let mut old_peers = std::collections::BTreeMap::new();
+    let mut changes = 0;
+    for store in (1..=5).filter(|s| *s != keep) {
+        old_peers.insert(store, peer_status(&cluster, store).await.state.peer);
+        client.remove_peer(1, store).await.expect("remove");
+        changes += 1;
+        client.put(format!("k{store}"), "v").await.unwrap();
+    }
+    let info = client.cluster().await.unwrap();
+    let region = info.regions.iter().find(|r| r.region.id == 1).unwrap();
+    assert_eq!(
+        region
+            .region
+            .peers
+            .iter()
+            .map(|p| p.store_id)
+            .collect::<Vec<_>>(),
+        vec![keep]
+    );
+    for store in (1..=5).filter(|s| *s != keep) {
+        eventually("a removed store drops the region", async || {
+            !hosts_region(&cluster, store).await
+        })
+        .await;
+        assert_eq!(local_value(&cluster, store, "k0").await, None);
+    }
+    // One voter commits alone; the log moves far past where the removed stores left it.
+    for i in 0..50 {
+        client.put(format!("alone{i}"), "v").await.unwrap();
+    }
+    for store in (1..=5).filter(|s| *s != keep) {
+        let before = snapshots_received(&cluster, store).await;
+        client
+            .add_peer(1, store, &addr_of(&cluster, store), PROMOTE_WAIT)
+            .await
+            .expect("add back");
+        changes += 2;
+        eventually("the re-added store catches up", async || {
+            caught_up(&cluster, store).await
+        })
+        .await;
+        let now = peer_status(&cluster, store).await.state.peer;
+        assert!(now > old_peers[&store], "store {store}: peer {now}");
+        assert!(snapshots_received(&cluster, store).await > before);
+        assert_eq!(
+            local_value(&cluster, store, "alone49").await.as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+    let info = client.cluster().await.unwrap();
+    let region = info.regions.iter().find(|r| r.region.id == 1).unwrap();
+    assert_eq!(region.region.peers.len(), 5);
+    assert!(region.region.peers.iter().all(|p| !p.is_learner()));
+    assert_eq!(region.region.epoch.conf_ver, 1 + changes);
+    client.put("grown", "yes").await.unwrap();
+    cluster.shutdown().await;
+}
