@@ -632,3 +632,28 @@ pub(crate) fn is_linearizable_read(op: &KvOp) -> bool {
         }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster founded before the allocator gave peer ids `(conf_ver + 1) × 1,000,000 +
+    /// store id` at each change; its first allocation must start above all of them.
+    #[test]
+    fn a_legacy_cluster_allocates_above_every_id_it_gave() {
+        for conf_ver in [1u64, 2, 7, 1_000] {
+            let region = Region {
+                id: 1,
+                epoch: tinykv_storage::RegionEpoch {
+                    conf_ver,
+                    version: 1,
+                },
+                ..Region::default()
+            };
+            // The largest id the old scheme could have given by this `conf_ver`: a change
+            // proposed at `conf_ver - 1`, on the largest store id below the stride.
+            let largest_given = conf_ver * 1_000_000 + 999_999;
+            assert!(legacy_id_floor(&region) > largest_given);
+        }
+    }
+}
