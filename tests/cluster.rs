@@ -241,12 +241,26 @@ fn a_three_process_cluster_through_the_command_line() {
         joined["truncated_index"].as_u64() >= compacted["truncated_index"].as_u64(),
         "store 4 did not start from a snapshot: {joined}"
     );
-    let regions = env.run(&["region", "list", "-o", "json"]).ok().json();
-    assert_eq!(
-        regions["regions"][0]["peers"].as_array().map(Vec::len),
-        Some(4),
-        "{regions}"
-    );
+    // It joined as a learner and `node join` promotes it once caught up: four voters.
+    let regions = wait_for("store 4 to be promoted", CAP, || {
+        let regions = env.run(&["region", "list", "-o", "json"]).ok().json();
+        let peers = regions["regions"][0]["peers"].as_array().cloned()?;
+        let voter4 = peers
+            .iter()
+            .any(|p| p["store"] == 4 && p["role"] == "voter");
+        (peers.len() == 4 && voter4).then_some(regions)
+    });
+    let peer4 = regions["regions"][0]["peers"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["store"] == 4).cloned())
+        .expect("store 4's peer");
+    // Its peer id came from the allocator, above the founders' 1 to 3.
+    assert!(peer4["id"].as_u64() > Some(3), "{regions}");
+    wait_for("node join to say it is a voter", CAP, || {
+        let log = std::fs::read_to_string(node4.join("node.log")).unwrap_or_default();
+        log.contains("store 4 is a voter of regions [1]")
+            .then_some(())
+    });
 
     // kill -9 of the leader: a put succeeds again once a new leader is elected.
     let leader = leader_store(&env).expect("leader");
