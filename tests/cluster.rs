@@ -261,6 +261,11 @@ fn a_three_process_cluster_through_the_command_line() {
         log.contains("store 4 is a voter of regions [1]")
             .then_some(())
     });
+    // `node promote` of a voter has nothing to do; of a store that holds no peer, exit 5.
+    let promoted = env.run(&["node", "promote", "4", "-o", "json"]).ok().json();
+    assert_eq!(promoted["promoted_in"], serde_json::json!([]), "{promoted}");
+    let missing = env.run(&["node", "promote", "9"]);
+    assert_eq!(missing.code, 5, "{}", missing.stderr);
 
     // kill -9 of the leader: a put succeeds again once a new leader is elected.
     let leader = leader_store(&env).expect("leader");
