@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tinykv_raft::{
-    ConfChange, ConfChangeType, Config as RaftConfig, MessageType, Ready, SnapshotStatus, StateRole,
+    ConfChange, Config as RaftConfig, MessageType, Ready, SnapshotStatus, StateRole,
 };
 use tinykv_storage::{
     Engines, PeerState, PeerStorage, SnapshotApplyStatus, SnapshotDescriptor, StorageError,
@@ -21,9 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::api::{
-    AdminRequest, AdminResponse, AdminResult, ClusterInfo, ConfChangeRefusal, KvError, KvOp,
-    KvRequest, KvResult, LogEntryInfo, PeerStatus, RegionInfo, SnapshotTransfer, StoreAddr,
-    StoreStatus,
+    AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError, KvOp, KvRequest, KvResult,
+    LogEntryInfo, PeerStatus, RegionInfo, SnapshotTransfer, StoreAddr, StoreStatus,
 };
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
 use crate::config::NodeConfig;
@@ -32,8 +31,10 @@ use crate::message::RaftMessage;
 use crate::peer::{Peer, PendingRead, Reply, is_linearizable_read};
 
 mod disk_space;
+mod membership;
 use disk_space::DiskSpaceGuard;
 pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
+use membership::PeerChange;
 
 /// The most messages the loop takes before it processes readies.
 const MAX_BATCH: usize = 4096;
@@ -41,16 +42,6 @@ const MAX_BATCH: usize = 4096;
 const MAX_LOG_ENTRIES: u64 = 1000;
 /// About the most entry bytes one `RaftEntries` answer carries.
 const MAX_LOG_BYTES: usize = 4 * 1024 * 1024;
-/// The most ids one `AllocIds` hands out.
-pub const MAX_ALLOC_IDS: u32 = 1000;
-
-/// A membership change an operator (or a joining store) asks a region's leader for.
-enum PeerChange {
-    AddLearner { peer_id: u64, addr: String },
-    Promote,
-    Remove,
-}
-
 /// What the raft loop is asked to do.
 #[derive(Debug)]
 pub(crate) enum StoreMsg {
@@ -820,115 +811,6 @@ impl Store {
         let _ = reply.send(result);
     }
 
-    fn change_peer(
-        &mut self,
-        region_id: u64,
-        store_id: u64,
-        change: PeerChange,
-        reply: oneshot::Sender<AdminResult>,
-    ) {
-        let not_leader = self.not_leader(region_id);
-        let alive_window = self.alive_window();
-        let max_lag = self.config.raft.learner_max_lag;
-        let Some(peer) = self.peers.get_mut(&region_id) else {
-            let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
-            return;
-        };
-        if !peer.is_leader() {
-            let _ = reply.send(Err(not_leader));
-            return;
-        }
-        let region = peer.region().clone();
-        let existing = region.peer_on_store(store_id);
-        let refused = |refusal| Err(KvError::ConfChangeRefused { region_id, refusal });
-        let (change_type, target, addr) = match (change, existing) {
-            // Done already: the store holds a peer (a retry, or a join that finished).
-            (PeerChange::AddLearner { .. }, Some(_)) | (PeerChange::Remove, None) => {
-                let _ = reply.send(Ok(AdminResponse::Done));
-                return;
-            }
-            (PeerChange::Promote, Some(p)) if !p.is_learner() => {
-                let _ = reply.send(Ok(AdminResponse::Done));
-                return;
-            }
-            (PeerChange::AddLearner { peer_id, addr }, None) => {
-                if peer_id == 0 || peer.peer_by_id(peer_id).is_some() {
-                    let _ = reply.send(refused(ConfChangeRefusal::StalePeerId { peer_id }));
-                    return;
-                }
-                if let Ok(sa) = addr.parse() {
-                    // The new store must be reachable before the change commits: the leader
-                    // starts replicating to it as soon as it applies.
-                    self.endpoint.set_peer_addr(store_id, sa);
-                    self.directory.insert(store_id, addr.clone());
-                }
-                let learner = tinykv_storage::Peer::learner(peer_id, store_id);
-                (ConfChangeType::AddLearnerNode, learner, addr)
-            }
-            (PeerChange::Promote, None) => {
-                let _ = reply.send(refused(ConfChangeRefusal::NoLearner { store_id }));
-                return;
-            }
-            (PeerChange::Promote, Some(p)) => {
-                if let Err(refusal) = check_promotion(peer, p, max_lag) {
-                    let _ = reply.send(refused(refusal));
-                    return;
-                }
-                let addr = self.directory.get(&store_id).cloned().unwrap_or_default();
-                (ConfChangeType::AddNode, p, addr)
-            }
-            (PeerChange::Remove, Some(p)) => {
-                if let Err(refusal) = check_removal(peer, p, alive_window) {
-                    let _ = reply.send(refused(refusal));
-                    return;
-                }
-                let addr = self.directory.get(&store_id).cloned().unwrap_or_default();
-                (ConfChangeType::RemoveNode, p, addr)
-            }
-        };
-        let context = ChangePeer {
-            peer_id: target.id,
-            store_id,
-            addr,
-        }
-        .encode();
-        let cc = ConfChange {
-            change_type,
-            node_id: target.id,
-            context,
-        };
-        peer.propose_conf_change(cc, Reply::Admin(reply));
-    }
-
-    /// Proposes an allocation of `count` ids to region 1, which keeps the cluster's allocator;
-    /// answered with the ids once the allocation applied.
-    fn alloc_ids(&mut self, count: u32, reply: oneshot::Sender<AdminResult>) {
-        let region_id = tinykv_storage::CLUSTER_REGION_ID;
-        if count == 0 || count > MAX_ALLOC_IDS {
-            let _ = reply.send(Err(KvError::BadRequest(format!(
-                "ids are allocated 1 to {MAX_ALLOC_IDS} at a time, not {count}"
-            ))));
-            return;
-        }
-        let not_leader = self.not_leader(region_id);
-        match self.peers.get_mut(&region_id) {
-            None => {
-                let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
-            }
-            Some(peer) if !peer.is_leader() => {
-                let _ = reply.send(Err(not_leader));
-            }
-            Some(peer) => {
-                let cmd = RaftCmd {
-                    region_id,
-                    epoch: peer.region().epoch,
-                    body: CmdBody::AllocIds { count },
-                };
-                peer.propose_cmd(cmd, Reply::Admin(reply));
-            }
-        }
-    }
-
     /// How recently a peer must have been heard from to count as alive: two election timeouts.
     fn alive_window(&self) -> std::time::Duration {
         self.config.raft.base_tick_interval.0 * (2 * self.config.raft.election_timeout_ticks as u32)
@@ -1276,69 +1158,6 @@ fn tombstone_yields(tombstone: &tinykv_storage::Region, store_id: u64, msg: &Raf
         .peer_on_store(store_id)
         .is_none_or(|old| msg.to_peer.id > old.id);
     newer_epoch && newer_peer
-}
-
-/// Whether the leader `peer` may propose removing `target`: never itself (it would drop what
-/// it serves when it applies the change, and a two-voter region could wait forever for its
-/// vote), and only while the voters that remain have a live quorum (etcd's strict
-/// reconfiguration check).
-fn check_removal(
-    peer: &Peer,
-    target: tinykv_storage::Peer,
-    window: std::time::Duration,
-) -> Result<(), ConfChangeRefusal> {
-    if target.id == peer.meta.id {
-        return Err(ConfChangeRefusal::RemovesLeader {
-            store_id: target.store_id,
-        });
-    }
-    let status = peer.raw.status();
-    let remaining: Vec<u64> = status
-        .conf_state
-        .voters
-        .iter()
-        .copied()
-        .filter(|id| *id != target.id)
-        .collect();
-    let live = remaining
-        .iter()
-        .filter(|id| peer.is_alive(**id, window))
-        .count();
-    let quorum = remaining.len() / 2 + 1;
-    if live < quorum {
-        return Err(ConfChangeRefusal::LosesQuorum {
-            store_id: target.store_id,
-            voters: remaining.len(),
-            live,
-            quorum,
-        });
-    }
-    Ok(())
-}
-
-/// Whether the leader `peer` may promote its learner `target`: only once the learner's log is
-/// within `max_lag` entries of the leader's, so that it can acknowledge appends as soon as it
-/// counts toward the quorum (etcd's "learner not ready" check).
-fn check_promotion(
-    peer: &Peer,
-    target: tinykv_storage::Peer,
-    max_lag: u64,
-) -> Result<(), ConfChangeRefusal> {
-    let status = peer.raw.status();
-    let matched = status
-        .progress
-        .iter()
-        .find(|(id, _)| *id == target.id)
-        .map_or(0, |(_, p)| p.matched);
-    if matched.saturating_add(max_lag) < status.last_index || matched == 0 {
-        return Err(ConfChangeRefusal::LearnerBehind {
-            store_id: target.store_id,
-            matched,
-            last_index: status.last_index,
-            max_lag,
-        });
-    }
-    Ok(())
 }
 
 /// Proposes `CompactLog` where the GC rules say (`limits`), or as far as it can go when an
