@@ -14,8 +14,9 @@ use tinykv_node::message::RaftMessage;
 use tinykv_raft::{ConfChange, ConfChangeType, Entry, EntryType, HardState, Message, MessageType};
 use tinykv_storage::keys;
 use tinykv_storage::{
-    Peer, PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState, Record, Region,
-    RegionEpoch, RegionLocalState, SnapshotDescriptor, SnapshotHeader, StoreAddress, StoreIdent,
+    DataFormat, IdAllocState, Peer, PeerState, RaftApplyState, RaftLocalState, RaftTruncatedState,
+    Record, Region, RegionEpoch, RegionLocalState, SnapshotDescriptor, SnapshotHeader,
+    StoreAddress, StoreIdent, StoreStarted,
 };
 use tinykv_transport::frame;
 use tinykv_transport::wire::{
@@ -76,7 +77,8 @@ fn raft_cmd() -> RaftCmd {
 
 fn change_peer() -> ChangePeer {
     ChangePeer {
-        peer: Peer::voter(4, 4),
+        peer_id: 4,
+        store_id: 4,
         addr: "127.0.0.1:20164".into(),
     }
 }
@@ -122,9 +124,10 @@ fn snapshot_file_body() -> Vec<u8> {
         region: region(),
         index: 12,
         term: 4,
+        cluster: Default::default(),
     })
     .expect("header encodes");
-    let mut out = b"TKVSNAP1".to_vec();
+    let mut out = b"TKVSNAP2".to_vec();
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&header);
     for (k, v) in [(&b"b"[..], &b"1"[..]), (b"c", b"22")] {
@@ -344,7 +347,20 @@ fn main() -> std::io::Result<()> {
             .encode(),
         ),
     )?;
-    c.add("snapshot-file", &with_selector(0x89, &snapshot_file_body()))?;
+    c.add(
+        "store-started",
+        &with_selector(9, &StoreStarted { store_id: 3 }.encode()),
+    )?;
+    c.add(
+        "id-alloc",
+        &with_selector(10, &IdAllocState { next_id: 42 }.encode()),
+    )?;
+    c.add(
+        "data-format",
+        &with_selector(11, &DataFormat { version: 2 }.encode()),
+    )?;
+    // 0x81 % 13 is the snapshot file's selector, with the high bit asking for a fixed trailer.
+    c.add("snapshot-file", &with_selector(0x81, &snapshot_file_body()))?;
 
     let mut c = Corpus::new(&root, "service_decoder")?;
     let kv = |op| KvRequest {

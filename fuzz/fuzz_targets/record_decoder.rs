@@ -12,8 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use tinykv_raft::Entry;
 use tinykv_storage::keys::{self, MetaKey};
 use tinykv_storage::{
-    RaftApplyState, RaftLocalState, Record, Region, RegionLocalState, SnapshotDescriptor,
-    StoreAddress, StoreIdent, inspect_snapshot_file,
+    DataFormat, IdAllocState, RaftApplyState, RaftLocalState, Record, Region, RegionLocalState,
+    SnapshotDescriptor, StoreAddress, StoreIdent, StoreStarted, inspect_snapshot_file,
 };
 
 const KEY: &[u8] = b"\x01\x02fuzz";
@@ -41,6 +41,9 @@ fn check_keys(key: &[u8]) {
             MetaKey::ApplyState(r) => keys::apply_state_key(r).to_vec(),
             MetaKey::RegionState(r) => keys::region_state_key(r).to_vec(),
             MetaKey::StoreAddr(s) => keys::store_addr_key(s).to_vec(),
+            MetaKey::StoreStarted(s) => keys::store_started_key(s).to_vec(),
+            MetaKey::IdAlloc => keys::ID_ALLOC_KEY.to_vec(),
+            MetaKey::DataFormat => keys::DATA_FORMAT_KEY.to_vec(),
         };
         assert_eq!(rebuilt, key, "{kind:?}");
     }
@@ -91,7 +94,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&selector, bytes)) = input.split_first() else {
         return;
     };
-    match selector % 10 {
+    match selector % 13 {
         0 => check_record::<RaftLocalState>(bytes),
         1 => check_record::<RaftApplyState>(bytes),
         2 => check_record::<RegionLocalState>(bytes),
@@ -106,6 +109,9 @@ fuzz_target!(|input: &[u8]| {
                 assert_eq!(again, desc);
             }
         }
+        9 => check_record::<StoreStarted>(bytes),
+        10 => check_record::<IdAllocState>(bytes),
+        11 => check_record::<DataFormat>(bytes),
         _ => check_snapshot_file(selector & 0x80 != 0, bytes),
     }
 });
