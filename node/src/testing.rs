@@ -228,6 +228,14 @@ impl TestCluster {
         }
     }
 
+    /// How many snapshots the running store `store_id` has received since it started.
+    pub async fn snapshots_received(&self, store_id: u64) -> u64 {
+        match self.node(store_id).admin(AdminRequest::StoreStatus).await {
+            Ok(AdminResponse::StoreStatus(s)) => s.snapshots_received,
+            other => panic!("store {store_id}: status: {other:?}"),
+        }
+    }
+
     /// Waits until a running store leads `region` and returns it.
     pub async fn leader(&self, region: u64) -> u64 {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -371,13 +371,6 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
     cluster.shutdown().await;
 }
 
-async fn snapshots_received(cluster: &TestCluster, store: u64) -> u64 {
-    match cluster.node(store).admin(AdminRequest::StoreStatus).await {
-        Ok(AdminResponse::StoreStatus(s)) => s.snapshots_received,
-        other => panic!("store {store}: status: {other:?}"),
-    }
-}
-
 /// Log GC keeps what a healthy follower still needs. Before, the leader let the log grow to
 /// `log-gc-count-limit` and then truncated to its applied index whatever the followers had,
 /// so a follower a little behind at that moment (here its messages arrive 100 ms late) was
@@ -409,6 +402,6 @@ async fn a_follower_a_little_behind_catches_up_from_the_log_not_a_snapshot() {
         raft_state(&cluster, slow).await.applied >= raft_state(&cluster, leader).await.applied
     })
     .await;
-    assert_eq!(snapshots_received(&cluster, slow).await, 0);
+    assert_eq!(cluster.snapshots_received(slow).await, 0);
     cluster.shutdown().await;
 }

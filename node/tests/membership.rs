@@ -489,13 +489,6 @@ async fn a_wiped_founding_store_is_refused_at_start_and_rebuilt_by_join() {
     cluster.shutdown().await;
 }
 
-async fn snapshots_received(cluster: &TestCluster, store: u64) -> u64 {
-    match cluster.node(store).admin(AdminRequest::StoreStatus).await {
-        Ok(AdminResponse::StoreStatus(s)) => s.snapshots_received,
-        other => panic!("store {store}: status: {other:?}"),
-    }
-}
-
 /// TinyKV's basic conf change case on real stores: a five-store region shrinks to one voter
 /// (the leader removed among them, after leadership moved), keeps taking writes, and grows
 /// back; each store re-added comes back under a new peer id and catches up by snapshot (the log
@@ -542,7 +535,7 @@ async fn a_region_shrinks_to_one_voter_and_grows_back() {
         client.put(format!("alone{i}"), "v").await.unwrap();
     }
     for store in (1..=5).filter(|s| *s != keep) {
-        let before = snapshots_received(&cluster, store).await;
+        let before = cluster.snapshots_received(store).await;
         client
             .add_peer(1, store, &addr_of(&cluster, store), PROMOTE_WAIT)
             .await
@@ -554,7 +547,7 @@ async fn a_region_shrinks_to_one_voter_and_grows_back() {
         .await;
         let now = peer_status(&cluster, store).await.state.peer;
         assert!(now > old_peers[&store], "store {store}: peer {now}");
-        assert!(snapshots_received(&cluster, store).await > before);
+        assert!(cluster.snapshots_received(store).await > before);
         assert_eq!(
             local_value(&cluster, store, "alone49").await.as_deref(),
             Some(&b"v"[..])
