@@ -213,14 +213,30 @@ pub enum KvCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum RegionCmd {
+    /// Every region of the cluster in key order: range, epoch, peers and roles, leader,
+    /// approximate size and keys.
     List,
+    /// One region, as its leader describes it.
     Show {
+        /// The region's id.
         id: u64,
     },
+    /// The region that holds a key.
     Locate {
         // The id differs from the global --key (the client key file) so clap keeps them apart.
+        /// The user key.
         #[arg(id = "user_key", value_name = "KEY")]
         key: String,
+    },
+    /// Split a region at one or more keys: it keeps the range left of the first key, and each
+    /// key starts a new region on the same stores.
+    Split {
+        /// The region's id.
+        region: u64,
+        /// Where a new region starts; repeat for several (strictly increasing, inside the
+        /// region, not its start key).
+        #[arg(long = "split-key", value_name = "KEY", required = true)]
+        split_keys: Vec<String>,
     },
 }
 

@@ -3,9 +3,10 @@
 //! faults — `kill -9` and restart (random nodes and the leader), partitions (majority/minority,
 //! bridge, isolated leader) through the nodes' fault-injection hook and, where nftables works,
 //! by dropping UDP between node ports, SIGSTOP/SIGCONT pauses, a slow fsync, a lossy link, and
-//! membership churn: a store (the leader's or another) removed and added back under a new peer
-//! id, a store whose data dir is wiped rebuilt by `node leave` and `node join`, and leadership
-//! transfers.
+//! membership churn: a store (the leader's or another) removed from every region and added
+//! back under new peer ids, a store whose data dir is wiped rebuilt by `node leave` and
+//! `node join`, and leadership transfers. Regions are small (`region.max-size` 32 B), so
+//! regions split on their own all through the run, and the nemesis splits some by hand.
 //!
 //! Once in a run a store new to the cluster joins (a learner, promoted once caught up). While
 //! the faults run, every store's committed Raft log is polled and audited
@@ -13,9 +14,9 @@
 //!
 //! Afterwards everything is healed, every store is made a voter again, and the run must show:
 //! a linearizable history (with a final read of every key), a committed log in which no client
-//! write stands twice and no two stores disagree, every store at the same applied index with
-//! the same region checksum, a bounded Raft log on every store, and a cluster that still takes
-//! writes.
+//! write stands twice and no two stores disagree, every store's regions tiling the key space
+//! with no gap and no overlap, every region at the same applied index with the same checksum
+//! on every store, a bounded Raft log everywhere, and a cluster that still takes writes.
 //!
 //! `TINYKV_CHAOS_SEED` (default 7) picks the schedule, `TINYKV_CHAOS_SECS` (default 120) how long
 //! faults are injected. A failing run keeps its directory (seed, fault schedule as executed,
@@ -37,7 +38,7 @@ use support::log_audit::LogAudit;
 use support::nemesis::{
     Cluster, Cut, NftTable, admin_until, cut_between, find_leader, hook_spec_for,
 };
-use tinykv_node::api::{AdminRequest, AdminResponse, ReadMode};
+use tinykv_node::api::{AdminRequest, AdminResponse, ReadMode, RegionInfo};
 use tinykv_node::fault::{FaultSpec, NetworkFault};
 use tinykv_node::{Client, ClientConfig};
 
@@ -57,6 +58,9 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 const PROMOTE_WAIT: Duration = Duration::from_secs(10);
 /// Caps on waiting for the cluster once healed: generous, two cores are shared.
 const SETTLE_CAP: Duration = Duration::from_secs(60);
+/// Small enough that the eight keys' region splits again and again as values are written.
+const REGION_MAX_SIZE: u64 = 32;
+const REGION_SPLIT_SIZE: u64 = 16;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -170,6 +174,11 @@ impl Nemesis<'_> {
         std::thread::sleep(Duration::from_millis(ms));
     }
 
+    /// Every region as its leader describes it (empty when the cluster cannot be asked).
+    fn regions(&mut self) -> Vec<RegionInfo> {
+        self.rt.block_on(self.admin.regions()).unwrap_or_default()
+    }
+
     fn leader(&mut self) -> Option<u64> {
         let live = self.cluster.live();
         self.rt
@@ -275,7 +284,7 @@ impl Nemesis<'_> {
                 let id = ids[self.rng.random_range(0..ids.len())];
                 self.rebuild(id);
             }
-            87..94 => {
+            87..92 => {
                 let leader = self.rng.random_bool(0.5).then(|| self.leader()).flatten();
                 match leader {
                     Some(id) => self.leave_rejoin("leave-leader", id),
@@ -285,6 +294,7 @@ impl Nemesis<'_> {
                     }
                 }
             }
+            92..96 => self.split(),
             _ => {
                 let to = ids[self.rng.random_range(0..ids.len())];
                 self.transfer_leader(to);
@@ -296,8 +306,8 @@ impl Nemesis<'_> {
     /// store back: it returns under a new peer id over its tombstone and catches up.
     fn leave_rejoin(&mut self, kind: &str, id: u64) {
         self.count(kind);
-        self.note(&format!("{kind}: remove store {id}"));
-        match self.rt.block_on(self.admin.remove_peer(1, id)) {
+        self.note(&format!("{kind}: remove store {id} from every region"));
+        match self.remove_everywhere(id) {
             Ok(()) => self.note(&format!("{kind}: store {id} removed")),
             // Refused (too few live voters), or its outcome unknown under the faults of the
             // moment: the check at the end adds back whatever is missing.
@@ -310,6 +320,61 @@ impl Nemesis<'_> {
         self.add_back(kind, id);
     }
 
+    /// Removes store `id` from every region that lists it (what `node leave` does).
+    fn remove_everywhere(&mut self, id: u64) -> Result<(), String> {
+        let regions = self.regions();
+        if regions.is_empty() {
+            return Err("no region could be listed".into());
+        }
+        for r in regions {
+            if r.region.peer_on_store(id).is_some() {
+                self.rt
+                    .block_on(self.admin.remove_peer(r.region.id, id))
+                    .map_err(|e| format!("region {}: {e}", r.region.id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits the region holding a random key there, by hand (`region split`).
+    fn split(&mut self) {
+        self.count("split-by-hand");
+        let keys = key_names();
+        let mut at = keys[self.rng.random_range(0..keys.len())].clone();
+        if self.rng.random_bool(0.5) {
+            // Between two keys as well as at one.
+            at.push('5');
+        }
+        let regions = self.regions();
+        let Some(region) = regions.iter().find(|r| r.region.contains(at.as_bytes())) else {
+            self.note(&format!(
+                "split-by-hand: no region known for {at:?}; skipped"
+            ));
+            return;
+        };
+        let region_id = region.region.id;
+        if region.region.start_key == at.as_bytes() {
+            self.note(&format!(
+                "split-by-hand: region {region_id} starts at {at:?} already"
+            ));
+            return;
+        }
+        match self
+            .rt
+            .block_on(self.admin.split_region(region_id, vec![at.clone().into()]))
+        {
+            Ok(regions) => {
+                let ids: Vec<u64> = regions.iter().map(|r| r.id).collect();
+                self.note(&format!(
+                    "split-by-hand: region {region_id} at {at:?} -> {ids:?}"
+                ));
+            }
+            Err(e) => self.note(&format!(
+                "split-by-hand: region {region_id} at {at:?} not split: {e}"
+            )),
+        }
+    }
+
     /// A store loses its disk and is rebuilt by the documented flow: `kill -9`, its peer
     /// removed, its data dir wiped, `node join` with an empty data dir. When the removal is
     /// not confirmed the store keeps its data and restarts as it was.
@@ -318,7 +383,7 @@ impl Nemesis<'_> {
         self.note(&format!("rebuild-wiped: kill -9 store {id}"));
         self.cluster.kill(id);
         self.hold(200, 1_000);
-        if let Err(e) = self.rt.block_on(self.admin.remove_peer(1, id)) {
+        if let Err(e) = self.remove_everywhere(id) {
             self.count("membership-change-not-done");
             self.note(&format!(
                 "rebuild-wiped: removal of store {id} not done ({e}); restarting it with its data"
@@ -398,75 +463,80 @@ impl Nemesis<'_> {
         panic!("store {id} did not come up joining within {SETTLE_CAP:?}");
     }
 
-    /// Adds store `id` back the documented way: a learner under a new peer id, promoted once
-    /// it caught up.
+    /// Adds store `id` back to every region that lacks it, the documented way: a learner
+    /// under a new peer id, promoted once it caught up.
     fn add_back(&mut self, kind: &str, id: u64) {
         let addr = self.cluster.node(id).addr.to_string();
-        let added = self
-            .rt
-            .block_on(self.admin.add_peer(1, id, &addr, PROMOTE_WAIT));
-        match added {
-            Ok(_) => self.note(&format!("{kind}: store {id} added back")),
-            Err(e) => {
-                self.count("membership-change-not-done");
-                self.note(&format!("{kind}: store {id} not added back yet: {e}"));
+        let missing: Vec<u64> = self
+            .regions()
+            .into_iter()
+            .filter(|r| r.region.peer_on_store(id).is_none_or(|p| p.is_learner()))
+            .map(|r| r.region.id)
+            .collect();
+        for region_id in missing {
+            let added = self
+                .rt
+                .block_on(self.admin.add_peer(region_id, id, &addr, PROMOTE_WAIT));
+            match added {
+                Ok(_) => self.note(&format!(
+                    "{kind}: store {id} added back to region {region_id}"
+                )),
+                Err(e) => {
+                    self.count("membership-change-not-done");
+                    self.note(&format!(
+                        "{kind}: store {id} not added back to region {region_id} yet: {e}"
+                    ));
+                }
             }
         }
     }
 
     fn transfer_leader(&mut self, to: u64) {
         self.count("transfer-leader");
+        let regions = self.regions();
+        let region_id = if regions.is_empty() {
+            1
+        } else {
+            regions[self.rng.random_range(0..regions.len())].region.id
+        };
         let req = AdminRequest::TransferLeader {
-            region_id: 1,
+            region_id,
             to_store: to,
         };
-        match self.rt.block_on(self.admin.admin_leader(1, req)) {
-            Ok(_) => self.note(&format!("transfer-leader: to store {to} asked")),
-            Err(e) => self.note(&format!("transfer-leader: to store {to} not asked: {e}")),
+        match self.rt.block_on(self.admin.admin_leader(region_id, req)) {
+            Ok(_) => self.note(&format!(
+                "transfer-leader: region {region_id} to store {to} asked"
+            )),
+            Err(e) => self.note(&format!(
+                "transfer-leader: region {region_id} to store {to} not asked: {e}"
+            )),
         }
     }
 
-    /// After healing: every store is a voter of region 1 again, as the leader sees it.
+    /// After healing: every store is a voter of every region again, as the leaders see it.
     fn restore_membership(&mut self) {
         let started = Instant::now();
         loop {
-            let members = self.rt.block_on(async {
-                let leader = find_leader(self.admin, self.cluster, &self.cluster.live()).await?;
-                let addr = self.cluster.node(leader).addr;
-                match self.admin.admin(addr, AdminRequest::Cluster).await {
-                    Ok(AdminResponse::Cluster(info)) => {
-                        info.regions.iter().find(|r| r.region.id == 1).map(|r| {
-                            r.region
-                                .peers
-                                .iter()
-                                .filter(|p| !p.is_learner())
-                                .map(|p| p.store_id)
-                                .collect::<Vec<_>>()
-                        })
-                    }
-                    _ => None,
-                }
-            });
-            let missing: Vec<u64> = match &members {
-                Some(m) => self
-                    .cluster
-                    .ids()
-                    .into_iter()
-                    .filter(|id| !m.contains(id))
-                    .collect(),
-                None => self.cluster.ids(),
-            };
-            if members.is_some() && missing.is_empty() {
+            let regions = self.regions();
+            let ids = self.cluster.ids();
+            let missing: Vec<(u64, u64)> = regions
+                .iter()
+                .flat_map(|r| {
+                    ids.iter()
+                        .filter(|id| r.region.peer_on_store(**id).is_none_or(|p| p.is_learner()))
+                        .map(|id| (r.region.id, *id))
+                })
+                .collect();
+            if !regions.is_empty() && missing.is_empty() {
                 return;
             }
             assert!(
                 started.elapsed() < SETTLE_CAP,
-                "region 1 still misses stores {missing:?} after {SETTLE_CAP:?}"
+                "regions still miss stores (region, store) {missing:?} after {SETTLE_CAP:?}"
             );
-            if members.is_some() {
-                for id in missing {
-                    self.add_back("heal", id);
-                }
+            let stores: BTreeSet<u64> = missing.iter().map(|(_, s)| *s).collect();
+            for id in stores {
+                self.add_back("heal", id);
             }
             // The membership lives in other processes; asking again is the only way to see it.
             std::thread::sleep(Duration::from_millis(500));
@@ -726,19 +796,115 @@ fn final_reads(rt: &tokio::runtime::Runtime, config: ClientConfig, history: &His
     });
 }
 
-/// Polls until every store reports the same applied index and checksum for region 1.
+/// Every store's initialized regions (`None` for a store that did not answer).
+fn regions_of(
+    rt: &tokio::runtime::Runtime,
+    admin: &Client,
+    cluster: &Cluster,
+) -> Vec<Option<Vec<RegionInfo>>> {
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for node in &cluster.nodes {
+            out.push(match admin.admin(node.addr, AdminRequest::Cluster).await {
+                Ok(AdminResponse::Cluster(info)) => Some(info.regions),
+                _ => None,
+            });
+        }
+        out
+    })
+}
+
+/// Whether `regions` cover every key once: sorted by start, the first starts at the empty
+/// key, each ends where the next starts, the last is unbounded. The problem, when not.
+fn tiling_problem(regions: &[RegionInfo]) -> Option<String> {
+    let mut ranges: Vec<(&[u8], &[u8], u64)> = regions
+        .iter()
+        .map(|r| (&r.region.start_key[..], &r.region.end_key[..], r.region.id))
+        .collect();
+    ranges.sort();
+    let describe = || format!("{ranges:?}");
+    match ranges.first() {
+        None => return Some("no region".into()),
+        Some((start, _, _)) if !start.is_empty() => {
+            return Some(format!("a gap before the first region: {}", describe()));
+        }
+        _ => {}
+    }
+    for w in ranges.windows(2) {
+        if w[0].1.is_empty() || w[0].1 != w[1].0 {
+            return Some(format!(
+                "a gap or an overlap after region {}: {}",
+                w[0].2,
+                describe()
+            ));
+        }
+    }
+    match ranges.last() {
+        Some((_, end, _)) if !end.is_empty() => {
+            Some(format!("a gap after the last region: {}", describe()))
+        }
+        _ => None,
+    }
+}
+
+/// Polls until every store hosts the same regions, tiling the key space, and every region has
+/// the same applied index and checksum on every store. Returns each region's applied index,
+/// the number of keys, and how long it took.
 fn converge(
     rt: &tokio::runtime::Runtime,
     admin: &Client,
     cluster: &Cluster,
-) -> (u64, u64, Duration) {
+) -> (BTreeMap<u64, u64>, u64, Duration) {
     let started = Instant::now();
     loop {
+        let problem = match converged(rt, admin, cluster) {
+            Ok((applied, keys)) => return (applied, keys, started.elapsed()),
+            Err(problem) => problem,
+        };
+        assert!(
+            started.elapsed() < SETTLE_CAP,
+            "stores did not converge within {SETTLE_CAP:?}: {problem}"
+        );
+        // The state lives in other processes; asking again is the only way to see it change.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn converged(
+    rt: &tokio::runtime::Runtime,
+    admin: &Client,
+    cluster: &Cluster,
+) -> Result<(BTreeMap<u64, u64>, u64), String> {
+    let per_store = regions_of(rt, admin, cluster);
+    let mut ids: Option<BTreeSet<u64>> = None;
+    for (node, regions) in cluster.nodes.iter().zip(&per_store) {
+        let regions = regions
+            .as_ref()
+            .ok_or_else(|| format!("store {} did not answer", node.id))?;
+        if let Some(problem) = tiling_problem(regions) {
+            return Err(format!(
+                "store {}'s regions do not tile: {problem}",
+                node.id
+            ));
+        }
+        let mine: BTreeSet<u64> = regions.iter().map(|r| r.region.id).collect();
+        match &ids {
+            Some(first) if *first != mine => {
+                return Err(format!(
+                    "stores host different regions: {first:?} and {mine:?}"
+                ));
+            }
+            _ => ids = Some(mine),
+        }
+    }
+    let mut applied = BTreeMap::new();
+    let mut keys = 0;
+    for region_id in ids.unwrap_or_default() {
         let seen: Vec<Option<(u64, u32, u64)>> = rt.block_on(async {
             let mut out = Vec::new();
             for node in &cluster.nodes {
                 let r = admin
-                    .admin(node.addr, AdminRequest::RegionChecksum { region_id: 1 })
+                    .admin(node.addr, AdminRequest::RegionChecksum { region_id })
                     .await;
                 out.push(match r {
                     Ok(AdminResponse::Checksum {
@@ -751,46 +917,53 @@ fn converge(
             }
             out
         });
-        if let Some(Some(first)) = seen.first()
-            && seen.iter().all(|s| s.as_ref() == Some(first))
-        {
-            return (first.0, first.2, started.elapsed());
+        match seen.first() {
+            Some(Some(first)) if seen.iter().all(|s| s.as_ref() == Some(first)) => {
+                applied.insert(region_id, first.0);
+                keys += first.2;
+            }
+            _ => {
+                return Err(format!(
+                    "region {region_id}: (applied, crc32, keys) per store {seen:?}"
+                ));
+            }
         }
-        assert!(
-            started.elapsed() < SETTLE_CAP,
-            "stores did not converge within {SETTLE_CAP:?}: (applied, crc32, keys) per store {seen:?}"
-        );
-        // The state lives in other processes; asking again is the only way to see it change.
-        std::thread::sleep(Duration::from_millis(500));
     }
+    Ok((applied, keys))
 }
 
-/// Polls until every store's log holds at most `LOG_BOUND` entries past its truncation point.
-fn logs_bounded(rt: &tokio::runtime::Runtime, admin: &Client, cluster: &Cluster) -> Vec<u64> {
+/// Polls until every store's log of every region holds at most `LOG_BOUND` entries past its
+/// truncation point.
+fn logs_bounded(rt: &tokio::runtime::Runtime, admin: &Client, cluster: &Cluster) -> u64 {
     let started = Instant::now();
     loop {
-        let lens: Vec<Option<u64>> = rt.block_on(async {
-            let mut out = Vec::new();
+        let longest: Result<u64, String> = rt.block_on(async {
+            let mut longest = 0;
             for node in &cluster.nodes {
-                let r = admin
-                    .admin(node.addr, AdminRequest::RaftState { region_id: 1 })
-                    .await;
-                out.push(match r {
-                    Ok(AdminResponse::RaftState(s)) => {
-                        Some(s.state.last_index - s.state.truncated_index)
+                let status = match admin.admin(node.addr, AdminRequest::StoreStatus).await {
+                    Ok(AdminResponse::StoreStatus(s)) => s,
+                    other => return Err(format!("store {}: {other:?}", node.id)),
+                };
+                for p in status.peers {
+                    let len = p.state.last_index - p.state.truncated_index;
+                    if len > LOG_BOUND {
+                        return Err(format!(
+                            "store {} region {}: last - truncated {len}",
+                            node.id, p.state.region
+                        ));
                     }
-                    _ => None,
-                });
+                    longest = longest.max(len);
+                }
             }
-            out
+            Ok(longest)
         });
-        if lens.iter().all(|l| l.is_some_and(|l| l <= LOG_BOUND)) {
-            return lens.into_iter().flatten().collect();
+        match longest {
+            Ok(l) => return l,
+            Err(problem) => assert!(
+                started.elapsed() < SETTLE_CAP,
+                "raft logs not bounded by {LOG_BOUND} within {SETTLE_CAP:?}: {problem}"
+            ),
         }
-        assert!(
-            started.elapsed() < SETTLE_CAP,
-            "raft logs not bounded by {LOG_BOUND} within {SETTLE_CAP:?}: last - truncated per store {lens:?}"
-        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -839,6 +1012,9 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         c.fault_injection = true;
         c.raft.log_gc_count_limit = GC_COUNT_LIMIT;
         c.raft.log_gc_tick_interval = tinykv_node::config::ReadableDuration::millis(1_000);
+        c.region.max_size = tinykv_node::config::ByteSize(REGION_MAX_SIZE);
+        c.region.split_size = tinykv_node::config::ByteSize(REGION_SPLIT_SIZE);
+        c.region.split_check_interval = tinykv_node::config::ReadableDuration::millis(500);
     });
     let admin = rt.block_on(async {
         let deadline = Instant::now() + SETTLE_CAP;
@@ -931,17 +1107,18 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         panic!("history is not linearizable:\n{v}");
     }
 
-    // (b) Every store converges to the same applied index and data.
+    // (b) Every store's regions tile the key space, and every region converges to the same
+    // applied index and data on every store.
     let (applied, data_keys, converge_time) = converge(&rt, &admin, &cluster);
     // (c) The committed log holds no client write twice, and no two stores disagree on it.
-    let audit = audit.finish(applied);
+    let audit = audit.finish(&applied);
     // An entry can be committed, compacted and deleted on every store between two polls; the
     // audit must still have seen nearly all of them for "none twice" to mean something.
-    let span = (audit.last + 1).saturating_sub(audit.first) as usize;
     assert!(
-        audit.missed * 100 <= span,
-        "the log audit missed {} of {span} committed entries (first: {:?})",
+        audit.missed * 100 <= audit.span,
+        "the log audit missed {} of {} committed entries (first: {:?})",
         audit.missed,
+        audit.span,
         audit.missed_sample
     );
     if !audit.duplicates.is_empty() || !audit.conflicts.is_empty() {
@@ -954,7 +1131,7 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         panic!("{text}");
     }
     // (d) Every store's raft log is bounded.
-    let log_lens = logs_bounded(&rt, &admin, &cluster);
+    let longest_log = logs_bounded(&rt, &admin, &cluster);
     // (e) The cluster still takes writes.
     let write_time = still_writable(&rt, cluster.client_config(CLIENT_TIMEOUT), seed);
 
@@ -973,10 +1150,11 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
     println!(
         "chaos summary: seed {seed}, {secs} s of faults ({:.1} s in all); faults injected: {} \
          ({} in all; nft partitions {}); operations: {} ({} recorded, {} checker operations after \
-         splitting scans); {} keys checked, linearizable, checker {:.3} s; stores converged at \
-         applied index {applied} with {data_keys} keys in {:.1} s; committed log audited: {} \
-         entries seen of {}..={} ({} missed: {:?}), {} puts, none twice; raft log last - truncated per \
-         store {log_lens:?} (bound {LOG_BOUND}); a write after healing took {:.2} s.",
+         splitting scans); {} keys checked, linearizable, checker {:.3} s; {} regions, tiling \
+         the key space on every store, converged with {data_keys} keys in {:.1} s; committed \
+         logs audited: {} entries seen of {} in {} regions ({} missed: {:?}), {} puts ({} \
+         refused at apply after a split and sent again), none applied twice; longest raft log \
+         last - truncated {longest_log} (bound {LOG_BOUND}); a write after healing took {:.2} s.",
         started.elapsed().as_secs_f64(),
         faults_text.join(", "),
         faults.values().sum::<u64>(),
@@ -986,13 +1164,15 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         ops.len(),
         keys_checked.len(),
         check_time.as_secs_f64(),
+        applied.len(),
         converge_time.as_secs_f64(),
         audit.seen,
-        audit.first,
-        audit.last,
+        audit.span,
+        audit.regions,
         audit.missed,
         audit.missed_sample,
         audit.puts,
+        audit.refused_puts,
         write_time.as_secs_f64(),
     );
     drop(nft);

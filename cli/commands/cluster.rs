@@ -20,7 +20,7 @@ use crate::args::{ClusterCmd, GlobalArgs, Output};
 use crate::commands::cert;
 use crate::connect;
 use crate::exit::{CliError, CliResult, Exit};
-use crate::output::{Table, print_json};
+use crate::output::{Table, human_bytes, print_json};
 use crate::process;
 
 /// How long `cluster up` waits for the nodes to elect a leader.
@@ -567,6 +567,7 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
                             .iter()
                             .map(|p| json!({ "region": p.state.region, "peer": p.state.peer, "role": p.role, "term": p.state.term, "commit": p.state.commit, "applied": p.state.applied }))
                             .collect();
+                        v["leaders"] = json!(leader_of.len());
                         v["leader_of"] = json!(leader_of);
                         v["regions"] = json!(s.peers.len());
                         v["term"] = json!(term);
@@ -576,6 +577,7 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
                         v["peers"] = json!(peers);
                     } else {
                         v["leader_of"] = json!([]);
+                        v["leaders"] = json!(0);
                         v["regions"] = json!(0);
                         v["term"] = Value::Null;
                         v["applied"] = Value::Null;
@@ -587,35 +589,20 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
         }
         Output::Table => {
             let mut t = Table::new(&[
-                "ID",
-                "ADDRESS",
-                "PID",
-                "STATE",
-                "REGIONS",
-                "LEADER OF",
-                "TERM",
-                "APPLIED",
-                "DISK",
+                "ID", "ADDRESS", "PID", "STATE", "REGIONS", "LEADERS", "TERM", "APPLIED", "DISK",
             ]);
             for n in statuses {
                 let pid = n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
                 match &n.status {
                     Some(s) => {
                         let (term, applied) = headline(s);
-                        let mut leader_of = s.leader_of.clone();
-                        leader_of.sort_unstable();
-                        let leader_of: Vec<String> = leader_of.iter().map(u64::to_string).collect();
                         t.row(vec![
                             n.id.to_string(),
                             n.addr.to_string(),
                             pid,
                             "up".into(),
                             s.peers.len().to_string(),
-                            if leader_of.is_empty() {
-                                "-".into()
-                            } else {
-                                leader_of.join(",")
-                            },
+                            s.leader_of.len().to_string(),
                             term.to_string(),
                             applied.to_string(),
                             human_bytes(s.disk_bytes),
@@ -636,20 +623,5 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
             }
             t.print();
         }
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
     }
 }

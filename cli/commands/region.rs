@@ -1,4 +1,5 @@
-//! `region list|show|locate`, from what any node knows of the cluster.
+//! `region list|show|locate|split`: every store is asked for the regions it hosts, and each
+//! region is shown as its leader describes it.
 
 use serde_json::{Value, json};
 use tinykv_node::api::{ClusterInfo, RegionInfo};
@@ -6,34 +7,34 @@ use tinykv_node::api::{ClusterInfo, RegionInfo};
 use crate::args::{GlobalArgs, Output, RegionCmd};
 use crate::connect;
 use crate::exit::{CliError, CliResult, Exit};
-use crate::output::{Table, bytes_json, bytes_text, print_json};
+use crate::output::{Table, bytes_json, bytes_text, human_bytes, print_json};
 
 pub async fn run(global: &GlobalArgs, cmd: RegionCmd) -> CliResult {
     let client = connect::client(global).await?;
+    if let RegionCmd::Split { region, split_keys } = &cmd {
+        return split(global, &client, *region, split_keys).await;
+    }
     let info = client.cluster().await?;
+    let all = client.regions().await?;
     let regions: Vec<&RegionInfo> = match &cmd {
-        RegionCmd::List => info.regions.iter().collect(),
         RegionCmd::Show { id } => {
-            let r = info
-                .regions
-                .iter()
-                .find(|r| r.region.id == *id)
-                .ok_or_else(|| {
-                    CliError::new(Exit::NotFound, format!("region {id} does not exist"))
-                        .hint("list the regions with `tinykv region list`")
-                })?;
+            let r = all.iter().find(|r| r.region.id == *id).ok_or_else(|| {
+                CliError::new(Exit::NotFound, format!("region {id} does not exist"))
+                    .hint("list the regions with `tinykv region list`")
+            })?;
             vec![r]
         }
         RegionCmd::Locate { key } => {
-            let r = info
-                .regions
+            let r = all
                 .iter()
                 .find(|r| r.region.contains(key.as_bytes()))
                 .ok_or_else(|| {
                     CliError::new(Exit::NotFound, format!("no region holds key {key:?}"))
+                        .hint("a region that just split may not be known yet; try again")
                 })?;
             vec![r]
         }
+        RegionCmd::List | RegionCmd::Split { .. } => all.iter().collect(),
     };
     if global.output == Output::Json {
         match cmd {
@@ -45,6 +46,42 @@ pub async fn run(global: &GlobalArgs, cmd: RegionCmd) -> CliResult {
         }
     } else {
         region_table(&info, &regions).print();
+    }
+    Ok(())
+}
+
+async fn split(
+    global: &GlobalArgs,
+    client: &tinykv_node::Client,
+    region: u64,
+    split_keys: &[String],
+) -> CliResult {
+    let keys = split_keys.iter().map(|k| k.clone().into()).collect();
+    let regions = client.split_region(region, keys).await?;
+    if global.output == Output::Json {
+        let list: Vec<Value> = regions
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "start": bytes_json(&r.start_key),
+                    "end": bytes_json(&r.end_key),
+                    "epoch": { "version": r.epoch.version, "conf_ver": r.epoch.conf_ver },
+                })
+            })
+            .collect();
+        print_json(&json!({ "regions": list }));
+    } else {
+        let mut table = Table::new(&["ID", "START", "END", "EPOCH"]);
+        for r in &regions {
+            table.row(vec![
+                r.id.to_string(),
+                key_bound(&r.start_key),
+                key_bound(&r.end_key),
+                format!("v{}/c{}", r.epoch.version, r.epoch.conf_ver),
+            ]);
+        }
+        table.print();
     }
     Ok(())
 }
@@ -71,11 +108,15 @@ pub fn region_json(r: &RegionInfo) -> Value {
         "peers": peers,
         "leader_store": r.leader_store,
         "applied": r.applied,
+        "approximate_size": r.approximate_size,
+        "approximate_keys": r.approximate_keys,
     })
 }
 
 fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
-    let mut table = Table::new(&["ID", "START", "END", "EPOCH", "PEERS", "LEADER", "APPLIED"]);
+    let mut table = Table::new(&[
+        "ID", "START", "END", "EPOCH", "PEERS", "LEADER", "APPLIED", "SIZE", "KEYS",
+    ]);
     for r in regions {
         let peers: Vec<String> = r
             .region
@@ -105,6 +146,8 @@ fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
             peers.join(","),
             leader,
             r.applied.to_string(),
+            human_bytes(r.approximate_size),
+            r.approximate_keys.to_string(),
         ]);
     }
     table

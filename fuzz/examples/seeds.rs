@@ -403,6 +403,21 @@ fn main() -> std::io::Result<()> {
         ),
     )?;
     c.add(
+        "admin-split-region",
+        &with_selector(
+            1,
+            &api::encode(&AdminRequest::SplitRegion {
+                region_id: 1,
+                epoch: region().epoch,
+                split_keys: vec![Bytes::from_static(b"g")],
+                new_regions: vec![api::NewRegionIds {
+                    region_id: 20,
+                    peer_ids: vec![21, 22, 23],
+                }],
+            }),
+        ),
+    )?;
+    c.add(
         "admin-raft-log",
         &with_selector(
             1,
@@ -430,7 +445,7 @@ fn main() -> std::io::Result<()> {
             }),
         }),
         Err(KvError::EpochNotMatch {
-            current: Box::new(region()),
+            regions: vec![region()],
         }),
     ];
     for (i, a) in answers.iter().enumerate() {
@@ -446,6 +461,23 @@ fn main() -> std::io::Result<()> {
     });
     c.add("admin-answer", &with_selector(4, &api::encode(&admin)))?;
     c.add("raft-cmd", &with_selector(5, &raft_cmd().encode()))?;
+    let split = RaftCmd {
+        body: CmdBody::Split {
+            split_keys: vec![Bytes::from_static(b"g"), Bytes::from_static(b"p")],
+            new_regions: vec![
+                api::NewRegionIds {
+                    region_id: 20,
+                    peer_ids: vec![21, 22, 23],
+                },
+                api::NewRegionIds {
+                    region_id: 24,
+                    peer_ids: vec![25, 26, 27],
+                },
+            ],
+        },
+        ..raft_cmd()
+    };
+    c.add("raft-cmd-split", &with_selector(5, &split.encode()))?;
     c.add("change-peer", &with_selector(6, &change_peer().encode()))?;
     c.add(
         "conf-change",

@@ -107,15 +107,19 @@ pub enum KvError {
         region_id: u64,
         leader: Option<StoreAddr>,
     },
+    /// `regions` are the region asked for (first) and the answering store's regions around
+    /// the key, for the client's cache.
     #[error("key {key:?} is not in region {region_id}")]
     KeyNotInRegion {
         key: Bytes,
         region_id: u64,
-        start_key: Bytes,
-        end_key: Bytes,
+        regions: Vec<Region>,
     },
-    #[error("region epoch changed; the region is now {current:?}")]
-    EpochNotMatch { current: Box<Region> },
+    /// The region split or changed membership since the request was routed: `regions` are the
+    /// answering store's current regions over its range, so the client fixes its cache without
+    /// asking again.
+    #[error("region epoch changed; the range is now held by regions {}", region_ids(.regions))]
+    EpochNotMatch { regions: Vec<Region> },
     #[error("region {region_id} is not on this store")]
     RegionNotFound { region_id: u64 },
     #[error(
@@ -203,6 +207,11 @@ fn human_bytes(n: u64) -> String {
     bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
+fn region_ids(regions: &[Region]) -> String {
+    let ids: Vec<String> = regions.iter().map(|r| r.id.to_string()).collect();
+    ids.join(", ")
+}
+
 fn leader_hint(leader: &Option<StoreAddr>) -> String {
     match leader {
         Some(l) => format!("; the leader is store {} at {}", l.store_id, l.addr),
@@ -217,9 +226,19 @@ pub type KvResult = Result<KvResponse, KvError>;
 pub struct RegionInfo {
     pub region: Region,
     pub leader_store: Option<u64>,
-    /// Applied index and approximate data size on the answering store.
+    /// Applied index and approximate data size and key count on the answering store (as of its
+    /// last split check; 0 before one ran).
     pub applied: u64,
     pub approximate_size: u64,
+    pub approximate_keys: u64,
+}
+
+/// The ids a region created by a split takes: its own and one per peer of the parent, in the
+/// parent's peer order (the new peer lives on the same store, with the same role).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRegionIds {
+    pub region_id: u64,
+    pub peer_ids: Vec<u64>,
 }
 
 /// What one store knows of the cluster.
@@ -363,6 +382,14 @@ pub enum AdminRequest {
     SetFaults(FaultSpec),
     /// Removes every injected fault (tests; needs `fault-injection: true`).
     ClearFaults,
+    /// Split the region at `split_keys` under ids allocated for it (see `CmdBody::Split`), if
+    /// its epoch is still `epoch`; answered once applied with the resulting regions.
+    SplitRegion {
+        region_id: u64,
+        epoch: RegionEpoch,
+        split_keys: Vec<Bytes>,
+        new_regions: Vec<NewRegionIds>,
+    },
 }
 
 /// Answers of the admin service.
@@ -384,6 +411,10 @@ pub enum AdminResponse {
         count: u32,
     },
     RaftEntries(Vec<tinykv_raft::Entry>),
+    /// The regions a split left, left to right: the split region first.
+    Split {
+        regions: Vec<Region>,
+    },
 }
 
 pub type AdminResult = Result<AdminResponse, KvError>;

@@ -7,8 +7,9 @@
 //! (timed out, connection lost after sending, overtaken by a new leader) is never sent again:
 //! the caller gets an error that says so, because repeating it could apply it twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::api::{
     self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, ConfChangeRefusal, KvError, KvOp,
     KvRequest, KvResponse, KvResult, PeerRole, ReadMode, RegionInfo,
 };
+use tinykv_storage::{RangeEnd, Region};
 
 /// How to reach a cluster.
 #[derive(Clone, Debug)]
@@ -72,16 +74,52 @@ impl ClientError {
     }
 }
 
+/// What the client knows of where keys live: regions by range (TiKV's region cache), the
+/// leader last seen for each, and the stores' addresses.
 #[derive(Default)]
 struct Route {
-    regions: Vec<RegionInfo>,
+    regions: BTreeMap<RangeEnd, Region>,
     stores: HashMap<u64, SocketAddr>,
     leaders: HashMap<u64, u64>,
 }
 
 impl Route {
-    fn locate(&self, key: &[u8]) -> Option<&RegionInfo> {
-        self.regions.iter().find(|r| r.region.contains(key))
+    fn locate(&self, key: &[u8]) -> Option<&Region> {
+        let after = Bound::Excluded(RangeEnd::Key(key.to_vec()));
+        let (_, region) = self.regions.range((after, Bound::Unbounded)).next()?;
+        region.contains(key).then_some(region)
+    }
+
+    fn region(&self, region_id: u64) -> Option<&Region> {
+        self.regions.values().find(|r| r.id == region_id)
+    }
+
+    /// Learns `region`, dropping the cached regions it overlaps, unless one of them is newer
+    /// (then `region` is the stale one and is ignored).
+    fn insert(&mut self, region: &Region) {
+        let after = Bound::Excluded(RangeEnd::Key(region.start_key.clone()));
+        let overlapping: Vec<RangeEnd> = self
+            .regions
+            .range((after, Bound::Unbounded))
+            .take_while(|(_, r)| region.end_key.is_empty() || r.start_key < region.end_key)
+            .map(|(end, _)| end.clone())
+            .collect();
+        let newer = overlapping.iter().any(|end| {
+            let cached = &self.regions[end];
+            cached.epoch.version > region.epoch.version
+                || (cached.id == region.id && cached.epoch.conf_ver > region.epoch.conf_ver)
+        });
+        if newer {
+            return;
+        }
+        for end in overlapping {
+            if let Some(old) = self.regions.remove(&end)
+                && old.id != region.id
+            {
+                self.leaders.remove(&old.id);
+            }
+        }
+        self.regions.insert(region.range_end(), region.clone());
     }
 }
 
@@ -138,6 +176,13 @@ impl Client {
     }
 
     async fn refresh(&self) -> Result<ClusterInfo, ClientError> {
+        self.refresh_for(None).await
+    }
+
+    /// Learns the cluster from the first store that answers with regions; with `key`, goes on
+    /// asking stores until one holds the key's region (each store knows only the regions it
+    /// hosts). Returns the first answer with regions.
+    async fn refresh_for(&self, key: Option<&[u8]>) -> Result<ClusterInfo, ClientError> {
         let mut candidates: Vec<SocketAddr> = self.inner.endpoints.clone();
         {
             let route = self.read_route();
@@ -149,6 +194,7 @@ impl Client {
         }
         let mut last = None;
         let mut regionless = None;
+        let mut first = None;
         for addr in &candidates {
             match self.admin(*addr, AdminRequest::Cluster).await {
                 // A store that hosts no region (removed, or still joining) knows too little.
@@ -157,7 +203,11 @@ impl Client {
                 }
                 Ok(AdminResponse::Cluster(info)) => {
                     self.install(&info);
-                    return Ok(info);
+                    let found = key.is_none_or(|k| self.read_route().locate(k).is_some());
+                    let first = first.get_or_insert(info);
+                    if found {
+                        return Ok(first.clone());
+                    }
                 }
                 Ok(other) => {
                     return Err(ClientError::Protocol {
@@ -169,7 +219,7 @@ impl Client {
                 Err(e) => last = Some(e),
             }
         }
-        if let Some(info) = regionless {
+        if let Some(info) = first.or(regionless) {
             self.install(&info);
             return Ok(info);
         }
@@ -191,13 +241,62 @@ impl Client {
             }
         }
         for r in &info.regions {
+            route.insert(&r.region);
             if let Some(leader) = r.leader_store {
                 route.leaders.insert(r.region.id, leader);
             }
         }
-        if !info.regions.is_empty() {
-            route.regions = info.regions.clone();
+    }
+
+    /// Every region of the cluster, each as the store that leads it (or else the one with the
+    /// newest epoch) describes it: every reachable store is asked, since each knows only the
+    /// regions it hosts. In key order.
+    pub async fn regions(&self) -> Result<Vec<RegionInfo>, ClientError> {
+        self.refresh().await?;
+        let addrs: Vec<SocketAddr> = self.read_route().stores.values().copied().collect();
+        let mut best: HashMap<u64, RegionInfo> = HashMap::new();
+        for addr in addrs {
+            let Ok(AdminResponse::Cluster(info)) = self.admin(addr, AdminRequest::Cluster).await
+            else {
+                continue;
+            };
+            self.install(&info);
+            for r in info.regions {
+                let answered_by_leader = r.leader_store == Some(info.store_id);
+                let better = match best.get(&r.region.id) {
+                    None => true,
+                    Some(b) => {
+                        let (new, old) = (r.region.epoch, b.region.epoch);
+                        (new.version, new.conf_ver) > (old.version, old.conf_ver)
+                            || ((new.version, new.conf_ver) == (old.version, old.conf_ver)
+                                && answered_by_leader)
+                    }
+                };
+                if better {
+                    best.insert(r.region.id, r);
+                }
+            }
         }
+        // A region that split after a store described it overlaps the regions it became.
+        let mut out: Vec<RegionInfo> = best.into_values().collect();
+        out.sort_by(|a, b| {
+            a.region
+                .start_key
+                .cmp(&b.region.start_key)
+                .then(b.region.epoch.version.cmp(&a.region.epoch.version))
+        });
+        let mut tiled: Vec<RegionInfo> = Vec::with_capacity(out.len());
+        for r in out {
+            let covered = tiled.iter().any(|t| {
+                t.region.epoch.version >= r.region.epoch.version
+                    && t.region
+                        .overlaps_range(&r.region.start_key, &r.region.end_key)
+            });
+            if !covered {
+                tiled.push(r);
+            }
+        }
+        Ok(tiled)
     }
 
     fn read_route(&self) -> std::sync::RwLockReadGuard<'_, Route> {
@@ -334,6 +433,14 @@ impl Client {
     /// before, never again. Returns the first; the ids are `first .. first + count`.
     pub async fn alloc_ids(&self, count: u32) -> Result<u64, ClientError> {
         let req = AdminRequest::AllocIds { count };
+        if self
+            .read_route()
+            .region(tinykv_storage::CLUSTER_REGION_ID)
+            .is_none()
+        {
+            // Region 1 always holds the smallest keys: a split leaves it the leftmost range.
+            self.refresh_for(Some(b"")).await?;
+        }
         match self
             .admin_leader(tinykv_storage::CLUSTER_REGION_ID, req)
             .await?
@@ -343,6 +450,81 @@ impl Client {
                 addr: self.inner.endpoints[0],
                 detail: format!("unexpected answer to an id allocation: {other:?}"),
             }),
+        }
+    }
+
+    /// Splits `region_id` at `split_keys` (strictly increasing, inside its range, none its start
+    /// key): the region keeps the range left of the first key and each key starts a new region
+    /// on the same stores, under ids allocated for it. Returns the regions the split left,
+    /// left to right, once it applied. The split is asked again with the region's new epoch
+    /// when the region changed meanwhile (a membership change), and while the leader is busy
+    /// with another change of the region.
+    pub async fn split_region(
+        &self,
+        region_id: u64,
+        split_keys: Vec<Bytes>,
+    ) -> Result<Vec<Region>, ClientError> {
+        let deadline = Instant::now() + self.inner.timeout;
+        let known = self.read_route().region(region_id).cloned();
+        let mut region = match known {
+            Some(r) => r,
+            None => self
+                .regions()
+                .await?
+                .into_iter()
+                .map(|r| r.region)
+                .find(|r| r.id == region_id)
+                .ok_or(ClientError::Kv(KvError::RegionNotFound { region_id }))?,
+        };
+        let mut attempt = 0u32;
+        loop {
+            crate::split::check_split_keys(&region, &split_keys)
+                .map_err(|reason| ClientError::Kv(KvError::BadRequest(reason)))?;
+            let peers = region.peers.len();
+            let count = crate::split::ids_needed(split_keys.len(), peers);
+            let count = u32::try_from(count)
+                .ok()
+                .filter(|c| *c <= crate::store::MAX_ALLOC_IDS)
+                .ok_or_else(|| {
+                    ClientError::Kv(KvError::BadRequest(format!(
+                        "{} split keys need {count} ids; split in smaller steps",
+                        split_keys.len()
+                    )))
+                })?;
+            let first = self.alloc_ids(count).await?;
+            let req = AdminRequest::SplitRegion {
+                region_id,
+                epoch: region.epoch,
+                split_keys: split_keys.clone(),
+                new_regions: crate::split::deal_ids(first, split_keys.len(), peers),
+            };
+            match self.admin_leader(region_id, req).await {
+                Ok(AdminResponse::Split { regions }) => {
+                    let mut route = self.write_route();
+                    for r in &regions {
+                        route.insert(r);
+                    }
+                    return Ok(regions);
+                }
+                Ok(other) => {
+                    return Err(ClientError::Protocol {
+                        addr: self.inner.endpoints[0],
+                        detail: format!("unexpected answer to a split: {other:?}"),
+                    });
+                }
+                Err(ClientError::Kv(KvError::EpochNotMatch { regions })) => {
+                    match regions.into_iter().find(|r| r.id == region_id) {
+                        Some(r) => region = r,
+                        None => return Err(ClientError::Kv(KvError::RegionNotFound { region_id })),
+                    }
+                }
+                Err(ClientError::Kv(KvError::ServerBusy)) => {}
+                Err(e) => return Err(e),
+            }
+            attempt += 1;
+            backoff(attempt, deadline)
+                .await
+                .ok_or(ClientError::Timeout(self.inner.timeout))?;
         }
     }
 
@@ -522,21 +704,18 @@ impl Client {
                 limit: want,
                 read,
             };
-            let (pairs, more) = match self.kv(&from.clone(), op).await? {
-                KvResponse::Pairs { pairs, more } => (pairs, more),
-                other => return Err(self.unexpected(other)),
+            let (pairs, more, region) = match self.kv_in_region(&from.clone(), op).await? {
+                (KvResponse::Pairs { pairs, more }, region) => (pairs, more, region),
+                (other, _) => return Err(self.unexpected(other)),
             };
             out.extend(pairs);
             if more {
                 continue_after(&mut from, &out);
                 continue;
             }
-            // This region is exhausted: go on with the next one, if the range reaches it.
-            let region_end = self
-                .read_route()
-                .locate(&from)
-                .map(|r| r.region.end_key.clone())
-                .unwrap_or_default();
+            // The region that answered is exhausted (the node checked that its range is the
+            // one routed to): go on with the next one, if the range reaches it.
+            let region_end = region.end_key;
             if region_end.is_empty() || (!end.is_empty() && region_end.as_slice() >= end.as_ref()) {
                 return Ok(out);
             }
@@ -577,7 +756,7 @@ impl Client {
 
     fn target(&self, region_id: u64, attempt: u32) -> Result<SocketAddr, ClientError> {
         let route = self.read_route();
-        let region = route.regions.iter().find(|r| r.region.id == region_id);
+        let region = route.region(region_id);
         let leader = route
             .leaders
             .get(&region_id)
@@ -588,7 +767,6 @@ impl Client {
         }
         let candidates: Vec<SocketAddr> = match region {
             Some(r) => r
-                .region
                 .peers
                 .iter()
                 .filter_map(|p| route.stores.get(&p.store_id).copied())
@@ -626,30 +804,41 @@ impl Client {
     }
 
     async fn kv(&self, route_key: &[u8], op: KvOp) -> Result<KvResponse, ClientError> {
+        self.kv_in_region(route_key, op).await.map(|(resp, _)| resp)
+    }
+
+    /// Sends `op` to the leader of the region holding `route_key`; the answer and the region
+    /// (as routed, which the node checked) that gave it.
+    async fn kv_in_region(
+        &self,
+        route_key: &[u8],
+        op: KvOp,
+    ) -> Result<(KvResponse, Region), ClientError> {
         let deadline = Instant::now() + self.inner.timeout;
         let write = op.is_write();
         let mut attempt = 0u32;
         loop {
-            let located = self
-                .read_route()
-                .locate(route_key)
-                .map(|r| (r.region.id, r.region.epoch));
-            let (region_id, epoch) = match located {
+            let located = self.read_route().locate(route_key).cloned();
+            let region = match located {
                 Some(r) => r,
                 None => {
-                    self.refresh().await?;
-                    match self
-                        .read_route()
-                        .locate(route_key)
-                        .map(|r| (r.region.id, r.region.epoch))
-                    {
+                    self.refresh_for(Some(route_key)).await?;
+                    let located = self.read_route().locate(route_key).cloned();
+                    match located {
                         Some(r) => r,
+                        // A gap: a region split and the stores asked have not all applied it
+                        // yet. Ask again shortly.
                         None => {
-                            return Err(ClientError::Kv(KvError::RegionNotFound { region_id: 0 }));
+                            attempt += 1;
+                            backoff(attempt, deadline)
+                                .await
+                                .ok_or(ClientError::Timeout(self.inner.timeout))?;
+                            continue;
                         }
                     }
                 }
             };
+            let (region_id, epoch) = (region.id, region.epoch);
             let addr = self.target(region_id, attempt)?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -681,7 +870,7 @@ impl Client {
                             if let Some(store) = store {
                                 self.learn_leader_if_unknown(region_id, store);
                             }
-                            return Ok(resp);
+                            return Ok((resp, region));
                         }
                         Err(KvError::NotLeader { leader, .. }) => {
                             self.learn_leader(region_id, leader.as_ref().map(|l| l.store_id));
@@ -691,13 +880,24 @@ impl Client {
                                 self.write_route().stores.insert(l.store_id, a);
                             }
                         }
+                        // The node's own regions around the key come with the answer: learning
+                        // them fixes the route without asking anyone.
                         Err(
-                            KvError::EpochNotMatch { .. }
-                            | KvError::KeyNotInRegion { .. }
-                            | KvError::RegionNotFound { .. },
+                            KvError::EpochNotMatch { regions }
+                            | KvError::KeyNotInRegion { regions, .. },
                         ) => {
+                            let mut route = self.write_route();
+                            for r in &regions {
+                                route.insert(r);
+                            }
+                            if !regions.iter().any(|r| r.id == region_id) {
+                                route.leaders.remove(&region_id);
+                            }
+                        }
+                        // Not on that store (removed, or a new region not created there yet).
+                        Err(KvError::RegionNotFound { .. }) => {
                             self.forget_leader(region_id);
-                            let _ = self.refresh().await;
+                            let _ = self.refresh_for(Some(route_key)).await;
                         }
                         Err(KvError::ServerBusy) => {}
                         Err(KvError::Timeout | KvError::StaleCommand) if !write => {

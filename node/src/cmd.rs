@@ -6,6 +6,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tinykv_storage::RegionEpoch;
 
+pub use crate::api::NewRegionIds;
+
 /// A command proposed to a region.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftCmd {
@@ -30,6 +32,15 @@ pub enum CmdBody {
     /// Region 1 hands out `count` ids from the cluster's allocator (see `IdAllocState`).
     AllocIds {
         count: u32,
+    },
+    /// Splits the region at `split_keys` (strictly increasing, inside the range, none equal
+    /// to its start): the region keeps `[start, split_keys[0])`, and `new_regions[i]` takes
+    /// `[split_keys[i], split_keys[i + 1])` (the last one up to the old end). The ids were
+    /// allocated for this split; peer ids follow the order of the region's peers. Checked
+    /// against the full epoch at apply, like at propose.
+    Split {
+        split_keys: Vec<Bytes>,
+        new_regions: Vec<NewRegionIds>,
     },
 }
 
@@ -82,6 +93,22 @@ impl RaftCmd {
             CmdBody::CompactLog { index, term } => format!("compact log to {index} (term {term})"),
             CmdBody::StoreStarted { store_id } => format!("store {store_id} started"),
             CmdBody::AllocIds { count } => format!("allocate {count} ids"),
+            CmdBody::Split {
+                split_keys,
+                new_regions,
+            } => {
+                let at: Vec<String> = split_keys.iter().take(3).map(|k| printable(k)).collect();
+                let ids: Vec<String> = new_regions
+                    .iter()
+                    .map(|r| r.region_id.to_string())
+                    .collect();
+                format!(
+                    "split at {}{} into new regions {}",
+                    at.join(", "),
+                    if split_keys.len() > 3 { ", …" } else { "" },
+                    ids.join(", ")
+                )
+            }
         }
     }
 }

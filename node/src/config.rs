@@ -272,6 +272,60 @@ impl Default for StorageConfig {
     }
 }
 
+/// When a region splits (TiKV's defaults). A region is split once it holds more than
+/// `max-size` or `max-keys`, into regions of about `split-size` / `split-keys`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RegionConfig {
+    pub split_size: ByteSize,
+    pub max_size: ByteSize,
+    pub split_keys: u64,
+    pub max_keys: u64,
+    /// How often each region's leader has its size measured; a region that grew by a
+    /// sixteenth of `split-size` is measured sooner.
+    pub split_check_interval: ReadableDuration,
+}
+
+impl Default for RegionConfig {
+    fn default() -> RegionConfig {
+        RegionConfig {
+            split_size: ByteSize::mib(96),
+            max_size: ByteSize::mib(144),
+            split_keys: 960_000,
+            max_keys: 1_440_000,
+            split_check_interval: ReadableDuration::millis(10_000),
+        }
+    }
+}
+
+impl RegionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.split_size.0 == 0 {
+            return invalid("region.split-size", "must be above 0".into());
+        }
+        if self.max_size.0 < self.split_size.0 {
+            return invalid(
+                "region.max-size",
+                format!("must be at least region.split-size ({})", self.split_size),
+            );
+        }
+        if self.split_keys == 0 {
+            return invalid("region.split-keys", "must be above 0".into());
+        }
+        if self.max_keys < self.split_keys {
+            return invalid(
+                "region.max-keys",
+                format!("must be at least region.split-keys ({})", self.split_keys),
+            );
+        }
+        if self.split_check_interval.0.is_zero() {
+            return invalid("region.split-check-interval", "must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// A node's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -292,6 +346,7 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     pub snapshot: SnapshotConfig,
     pub storage: StorageConfig,
+    pub region: RegionConfig,
     /// How long a client request may wait for its answer before `Timeout`.
     pub request_timeout: ReadableDuration,
     /// Accept `SetFaults`/`ClearFaults` admin requests (network faults, slow fsync). For tests
@@ -312,6 +367,7 @@ impl Default for NodeConfig {
             raft: RaftConfig::default(),
             snapshot: SnapshotConfig::default(),
             storage: StorageConfig::default(),
+            region: RegionConfig::default(),
             request_timeout: ReadableDuration::millis(5_000),
             fault_injection: false,
         }
@@ -471,6 +527,7 @@ impl NodeConfig {
         if s.concurrent_recv_limit == 0 {
             return invalid("snapshot.concurrent-recv-limit", "must be above 0".into());
         }
+        self.region.validate()?;
         if self.request_timeout.0.is_zero() {
             return invalid("request-timeout", "must be above 0".into());
         }
@@ -542,6 +599,16 @@ impl NodeConfig {
              \x20 # filesystem has less than this available; reads, log compaction and Raft\n\
              \x20 # replication go on, and writes resume once space returns. 0 turns it off.\n\
              \x20 reserve-space: {reserve}\n\
+             region:\n\
+             \x20 # A region holding more than max-size bytes or max-keys keys of user data is\n\
+             \x20 # split into regions of about split-size bytes or split-keys keys.\n\
+             \x20 split-size: {split_size}\n\
+             \x20 max-size: {max_size}\n\
+             \x20 split-keys: {split_keys}\n\
+             \x20 max-keys: {max_keys}\n\
+             \x20 # How often each region's leader measures the region; one that grew by a\n\
+             \x20 # sixteenth of split-size is measured at the next tick.\n\
+             \x20 split-check-interval: {split_check}\n\
              # A client request not answered within this is answered Timeout.\n\
              request-timeout: {timeout}\n\
              # Accept fault-injection admin requests (tests only: network faults, slow fsync).\n\
@@ -567,6 +634,11 @@ impl NodeConfig {
             sends = s.concurrent_send_limit,
             recvs = s.concurrent_recv_limit,
             reserve = d.storage.reserve_space,
+            split_size = d.region.split_size,
+            max_size = d.region.max_size,
+            split_keys = d.region.split_keys,
+            max_keys = d.region.max_keys,
+            split_check = d.region.split_check_interval,
             timeout = d.request_timeout,
             faults = d.fault_injection,
         )

@@ -15,6 +15,8 @@ mod proposals;
 mod read_queue;
 mod server;
 mod service;
+mod split;
+mod split_check;
 mod store;
 
 pub use server::{FIRST_REGION_ID, JoinAs, Node, NodeError};

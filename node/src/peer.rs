@@ -10,7 +10,8 @@ use tinykv_raft::{
     ConfChange, ConfChangeType, Config as RaftConfig, Entry, EntryType, RawNode, StateRole,
 };
 use tinykv_storage::{
-    ApplyBatch, PeerRole, PeerState, PeerStorage, RaftApplyState, Region, RegionLocalState,
+    ApplyBatch, PeerRole, PeerState, PeerStorage, RaftApplyState, Region, RegionEpoch,
+    RegionLocalState,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -57,6 +58,9 @@ impl Reply {
 #[derive(Debug)]
 pub(crate) struct PendingRead {
     pub op: KvOp,
+    /// The epoch the request was routed with: a split between the ReadIndex round and the
+    /// read must not serve a shrunk range as if it were the whole one.
+    pub epoch: Option<RegionEpoch>,
     pub reply: oneshot::Sender<KvResult>,
 }
 
@@ -111,6 +115,19 @@ pub(crate) struct ApplyOutcome {
     pub removed_self: bool,
     /// Stores recorded as started.
     pub started: Vec<u64>,
+    /// Splits applied, in log order.
+    pub splits: Vec<AppliedSplit>,
+}
+
+/// A split applied on this store: the region as it is now and the regions it created. Only the
+/// new regions in `created` were written by this apply: one this store already had (a peer
+/// created by a message of the new region's leader before the split applied here) is left to
+/// be filled by that leader's snapshot, since it may have voted already.
+#[derive(Debug)]
+pub(crate) struct AppliedSplit {
+    pub derived: Region,
+    pub new: Vec<Region>,
+    pub created: Vec<u64>,
 }
 
 pub(crate) struct Peer {
@@ -131,6 +148,13 @@ pub(crate) struct Peer {
     /// The id allocator's next id as applied here (region 1 only); `None` until first used,
     /// and again after a snapshot replaced the state machine.
     pub next_id: Option<u64>,
+    /// The log index of the last split or membership change this peer proposed as leader:
+    /// no other is proposed until that one applied (one epoch change in flight at a time).
+    pub epoch_change_index: u64,
+    /// Bytes of user data written by entries applied since the last split check.
+    pub size_diff: u64,
+    /// The region's user data (bytes, keys) as the last split check measured it.
+    pub approximate: Option<(u64, u64)>,
     /// Approximate bytes of the log entries kept (applied since the last compaction, scaled
     /// down by each compaction; 0 after a restart), for `raft.log-gc-size-limit`.
     pub log_size: u64,
@@ -161,6 +185,9 @@ impl Peer {
             role: StateRole::Follower,
             removed: false,
             next_id: None,
+            epoch_change_index: 0,
+            size_diff: 0,
+            approximate: None,
             log_size: 0,
         })
     }
@@ -233,12 +260,14 @@ impl Peer {
         self.propose_cmd(cmd, reply);
     }
 
-    pub fn propose_cmd(&mut self, cmd: RaftCmd, reply: Reply) {
+    /// Proposes `cmd`; the log index it got, if it reached the log.
+    pub fn propose_cmd(&mut self, cmd: RaftCmd, reply: Reply) -> Option<u64> {
         match self.raw.propose(cmd.encode()) {
             Ok(p) => {
                 for stale in self.proposals.push(p.index, p.term, reply) {
                     stale.fail(KvError::StaleCommand);
                 }
+                return Some(p.index);
             }
             Err(tinykv_raft::Error::ProposalDropped) if self.is_leader() => {
                 reply.fail(KvError::ServerBusy)
@@ -250,6 +279,7 @@ impl Peer {
             }),
             Err(e) => reply.fail(KvError::Storage(e.to_string())),
         }
+        None
     }
 
     pub fn propose_conf_change(&mut self, cc: ConfChange, reply: Reply) {
@@ -258,10 +288,16 @@ impl Peer {
                 for stale in self.proposals.push(p.index, p.term, reply) {
                     stale.fail(KvError::StaleCommand);
                 }
+                self.epoch_change_index = p.index;
             }
             Err(tinykv_raft::Error::ProposalDropped) => reply.fail(KvError::ServerBusy),
             Err(e) => reply.fail(KvError::Storage(e.to_string())),
         }
+    }
+
+    /// Whether a split or membership change this peer proposed has not applied yet.
+    pub fn epoch_change_in_flight(&self) -> bool {
+        self.epoch_change_index > self.raw.store().applied_index()
     }
 
     /// Applies committed entries into `batch`. Entries are applied in order; the apply state
@@ -290,7 +326,10 @@ impl Peer {
             let result = match entry.entry_type {
                 EntryType::Normal if entry.data.is_empty() => Ok(None),
                 EntryType::Normal => {
-                    self.apply_cmd(entry, &region, batch, &mut apply_state, &mut out)
+                    let splits = out.splits.len();
+                    let r = self.apply_cmd(entry, &mut region, batch, &mut apply_state, &mut out);
+                    region_changed |= out.splits.len() != splits;
+                    r
                 }
                 EntryType::ConfChange => {
                     let r = self.apply_conf_change(entry, &mut region, &mut out);
@@ -322,7 +361,7 @@ impl Peer {
     fn apply_cmd(
         &mut self,
         entry: &Entry,
-        region: &Region,
+        region: &mut Region,
         batch: &mut ApplyBatch,
         apply_state: &mut RaftApplyState,
         out: &mut ApplyOutcome,
@@ -344,7 +383,7 @@ impl Peer {
             CmdBody::Write(ops) => {
                 if cmd.epoch.version != region.epoch.version {
                     return Err(KvError::EpochNotMatch {
-                        current: Box::new(region.clone()),
+                        regions: vec![region.clone()],
                     });
                 }
                 for op in &ops {
@@ -357,7 +396,10 @@ impl Peer {
                 }
                 for op in ops {
                     let r = match op {
-                        WriteOp::Put { key, value } => batch.put(region, &key, &value),
+                        WriteOp::Put { key, value } => {
+                            self.size_diff += (key.len() + value.len()) as u64;
+                            batch.put(region, &key, &value)
+                        }
                         WriteOp::Delete { key } => batch.delete(region, &key),
                     };
                     r.map_err(|e| KvError::Storage(e.to_string()))?;
@@ -385,6 +427,52 @@ impl Peer {
             CmdBody::AllocIds { count } => {
                 let (first, count) = self.apply_alloc_ids(count, region, batch)?;
                 Ok(Some(AdminResponse::Ids { first, count }))
+            }
+            CmdBody::Split {
+                split_keys,
+                new_regions,
+            } => {
+                if cmd.epoch != region.epoch {
+                    return Err(KvError::EpochNotMatch {
+                        regions: vec![region.clone()],
+                    });
+                }
+                let (derived, new) = crate::split::split_region(region, &split_keys, &new_regions)
+                    .map_err(KvError::BadRequest)?;
+                let mut created = Vec::new();
+                for r in &new {
+                    let existing = self
+                        .raw
+                        .store()
+                        .engines()
+                        .region_state(r.id)
+                        .map_err(|e| KvError::Storage(e.to_string()))?;
+                    if existing.is_none() {
+                        batch.init_split_region(r);
+                        created.push(r.id);
+                    } else {
+                        info!(
+                            region = r.id,
+                            "the split's new region exists on this store already; \
+                             it is left to its leader's snapshot"
+                        );
+                    }
+                }
+                info!(
+                    region = region.id,
+                    index = entry.index,
+                    new = ?new.iter().map(|r| r.id).collect::<Vec<_>>(),
+                    "region split"
+                );
+                *region = derived.clone();
+                let mut regions = vec![derived.clone()];
+                regions.extend(new.iter().cloned());
+                out.splits.push(AppliedSplit {
+                    derived,
+                    new,
+                    created,
+                });
+                Ok(Some(AdminResponse::Split { regions }))
             }
         }
     }
@@ -530,9 +618,20 @@ impl Peer {
         Ok((next, count))
     }
 
-    /// Serves a read from the applied state (after ReadIndex, or directly for a stale read).
-    pub fn read(&self, engines: &tinykv_storage::Engines, op: &KvOp) -> KvResult {
+    /// Serves a read from the applied state (after ReadIndex, or directly for a stale read),
+    /// if the region's range is still the one the request was routed to (`epoch`).
+    pub fn read(
+        &self,
+        engines: &tinykv_storage::Engines,
+        op: &KvOp,
+        epoch: Option<RegionEpoch>,
+    ) -> KvResult {
         let region = self.region();
+        if epoch.is_some_and(|e| e.version != region.epoch.version) {
+            return Err(KvError::EpochNotMatch {
+                regions: vec![region.clone()],
+            });
+        }
         match op {
             KvOp::Get { key, .. } => {
                 if !region.contains(key) {
@@ -614,8 +713,7 @@ pub(crate) fn key_not_in_region(key: &Bytes, region: &Region) -> KvError {
     KvError::KeyNotInRegion {
         key: key.clone(),
         region_id: region.id,
-        start_key: Bytes::from(region.start_key.clone()),
-        end_key: Bytes::from(region.end_key.clone()),
+        regions: vec![region.clone()],
     }
 }
 

@@ -329,7 +329,9 @@ impl Node {
             .map_err(|_| "the store stopped".to_string())?;
         let addr = self.addr.to_string();
         let mut regions = Vec::new();
-        for region in &info.regions {
+        // Every region of the cluster, not only the seed's: each store hosts only some.
+        let all = client.regions().await.map_err(|e| e.to_string())?;
+        for region in &all {
             let region_id = region.region.id;
             let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
             loop {

@@ -3,7 +3,7 @@
 //! every peer's `Ready`, persists them all in one batch with one fsync (group commit), sends the
 //! messages, applies committed entries in one apply batch, and answers proposals and reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,12 +29,18 @@ use crate::config::NodeConfig;
 use crate::log_gc::{GcLimits, LogView, compact_index};
 use crate::message::RaftMessage;
 use crate::peer::{Peer, PendingRead, Reply, is_linearizable_read};
+use crate::split_check::SplitCheckResult;
 
 mod disk_space;
 mod membership;
+mod ranges;
+mod split;
 use disk_space::DiskSpaceGuard;
 pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
+pub(crate) use membership::MAX_ALLOC_IDS;
 use membership::PeerChange;
+use ranges::RegionRanges;
+use split::PendingVotes;
 
 /// The most messages the loop takes before it processes readies.
 const MAX_BATCH: usize = 4096;
@@ -42,6 +48,8 @@ const MAX_BATCH: usize = 4096;
 const MAX_LOG_ENTRIES: u64 = 1000;
 /// About the most entry bytes one `RaftEntries` answer carries.
 const MAX_LOG_BYTES: usize = 4 * 1024 * 1024;
+/// The most regions an `EpochNotMatch` or `KeyNotInRegion` answer names.
+const MAX_ROUTE_HINTS: usize = 32;
 /// What the raft loop is asked to do.
 #[derive(Debug)]
 pub(crate) enum StoreMsg {
@@ -64,6 +72,12 @@ pub(crate) enum StoreMsg {
     },
     /// Learned store addresses (join, or another store's directory).
     Addresses(Vec<StoreAddr>),
+    /// The split-check worker measured a region.
+    SplitChecked(SplitCheckResult),
+    /// A split this store started on its own has been answered (applied or refused).
+    SplitDone {
+        region_id: u64,
+    },
     Shutdown,
 }
 
@@ -90,6 +104,15 @@ pub(crate) struct Store {
     /// this store proposed as region 1's leader and has not seen applied yet.
     started_stores: std::collections::BTreeSet<u64>,
     registering: std::collections::BTreeSet<u64>,
+    /// The initialized regions of this store by key range.
+    ranges: RegionRanges,
+    pending_votes: PendingVotes,
+    splits: split::AutoSplit,
+    /// Regions touched since the last ready round (stepped, proposed to, ticked): the round
+    /// looks at these only, so a round costs what the regions with work cost, not what every
+    /// region of the store would. A tick touches every region.
+    active: BTreeSet<u64>,
+    all_active: bool,
 }
 
 pub(crate) struct StoreParts {
@@ -148,6 +171,7 @@ fn snapshot_send_timeout(size: u64, rate: u64) -> std::time::Duration {
 impl Store {
     /// Loads every region of this store and creates its peer.
     pub fn open(parts: StoreParts) -> Result<Store, StorageError> {
+        let splits = split::AutoSplit::start(&parts)?;
         let raft_config = raft_config(&parts.config);
         let ticks_per_gc = parts.config.raft.log_gc_tick_interval.0.as_millis()
             / parts.config.raft.base_tick_interval.0.as_millis().max(1);
@@ -184,6 +208,11 @@ impl Store {
             snapshots_received: 0,
             started_stores: std::collections::BTreeSet::new(),
             registering: std::collections::BTreeSet::new(),
+            ranges: RegionRanges::default(),
+            pending_votes: PendingVotes::default(),
+            splits,
+            active: BTreeSet::new(),
+            all_active: true,
         };
         store.started_stores = store.engines.started_stores()?.into_iter().collect();
         for rec in store.engines.store_addrs()? {
@@ -216,6 +245,9 @@ impl Store {
             match Peer::new(meta, storage, store.raft_config.clone()) {
                 Ok(peer) => {
                     info!(region = region_id, peer = meta.id, "peer loaded");
+                    if peer.raw.store().is_initialized() {
+                        store.ranges.insert(peer.region());
+                    }
                     store.peers.insert(region_id, peer);
                 }
                 Err(e) => {
@@ -304,14 +336,19 @@ impl Store {
                     from_store,
                     message,
                 } = *received;
+                self.active.insert(message.region_id);
                 self.on_raft_message(from_store, message)?;
             }
-            StoreMsg::Snapshot(snap) => self.on_snapshot_received(snap)?,
+            StoreMsg::Snapshot(snap) => {
+                self.active.insert(snap.header.region_id);
+                self.on_snapshot_received(snap)?
+            }
             StoreMsg::SnapshotSent {
                 region_id,
                 to_peer,
                 ok,
             } => {
+                self.active.insert(region_id);
                 self.snapshots_sent += u64::from(ok);
                 if let Some(peer) = self.peers.get_mut(&region_id) {
                     let status = if ok {
@@ -323,15 +360,26 @@ impl Store {
                 }
             }
             StoreMsg::Unreachable(store_id) => {
-                for peer in self.peers.values_mut() {
+                for (region_id, peer) in self.peers.iter_mut() {
                     if let Some(p) = peer.region().peer_on_store(store_id) {
                         peer.raw.report_unreachable(p.id);
+                        self.active.insert(*region_id);
                     }
                 }
             }
-            StoreMsg::Tick => self.on_tick(),
-            StoreMsg::Kv { req, reply } => self.on_kv(req, reply),
-            StoreMsg::Admin { req, reply } => self.on_admin(req, reply),
+            StoreMsg::Tick => {
+                self.all_active = true;
+                self.on_tick()
+            }
+            StoreMsg::Kv { req, reply } => {
+                self.active.insert(req.region_id);
+                self.on_kv(req, reply)
+            }
+            StoreMsg::Admin { req, reply } => {
+                // Rare, and some touch several regions (a split creates peers).
+                self.all_active = true;
+                self.on_admin(req, reply)
+            }
             StoreMsg::Addresses(addrs) => {
                 let mut new = Vec::new();
                 for a in addrs {
@@ -348,6 +396,8 @@ impl Store {
                     warn!(error = %e, "cannot record store addresses");
                 }
             }
+            StoreMsg::SplitChecked(result) => self.on_split_checked(result),
+            StoreMsg::SplitDone { region_id } => self.splits.done(region_id),
             StoreMsg::Shutdown => return Ok(true),
         }
         Ok(false)
@@ -401,6 +451,17 @@ impl Store {
             self.destroy_peer(region_id)?;
         }
         if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&msg) {
+            if msg.message.msg_type == MessageType::Snapshot
+                && let Some(snap) = &msg.message.snapshot
+            {
+                // No peer takes it: its file would stay until the disk fills.
+                remove_received(&tinykv_storage::snapshot::received_path(
+                    self.engines.snap_dir(),
+                    region_id,
+                    snap.metadata.term,
+                    snap.metadata.index,
+                ));
+            }
             return Ok(());
         }
         let Some(peer) = self.peers.get_mut(&region_id) else {
@@ -427,9 +488,27 @@ impl Store {
                 m.index,
             )
         });
-        if let Some(path) = &received
-            && let Err(reason) = check_snapshot(&msg, path)
-        {
+        let checked = received.as_ref().map(|path| {
+            check_snapshot(&msg, path).and_then(|region| {
+                let overlapping: Vec<u64> = self
+                    .ranges
+                    .overlapping(&region.start_key, &region.end_key)
+                    .into_iter()
+                    .filter(|id| *id != region_id)
+                    .collect();
+                if overlapping.is_empty() {
+                    Ok(())
+                } else {
+                    // Installing it would give two regions of this store one key. The local
+                    // one is behind a split (or merge) the snapshot's region went through;
+                    // once it catches up the overlap is gone and the leader's next send takes.
+                    Err(format!(
+                        "its range overlaps regions {overlapping:?} of this store"
+                    ))
+                }
+            })
+        });
+        if let (Some(path), Some(Err(reason))) = (&received, checked) {
             // Raft would accept it and the store could not install it: refuse it here. The
             // leader sends another when its pending-snapshot timeout passes.
             warn!(region = region_id, from = msg.from_peer.store_id, %reason, "refusing a snapshot");
@@ -462,6 +541,7 @@ impl Store {
         let Some(mut peer) = self.peers.remove(&region_id) else {
             return Ok(());
         };
+        self.ranges.remove(region_id);
         peer.fail_removed();
         if !peer.raw.store().is_initialized() {
             // Never filled: no range and no data of its own, and its term and vote are kept
@@ -493,6 +573,24 @@ impl Store {
                 | MessageType::RequestPreVote
         );
         if !initial || msg.to_peer.id == 0 {
+            return false;
+        }
+        let overlapping: Vec<u64> = self
+            .ranges
+            .overlapping(&msg.start_key, &msg.end_key)
+            .into_iter()
+            .filter(|id| *id != msg.region_id)
+            .collect();
+        if !overlapping.is_empty() {
+            // A region of this store still holds part of the range: most likely the region
+            // this one was split from, whose split has not applied here yet. Applying it
+            // creates this peer; a peer created now could vote and then be overwritten.
+            debug!(
+                region = msg.region_id,
+                overlapping = ?overlapping,
+                "not creating a peer whose range a local region still holds"
+            );
+            self.pending_votes.keep(msg.from_peer.store_id, msg);
             return false;
         }
         match self.engines.region_state(msg.region_id) {
@@ -597,6 +695,7 @@ impl Store {
                 maybe_compact(peer, Some(limits), None);
             }
         }
+        self.schedule_split_checks();
         if gc {
             prune_generated_snapshots(self.engines.snap_dir());
             // A record proposed but lost (leadership moved) is proposed again.
@@ -639,40 +738,16 @@ impl Store {
     }
 
     fn on_kv(&mut self, req: KvRequest, reply: oneshot::Sender<KvResult>) {
+        if let Err(e) = self.check_route(&req) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&req.region_id) else {
-            let _ = reply.send(Err(KvError::RegionNotFound {
-                region_id: req.region_id,
-            }));
             return;
         };
-        if !peer.raw.store().is_initialized() {
-            let _ = reply.send(Err(KvError::RegionNotFound {
-                region_id: req.region_id,
-            }));
-            return;
-        }
-        let region = peer.region();
-        if let Some(epoch) = req.epoch
-            && epoch.version != region.epoch.version
-        {
-            let _ = reply.send(Err(KvError::EpochNotMatch {
-                current: Box::new(region.clone()),
-            }));
-            return;
-        }
-        let key = match &req.op {
-            KvOp::Get { key, .. } | KvOp::Put { key, .. } | KvOp::Delete { key } => Some(key),
-            KvOp::Scan { .. } => None,
-        };
-        if let Some(key) = key
-            && !region.contains(key)
-        {
-            let _ = reply.send(Err(crate::peer::key_not_in_region(key, region)));
-            return;
-        }
         let stale_read = !req.op.is_write() && !is_linearizable_read(&req.op);
         if stale_read {
-            let _ = reply.send(peer.read(&self.engines, &req.op));
+            let _ = reply.send(peer.read(&self.engines, &req.op, req.epoch));
             return;
         }
         if !peer.is_leader() {
@@ -694,8 +769,67 @@ impl Store {
             KvOp::Delete { key } => {
                 peer.propose_write(vec![WriteOp::Delete { key }], Reply::Kv(reply))
             }
-            op => peer.reads.push(PendingRead { op, reply }),
+            op => peer.reads.push(PendingRead {
+                op,
+                epoch: req.epoch,
+                reply,
+            }),
         }
+    }
+
+    /// Whether `req` reached the region it was routed to: the region is here and initialized,
+    /// its epoch is the one the client saw, and it holds the key. Errors name the regions this
+    /// store holds around the key, so the client fixes its cache from the answer.
+    fn check_route(&self, req: &KvRequest) -> Result<(), KvError> {
+        let region_id = req.region_id;
+        let region = match self.peers.get(&region_id) {
+            Some(peer) if peer.raw.store().is_initialized() => peer.region(),
+            _ => return Err(KvError::RegionNotFound { region_id }),
+        };
+        let (start, end): (&[u8], Vec<u8>) = match &req.op {
+            KvOp::Get { key, .. } | KvOp::Put { key, .. } | KvOp::Delete { key } => {
+                let mut end = key.to_vec();
+                end.push(0);
+                (key, end)
+            }
+            KvOp::Scan { start, end, .. } => (start, end.to_vec()),
+        };
+        let around = || self.regions_around(region, start, &end);
+        if req.epoch.is_some_and(|e| e.version != region.epoch.version) {
+            return Err(KvError::EpochNotMatch { regions: around() });
+        }
+        if let KvOp::Get { key, .. } | KvOp::Put { key, .. } | KvOp::Delete { key } = &req.op
+            && !region.contains(key)
+        {
+            let mut err = crate::peer::key_not_in_region(key, region);
+            if let KvError::KeyNotInRegion { regions, .. } = &mut err {
+                *regions = around();
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// `region` and the initialized regions of this store that share a key with
+    /// `[start, end)`, at most `MAX_ROUTE_HINTS` of them.
+    fn regions_around(
+        &self,
+        region: &tinykv_storage::Region,
+        start: &[u8],
+        end: &[u8],
+    ) -> Vec<tinykv_storage::Region> {
+        let mut out = vec![region.clone()];
+        for id in self.ranges.overlapping(start, end) {
+            if out.len() >= MAX_ROUTE_HINTS {
+                break;
+            }
+            if id != region.id
+                && let Some(p) = self.peers.get(&id)
+            {
+                out.push(p.region().clone());
+            }
+        }
+        out
     }
 
     fn not_leader(&self, region_id: u64) -> KvError {
@@ -738,6 +872,9 @@ impl Store {
                 match self.peers.get_mut(&region_id) {
                     None => Err(KvError::RegionNotFound { region_id }),
                     Some(peer) if !peer.is_leader() => Err(not_leader),
+                    // A transfer while a split applies could leave the new regions without the
+                    // leader that campaigns for them: it waits until the split applied.
+                    Some(peer) if peer.epoch_change_in_flight() => Err(KvError::ServerBusy),
                     Some(peer) => match peer.region().peer_on_store(to_store) {
                         None => Err(KvError::BadRequest(format!(
                             "region {region_id} has no peer on store {to_store}"
@@ -800,6 +937,12 @@ impl Store {
                 return self.change_peer(region_id, store_id, PeerChange::Remove, reply);
             }
             AdminRequest::AllocIds { count } => return self.alloc_ids(count, reply),
+            AdminRequest::SplitRegion {
+                region_id,
+                epoch,
+                split_keys,
+                new_regions,
+            } => return self.propose_split(region_id, epoch, split_keys, new_regions, reply),
             // The admin service answers these itself, off the raft loop.
             AdminRequest::SetFaults(_) | AdminRequest::ClearFaults => {
                 Err(KvError::FaultInjection {
@@ -956,7 +1099,16 @@ impl Store {
 
     /// Persists every peer's ready in one batch (one fsync), sends, applies, answers.
     fn process_readies(&mut self) -> Result<(), StorageError> {
-        for peer in self.peers.values_mut() {
+        let active: Vec<u64> = if std::mem::take(&mut self.all_active) {
+            self.active.clear();
+            self.peers.keys().copied().collect()
+        } else {
+            std::mem::take(&mut self.active).into_iter().collect()
+        };
+        for region_id in &active {
+            let Some(peer) = self.peers.get_mut(region_id) else {
+                continue;
+            };
             let soft = peer.raw.raft().soft_state();
             let term = peer.raw.raft().hard_state().term;
             if let Some(ctx) = peer.reads.start_round(term) {
@@ -976,7 +1128,10 @@ impl Store {
         let mut readies: Vec<(u64, Ready)> = Vec::new();
         let mut batch = self.engines.raft_batch();
         let mut must_sync = false;
-        for (&region_id, peer) in self.peers.iter_mut() {
+        for &region_id in &active {
+            let Some(peer) = self.peers.get_mut(&region_id) else {
+                continue;
+            };
             if !peer.raw.has_ready() {
                 continue;
             }
@@ -1028,6 +1183,7 @@ impl Store {
                 for p in peer.region().peers.clone() {
                     peer.remember_peer(p);
                 }
+                self.ranges.insert(peer.region());
                 // The snapshot replaced the state machine, the allocator of region 1 with it.
                 peer.next_id = None;
             }
@@ -1067,9 +1223,16 @@ impl Store {
         }
         let applied = self.engines.commit_apply(apply_batch)?;
         for (region_id, outcome) in outcomes {
+            let mut was_leader = false;
             if let Some(peer) = self.peers.get_mut(&region_id) {
                 peer.raw.mut_store().post_apply(&applied)?;
+                was_leader = peer.is_leader();
             }
+            for split in outcome.splits {
+                self.on_split_applied(split, was_leader)?;
+            }
+            self.splits
+                .note_growth(region_id, self.peers.get(&region_id));
             for store_id in outcome.started {
                 self.registering.remove(&store_id);
                 self.started_stores.insert(store_id);
@@ -1095,7 +1258,9 @@ impl Store {
             };
             let applied_index = peer.raw.store().applied_index();
             for read in peer.reads.ready(applied_index) {
-                let _ = read.reply.send(peer.read(&self.engines, &read.op));
+                let _ = read
+                    .reply
+                    .send(peer.read(&self.engines, &read.op, read.epoch));
             }
             peer.raw.advance(ready);
             if peer.removed {
@@ -1114,7 +1279,10 @@ impl Store {
 /// Whether a snapshot message can be installed: its descriptor decodes and names the region,
 /// index and term of the message, the region lists the peer it is addressed to, and its file
 /// arrived. The reason, when not.
-fn check_snapshot(msg: &RaftMessage, file: &std::path::Path) -> Result<(), String> {
+fn check_snapshot(
+    msg: &RaftMessage,
+    file: &std::path::Path,
+) -> Result<tinykv_storage::Region, String> {
     let snap = msg
         .message
         .snapshot
@@ -1138,7 +1306,7 @@ fn check_snapshot(msg: &RaftMessage, file: &std::path::Path) -> Result<(), Strin
     if !file.is_file() {
         return Err(format!("its file {} was not received", file.display()));
     }
-    Ok(())
+    Ok(desc.region)
 }
 
 fn remove_received(path: &std::path::Path) {
@@ -1199,7 +1367,9 @@ fn maybe_compact(peer: &mut Peer, limits: Option<GcLimits>, reply: Option<Reply>
         body: CmdBody::CompactLog { index, term },
     };
     match reply {
-        Some(r) => peer.propose_cmd(cmd, r),
+        Some(r) => {
+            peer.propose_cmd(cmd, r);
+        }
         None => {
             if let Err(e) = peer.raw.propose(cmd.encode()) {
                 debug!(region = peer.region_id(), error = %e, "compaction not proposed");
@@ -1355,11 +1525,13 @@ fn prune_generated_snapshots(snap_dir: &std::path::Path) {
 }
 
 fn region_info(peer: &Peer) -> RegionInfo {
+    let (approximate_size, approximate_keys) = peer.approximate.unwrap_or_default();
     RegionInfo {
         region: peer.region().clone(),
         leader_store: peer.leader_store(),
         applied: peer.raw.store().applied_index(),
-        approximate_size: 0,
+        approximate_size,
+        approximate_keys,
     }
 }
 

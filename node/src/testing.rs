@@ -144,17 +144,37 @@ impl TestCluster {
     /// Sends one key-value request for region 1 straight to the node at `addr`, bypassing the
     /// client's routing; a transport failure comes back as its text.
     pub async fn direct(&self, addr: SocketAddr, op: KvOp) -> Result<KvResult, String> {
-        let identity = TlsIdentity::load(&self.client_tls).map_err(|e| e.to_string())?;
-        let options = RpcClientOptions {
-            timeout: Duration::from_secs(2),
-            ..RpcClientOptions::default()
-        };
-        let rpc = RpcClient::new(&identity, addr, options).map_err(|e| e.to_string())?;
+        self.direct_to(addr, 1, op).await
+    }
+
+    /// [`TestCluster::direct`] for `region_id`, with no epoch (the node checks none).
+    pub async fn direct_to(
+        &self,
+        addr: SocketAddr,
+        region_id: u64,
+        op: KvOp,
+    ) -> Result<KvResult, String> {
         let req = KvRequest {
-            region_id: 1,
+            region_id,
             epoch: None,
             op,
         };
+        self.send_kv(addr, req, Duration::from_secs(2)).await
+    }
+
+    /// Sends `req` as it is straight to the node at `addr`, waiting at most `timeout`.
+    pub async fn send_kv(
+        &self,
+        addr: SocketAddr,
+        req: KvRequest,
+        timeout: Duration,
+    ) -> Result<KvResult, String> {
+        let identity = TlsIdentity::load(&self.client_tls).map_err(|e| e.to_string())?;
+        let options = RpcClientOptions {
+            timeout,
+            ..RpcClientOptions::default()
+        };
+        let rpc = RpcClient::new(&identity, addr, options).map_err(|e| e.to_string())?;
         let body = rpc
             .call(Service::Client, crate::api::encode(&req))
             .await

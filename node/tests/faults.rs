@@ -359,7 +359,14 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
     let after = raft_state(&cluster, target).await;
     assert!(after.applied >= before.applied && after.last_index < before.commit + 1000);
 
-    // The cluster settles on a leader again and the target applies new writes.
+    // The cluster settles on a leader again and the target applies new writes. The target's
+    // new term unseats the old leader: a write proposed before it stepped down would be
+    // overtaken (its outcome unknown), so wait for a leader of the new term first.
+    eventually("a leader of the target's new term", async || {
+        let leader = cluster.leader(1).await;
+        raft_state(&cluster, leader).await.term > before.term
+    })
+    .await;
     let client = cluster.client().await;
     client.put("b", "2").await.unwrap();
     let leader = cluster.leader(1).await;

@@ -2,7 +2,9 @@
 //! (key `"<client> <seq>"`, value `"x <client> <seq> y"`); half its operations are puts and half
 //! are scans over its own keys, whose values must equal everything it appended so far, each
 //! once and in order. Scenarios add message loss, partitions re-drawn every election timeout,
-//! whole-cluster restarts between rounds, and a small log-GC limit. Each runs 3 rounds of 5 s.
+//! whole-cluster restarts between rounds, a small log-GC limit, membership changes of the
+//! first region, and regions small enough (1 KiB) to split again and again, so that scans
+//! cross regions. Each runs 3 rounds of 5 s.
 
 mod common;
 
@@ -35,6 +37,38 @@ struct Scenario {
     gc_limit: Option<u64>,
     /// Cut one follower off for the whole second round; it must catch up by snapshot.
     cut_off: bool,
+    /// Regions of at most 1 KiB (split at 512 B), checked every 100 ms.
+    split: bool,
+    /// A store removed from the first region and added back, over and over.
+    conf_change: bool,
+}
+
+/// Removes a random store from the region holding the smallest key and adds it back (learner,
+/// then voter) until `until`; refusals and unknown outcomes under the other faults are left
+/// for the next turn, and every store is a voter again at the end.
+async fn conf_change_nemesis(cluster: &TestCluster, client: &Client, until: Instant, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    while Instant::now() < until {
+        let store = rng.random_range(1..=STORES);
+        let _ = client.remove_peer(1, store).await;
+        tokio::time::sleep(2 * ELECTION).await;
+        let addr = cluster.configs[(store - 1) as usize]
+            .listen_addr
+            .to_string();
+        let _ = client
+            .add_peer(1, store, &addr, Duration::from_secs(2))
+            .await;
+        tokio::time::sleep(ELECTION).await;
+    }
+    for store in 1..=STORES {
+        let addr = cluster.configs[(store - 1) as usize]
+            .listen_addr
+            .to_string();
+        until_ok("add the store back", || {
+            client.add_peer(1, store, &addr, Duration::from_secs(5))
+        })
+        .await;
+    }
 }
 
 fn key(client: usize, seq: u64) -> String {
@@ -147,6 +181,11 @@ async fn run(name: &str, sc: Scenario) {
         if let Some(limit) = sc.gc_limit {
             c.raft.log_gc_count_limit = limit;
         }
+        if sc.split {
+            c.region.max_size = tinykv_node::config::ByteSize(1024);
+            c.region.split_size = tinykv_node::config::ByteSize(512);
+            c.region.split_check_interval = tinykv_node::config::ReadableDuration::millis(100);
+        }
     })
     .await;
     cluster.leader(1).await;
@@ -183,9 +222,17 @@ async fn run(name: &str, sc: Scenario) {
                 ))
             })
             .collect();
-        if sc.partitions {
-            partition_nemesis(&cluster, until, &mut rng).await;
-        }
+        let changes = async {
+            if sc.conf_change {
+                conf_change_nemesis(&cluster, &client, until, seed + round as u64).await;
+            }
+        };
+        let partitions = async {
+            if sc.partitions {
+                partition_nemesis(&cluster, until, &mut rng).await;
+            }
+        };
+        tokio::join!(changes, partitions);
         for t in tasks {
             t.await.expect("client task");
         }
@@ -253,6 +300,22 @@ async fn run(name: &str, sc: Scenario) {
     }
     // Everything acknowledged is there at the end, read by a fresh client.
     let client = cluster.client().await;
+    if sc.split {
+        let regions = until_ok("list the regions", || client.regions()).await;
+        let first = regions
+            .iter()
+            .find(|r| r.region.id == 1)
+            .expect("region 1 is listed");
+        eprintln!(
+            "scenario {name}: {} regions; region 1 at version {}",
+            regions.len(),
+            first.region.epoch.version
+        );
+        assert!(
+            first.region.epoch.version >= 4,
+            "the first region split again and again: {regions:?}"
+        );
+    }
     for (id, a) in appended.iter().enumerate() {
         let n = *a.lock().unwrap();
         let pairs = until_ok("final scan", || {
@@ -385,4 +448,31 @@ async fn log_gc_keeps_logs_bounded() {
         ..Scenario::default()
     };
     run("log_gc_keeps_logs_bounded", sc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_clients_split() {
+    let sc = Scenario {
+        clients: 5,
+        split: true,
+        ..Scenario::default()
+    };
+    run("five_clients_split", sc).await;
+}
+
+/// TinyKV's generic test with every fault on: splits, an unreliable network, crash and
+/// restart, partitions, log GC and membership changes together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_clients_split_with_every_fault() {
+    let sc = Scenario {
+        clients: 5,
+        unreliable: true,
+        restarts: true,
+        partitions: true,
+        gc_limit: Some(100),
+        split: true,
+        conf_change: true,
+        ..Scenario::default()
+    };
+    run("five_clients_split_with_every_fault", sc).await;
 }

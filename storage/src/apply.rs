@@ -12,7 +12,9 @@ use fjall::{OwnedWriteBatch, PersistMode};
 use crate::engines::Engines;
 use crate::error::{Result, StorageError};
 use crate::keys;
-use crate::records::{RaftApplyState, Record, Region, RegionLocalState, StoreAddress};
+use crate::records::{
+    RaftApplyState, RaftLocalState, Record, Region, RegionLocalState, StoreAddress,
+};
 
 /// User writes and state updates of any number of regions, committed atomically.
 pub struct ApplyBatch {
@@ -53,6 +55,24 @@ impl ApplyBatch {
     pub fn set_region_state(&mut self, state: RegionLocalState) {
         self.engines.put_region_state(&mut self.batch, &state);
         self.region_states.insert(state.region.id, state);
+    }
+
+    /// Writes a region created by a split on this store: its region state and the initial
+    /// Raft and apply states a bootstrapped region starts with (log, commit and applied index at
+    /// `RAFT_INIT_LOG_INDEX`), so the new peer starts where every replica of it starts.
+    pub fn init_split_region(&mut self, region: &Region) {
+        let raft_state = RaftLocalState::initial();
+        let apply_state = RaftApplyState::initial();
+        self.batch.insert(
+            self.engines.raft(),
+            keys::raft_state_key(region.id),
+            raft_state.encode(),
+        );
+        self.set_apply_state(region.id, apply_state);
+        self.set_region_state(RegionLocalState {
+            state: crate::records::PeerState::Normal,
+            region: region.clone(),
+        });
     }
 
     /// Records a store's address with the membership change that introduced it.

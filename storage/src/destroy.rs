@@ -72,7 +72,5 @@ impl Engines {
 
 /// Whether two key ranges share a key (an empty end key is unbounded).
 pub fn overlaps(a: &Region, b: &Region) -> bool {
-    let a_before_b_ends = b.end_key.is_empty() || a.start_key < b.end_key;
-    let b_before_a_ends = a.end_key.is_empty() || b.start_key < a.end_key;
-    a_before_b_ends && b_before_a_ends
+    a.overlaps_range(&b.start_key, &b.end_key)
 }

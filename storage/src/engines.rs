@@ -12,9 +12,9 @@ use tinykv_raft::Entry;
 use crate::error::{Result, StorageError};
 use crate::keys::{self, MetaKey};
 use crate::records::{
-    CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, IdAllocState, PeerState,
-    RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM, RaftApplyState, RaftLocalState, RaftTruncatedState,
-    Record, Region, RegionLocalState, StoreAddress, StoreIdent, StoreStarted, decode_exact, v1,
+    CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, IdAllocState, PeerState, RaftApplyState,
+    RaftLocalState, Record, Region, RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
+    decode_exact, v1,
 };
 use crate::snapshot::recovery::{self, RecoveryReport};
 
@@ -285,22 +285,8 @@ impl Engines {
         if self.region_state(region.id)?.is_some() {
             return Err(StorageError::RegionExists(region.id));
         }
-        let raft_state = RaftLocalState {
-            hard_state: tinykv_raft::HardState {
-                term: RAFT_INIT_LOG_TERM,
-                vote: 0,
-                commit: RAFT_INIT_LOG_INDEX,
-            },
-            last_index: RAFT_INIT_LOG_INDEX,
-            last_term: RAFT_INIT_LOG_TERM,
-        };
-        let apply_state = RaftApplyState {
-            applied_index: RAFT_INIT_LOG_INDEX,
-            truncated_state: RaftTruncatedState {
-                index: RAFT_INIT_LOG_INDEX,
-                term: RAFT_INIT_LOG_TERM,
-            },
-        };
+        let raft_state = RaftLocalState::initial();
+        let apply_state = RaftApplyState::initial();
         let region_state = RegionLocalState {
             state: PeerState::Normal,
             region: region.clone(),

@@ -62,6 +62,7 @@ pub mod log_gc;
 pub mod peer_storage;
 pub mod records;
 pub mod snapshot;
+pub mod split_check;
 pub mod workers;
 pub mod write_batch;
 
@@ -73,7 +74,7 @@ pub use peer_storage::{PeerStorage, SnapshotApplyStatus};
 pub use records::{
     CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, INIT_EPOCH_CONF_VER, INIT_EPOCH_VER,
     IdAllocState, Peer, PeerRole, PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
-    RaftApplyState, RaftLocalState, RaftTruncatedState, Record, Region, RegionEpoch,
+    RaftApplyState, RaftLocalState, RaftTruncatedState, RangeEnd, Record, Region, RegionEpoch,
     RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
 };
 pub use snapshot::apply::apply_snapshot_file;
@@ -85,5 +86,6 @@ pub use snapshot::worker::{SnapshotScheduler, SnapshotWorker};
 pub use snapshot::{
     SnapshotDescriptor, SnapshotFile, generated_path, inspect_snapshot_file, received_path,
 };
+pub use split_check::{RegionSize, SplitLimits};
 pub use workers::{StorageWorkers, WorkerHandles};
 pub use write_batch::{PersistedBatch, RaftWriteBatch};

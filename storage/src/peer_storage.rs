@@ -429,6 +429,12 @@ impl PeerStorage {
         Ok(())
     }
 
+    /// Whether a snapshot of this region is being built (a split waits until it is done, so a
+    /// snapshot never mixes the region before and after).
+    pub fn is_generating_snapshot(&self) -> bool {
+        self.lock_gen().pending.is_some()
+    }
+
     fn lock_gen(&self) -> std::sync::MutexGuard<'_, SnapshotGen> {
         // The state is a receiver and a counter: still valid after a panic elsewhere.
         self.snapshot_gen.lock().unwrap_or_else(|p| p.into_inner())

@@ -105,6 +105,38 @@ impl Region {
     pub fn peer_on_store(&self, store_id: u64) -> Option<Peer> {
         self.peers.iter().copied().find(|p| p.store_id == store_id)
     }
+
+    /// Where the region ends, ordered so that an unbounded end sorts after every key: the key
+    /// of maps that find a key's region by range.
+    pub fn range_end(&self) -> RangeEnd {
+        RangeEnd::of(&self.end_key)
+    }
+
+    /// Whether this region shares a key with `[start, end)` (an empty end is unbounded).
+    pub fn overlaps_range(&self, start: &[u8], end: &[u8]) -> bool {
+        let starts_before_other_ends = end.is_empty() || self.start_key.as_slice() < end;
+        let other_starts_before_end = self.end_key.is_empty() || start < self.end_key.as_slice();
+        starts_before_other_ends && other_starts_before_end
+    }
+}
+
+/// The end of a key range as a map key: `Unbounded` (an empty end key) sorts after every key.
+/// The region holding key `k` is the first whose end is after `Key(k)`, if it starts at or
+/// before `k`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RangeEnd {
+    Key(Vec<u8>),
+    Unbounded,
+}
+
+impl RangeEnd {
+    pub fn of(end_key: &[u8]) -> RangeEnd {
+        if end_key.is_empty() {
+            RangeEnd::Unbounded
+        } else {
+            RangeEnd::Key(end_key.to_vec())
+        }
+    }
 }
 
 /// The persisted Raft state of one region peer (keyspace `raft`).
@@ -113,6 +145,21 @@ pub struct RaftLocalState {
     pub hard_state: HardState,
     pub last_index: u64,
     pub last_term: u64,
+}
+
+impl RaftLocalState {
+    /// Where a region's log starts when it is bootstrapped or created by a split.
+    pub fn initial() -> RaftLocalState {
+        RaftLocalState {
+            hard_state: HardState {
+                term: RAFT_INIT_LOG_TERM,
+                vote: 0,
+                commit: RAFT_INIT_LOG_INDEX,
+            },
+            last_index: RAFT_INIT_LOG_INDEX,
+            last_term: RAFT_INIT_LOG_TERM,
+        }
+    }
 }
 
 /// The last log entry dropped by compaction (or replaced by a snapshot).
@@ -127,6 +174,20 @@ pub struct RaftTruncatedState {
 pub struct RaftApplyState {
     pub applied_index: u64,
     pub truncated_state: RaftTruncatedState,
+}
+
+impl RaftApplyState {
+    /// What a bootstrapped or newly split region has applied: everything up to
+    /// `RAFT_INIT_LOG_INDEX`, compacted, so a peer added later is filled by a snapshot.
+    pub fn initial() -> RaftApplyState {
+        RaftApplyState {
+            applied_index: RAFT_INIT_LOG_INDEX,
+            truncated_state: RaftTruncatedState {
+                index: RAFT_INIT_LOG_INDEX,
+                term: RAFT_INIT_LOG_TERM,
+            },
+        }
+    }
 }
 
 /// Where a region peer stands on this store. New variants go at the end: the encoding is positional.

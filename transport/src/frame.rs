@@ -10,7 +10,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The only frame format this build speaks. 2: region peers carry their role (learners), so
 /// the payloads of version 1 no longer decode; nodes of the two builds refuse each other clearly.
-pub const FRAME_VERSION: u8 = 2;
+/// 3: routing errors carry the answering store's regions (regions split), so a client of an
+/// older build is refused by version rather than misreading them.
+pub const FRAME_VERSION: u8 = 3;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 5;
 /// Default cap on one frame's payload.

@@ -144,9 +144,9 @@ async fn client_identity_cannot_send_raft_messages() {
     frame::write_frame(&mut send, &StreamHead::Raft, 1024)
         .await
         .unwrap();
-    frame::write_frame(&mut send, &vec![msg(1)], 1024)
-        .await
-        .unwrap();
+    // The node refuses the stream on reading its head, which can be before this second frame
+    // is written: the write then fails with the refusal, which is checked below either way.
+    let _ = frame::write_frame(&mut send, &vec![msg(1)], 1024).await;
     let stopped = within(send.stopped()).await.unwrap();
     assert_eq!(stopped, Some(quinn::VarInt::from_u32(wire::STREAM_REFUSED)));
     assert_eq!(node.endpoint.stats().raft_streams_refused, 1);

@@ -90,6 +90,12 @@ impl Store {
                 (ConfChangeType::RemoveNode, p, addr)
             }
         };
+        if peer.epoch_change_in_flight() {
+            // A split (or another change) of this region has not applied yet: its outcome
+            // decides the epoch this change must be checked against.
+            let _ = reply.send(Err(KvError::ServerBusy));
+            return;
+        }
         let context = ChangePeer {
             peer_id: target.id,
             store_id,
