@@ -295,6 +295,48 @@ fn a_three_process_cluster_through_the_command_line() {
         json!("yes")
     );
 
+    // A split by hand: two regions tiling the keys, every key still readable, the new
+    // region's Raft state online, offline below.
+    let split = env
+        .run_at(
+            &live,
+            &["region", "split", "1", "--split-key", "k10", "-o", "json"],
+        )
+        .ok()
+        .json();
+    let halves = split["regions"].as_array().cloned().expect("regions");
+    assert_eq!(halves.len(), 2, "{split}");
+    assert_eq!(halves[0]["end"], json!("k10"));
+    assert_eq!(halves[1]["start"], json!("k10"));
+    let right = halves[1]["id"].as_u64().expect("new region id");
+    let located = env
+        .run_at(&live, &["region", "locate", "k15", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(located["id"], json!(right), "{located}");
+    let listed = env
+        .run_at(&live, &["region", "list", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        listed["regions"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let scan = env
+        .run_at(
+            &live,
+            &["kv", "scan", "--from", "k05", "--to", "k15", "-o", "json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(scan["pairs"].as_array().map(Vec::len), Some(10), "{scan}");
+    let right_s = right.to_string();
+    wait_for("the new region's raft state on a follower", CAP, || {
+        let r = env.run_at(&survivors[0], &["raft", "state", &right_s, "-o", "json"]);
+        (r.code == 0).then_some(())
+    });
+
     // `raft state` online equals offline for the same node, once stopped.
     let follower = survivors[0].clone();
     let follower_store = (1..=3).find(|&s| s != leader).expect("a survivor");
@@ -322,6 +364,18 @@ fn a_three_process_cluster_through_the_command_line() {
     .ok()
     .json();
     assert_eq!(online, offline);
+    let offline_right = tinykv(&[
+        "raft",
+        "state",
+        &right_s,
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(offline_right["region"], json!(right), "{offline_right}");
     let online_table = tinykv(&[
         "raft",
         "log",

@@ -180,9 +180,8 @@ async fn follow_join(node: &Node, seed: SocketAddr, promote: bool) -> CliResult<
             format!("cannot follow the join through {seed}: {e}"),
         )
     })?;
-    let info = client.cluster().await?;
-    let targets: Vec<(u64, u64)> = info
-        .regions
+    let regions = client.regions().await?;
+    let targets: Vec<(u64, u64)> = regions
         .iter()
         .filter(|r| r.region.peer_on_store(node.store_id()).is_some())
         .map(|r| (r.region.id, r.applied))
@@ -305,9 +304,8 @@ fn print_joined(output: Output, store: u64, regions: &[u64], voter: bool) {
 /// `node promote`: the store's learners become voters once caught up.
 async fn promote(global: &GlobalArgs, store: u64, wait: Duration) -> CliResult {
     let client = connect::client(global).await?;
-    let info = client.cluster().await?;
-    let learner_of: Vec<u64> = info
-        .regions
+    let regions = client.regions().await?;
+    let learner_of: Vec<u64> = regions
         .iter()
         .filter(|r| {
             r.region
@@ -316,8 +314,7 @@ async fn promote(global: &GlobalArgs, store: u64, wait: Duration) -> CliResult {
         })
         .map(|r| r.region.id)
         .collect();
-    let member_of = info
-        .regions
+    let member_of = regions
         .iter()
         .any(|r| r.region.peer_on_store(store).is_some());
     if !member_of {
@@ -350,7 +347,8 @@ async fn leave(global: &GlobalArgs, store: u64) -> CliResult {
         .hint("`tinykv cluster status` lists the stores"));
     }
     let mut removed = Vec::new();
-    for r in &info.regions {
+    // Every region of the cluster: the store that answered hosts only some.
+    for r in &client.regions().await? {
         if r.region.peers.iter().any(|p| p.store_id == store) {
             // Moves leadership off the store first where it leads.
             client.remove_peer(r.region.id, store).await?;

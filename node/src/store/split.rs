@@ -125,6 +125,10 @@ impl Store {
         was_leader: bool,
     ) -> Result<(), StorageError> {
         self.ranges.insert(&split.derived);
+        if let Some(parent) = self.peers.get_mut(&split.derived.id) {
+            // Measured before it shrank: measured again at the next interval.
+            parent.approximate = None;
+        }
         for region in split.new.iter().filter(|r| split.created.contains(&r.id)) {
             let Some(meta) = region.peer_on_store(self.store_id) else {
                 continue;
