@@ -336,7 +336,24 @@ async fn a_snapshot_overlapping_a_stale_parent_waits_until_the_parent_caught_up(
     let right = regions[1].id;
     // Enough writes to both halves that their logs are compacted past what the cut store has.
     fill(&client, 20..120).await;
-    fill(&client, 0..10).await;
+    let raft = async |store: u64, region_id: u64| match cluster
+        .node(store)
+        .admin(AdminRequest::RaftState { region_id })
+        .await
+    {
+        Ok(AdminResponse::RaftState(p)) => p.state,
+        other => panic!("store {store}: raft state of region {region_id}: {other:?}"),
+    };
+    let cut_last = raft(cut, 1).await.last_index;
+    eventually(
+        "region 1's leader compacts past the cut store's log",
+        async || {
+            fill(&client, 0..10).await;
+            let leader = cluster.leader(1).await;
+            raft(leader, 1).await.truncated_index > cut_last
+        },
+    )
+    .await;
     let received_before = cluster.snapshots_received(cut).await;
 
     cluster.heal();
@@ -373,8 +390,9 @@ async fn a_snapshot_overlapping_a_stale_parent_waits_until_the_parent_caught_up(
     cluster.shutdown().await;
 }
 
-/// Proposes a split of region 1 at `at` on its leader `leader` while the leader is cut off, so
-/// the split stays in flight; returns the task that gets its answer.
+/// Proposes a split of region 1 at `at` on its leader `leader` while the leader hears nothing
+/// from its followers, so the split stays in flight (they still hear it: nobody campaigns, and
+/// with `check-quorum` off it stays leader); returns the task that gets its answer.
 async fn split_in_flight(
     cluster: &TestCluster,
     client: &Client,
@@ -391,7 +409,8 @@ async fn split_in_flight(
         .region;
     let first = client.alloc_ids(4).await.expect("ids");
     let others: Vec<u64> = (1..=3).filter(|s| *s != leader).collect();
-    cluster.partition(&[vec![leader], others]);
+    let deaf = tinykv_transport::Rule::block(&others).only(tinykv_transport::Direction::Incoming);
+    cluster.node(leader).filter().set(vec![deaf]);
     let req = AdminRequest::SplitRegion {
         region_id: 1,
         epoch: region.epoch,
@@ -434,7 +453,7 @@ async fn split_in_flight(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_transfer_waits_for_a_split_in_flight() {
     common::init_logs();
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, |c| c.raft.check_quorum = false).await;
     let client = cluster.client().await;
     fill(&client, 0..10).await;
     let leader = cluster.leader(1).await;
@@ -475,7 +494,7 @@ async fn a_leader_transfer_waits_for_a_split_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_read_that_straddles_a_split_is_never_served_from_the_shrunk_range() {
     common::init_logs();
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, |c| c.raft.check_quorum = false).await;
     let client = cluster.client().await;
     fill(&client, 0..20).await;
     let leader = cluster.leader(1).await;
