@@ -7,7 +7,8 @@
 #      QPS and the nodes' CPU per put;
 #   4. the nodes' idle CPU while they hold 1,000 regions.
 # Usage: bench/regions.sh [path/to/tinykv]   (default: target/dist/tinykv, else target/release)
-# Environment: FILL_MIB, PUT_SECS (default 10), IDLE_SECS (default 30), BASE_PORT (24160).
+# Environment: FILL_MIB, PUT_SECS (default 10), IDLE_SECS (default 30), BASE_PORT (24160),
+#   STEPS (default "1 2 3 4": which of the steps above to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-}
@@ -19,6 +20,8 @@ FILL_MIB=${FILL_MIB:-1024}
 PUT_SECS=${PUT_SECS:-10}
 IDLE_SECS=${IDLE_SECS:-30}
 BASE_PORT=${BASE_PORT:-24160}
+STEPS=${STEPS:-1 2 3 4}
+step() { [[ " $STEPS " == *" $1 "* ]]; }
 VALUE=4096
 KEYS=$((FILL_MIB * 1024 * 1024 / VALUE))
 WORK=$(mktemp -d /tmp/tinykv-regions.XXXXXX)
@@ -101,24 +104,32 @@ split_evenly() {
 }
 
 echo "binary: $BIN; $(nproc) cores"
-up
-echo "1. fill ${FILL_MIB} MiB (${KEYS} keys of ${VALUE} B), default region sizes: $(fill) MiB/s"
-echo "   regions once split checks settle: $(settle 12)"
+if step 1; then
+  up
+  echo "1. fill ${FILL_MIB} MiB (${KEYS} keys of ${VALUE} B), default region sizes: $(fill) MiB/s"
+  echo "   regions once split checks settle: $(settle 12)"
+fi
 
-up split-size=1MiB max-size=2MiB split-check-interval=1s
-echo "2. fill ${FILL_MIB} MiB with split-size 1MiB, max-size 2MiB: $(fill) MiB/s"
-echo "   regions once split checks settle: $(settle 3)"
+if step 2; then
+  up split-size=1MiB max-size=2MiB split-check-interval=1s
+  echo "2. fill ${FILL_MIB} MiB with split-size 1MiB, max-size 2MiB: $(fill) MiB/s"
+  echo "   regions once split checks settle: $(settle 3)"
+fi
 
-up
-echo "3. 16-client puts, 1 region:   $(puts)"
-split_evenly 64
-echo "   16-client puts, $(regions) regions: $(puts)"
+if step 3; then
+  up
+  echo "3. 16-client puts, 1 region:   $(puts)"
+  split_evenly 64
+  echo "   16-client puts, $(regions) regions: $(puts)"
+fi
 
-up
-split_evenly 1000
-n=$(regions)
-sleep 5
-c0=$(cpu)
-sleep "$IDLE_SECS"
-c1=$(cpu)
-echo "4. idle with $n regions: $(echo "scale=1; ($c1 - $c0) * 100 / $IDLE_SECS" | bc) % of one core for the 3 nodes over ${IDLE_SECS} s"
+if step 4; then
+  up
+  split_evenly 1000
+  n=$(regions)
+  sleep 5
+  c0=$(cpu)
+  sleep "$IDLE_SECS"
+  c1=$(cpu)
+  echo "4. idle with $n regions: $(echo "scale=1; ($c1 - $c0) * 100 / $IDLE_SECS" | bc) % of one core for the 3 nodes over ${IDLE_SECS} s"
+fi

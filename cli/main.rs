@@ -17,6 +17,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::args::Cli;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2, as scripts expect.
     let cli = Cli::parse();

@@ -643,8 +643,11 @@ impl Nemesis<'_> {
         ids.shuffle(&mut self.rng);
         let n = self.rng.random_range(1..=2);
         let delay = Duration::from_millis(self.rng.random_range(20..=200));
+        // A slow disk slows snapshot builds and installs too, which must hold only their region.
+        let snapshot_delay = Duration::from_millis(self.rng.random_range(500..=5_000));
         self.note(&format!(
-            "slow-fsync: {delay:?} before each fsync on {:?}",
+            "slow-fsync: {delay:?} before each fsync, {snapshot_delay:?} before each snapshot \
+             build or install on {:?}",
             &ids[..n]
         ));
         for &id in &ids[..n] {
@@ -653,6 +656,7 @@ impl Nemesis<'_> {
                 FaultSpec {
                     network: Vec::new(),
                     sync_delay: delay,
+                    snapshot_delay,
                 },
             );
         }
@@ -674,7 +678,7 @@ impl Nemesis<'_> {
             id,
             FaultSpec {
                 network: vec![NetworkFault::drop_ppm(&[], ppm)],
-                sync_delay: Duration::ZERO,
+                ..FaultSpec::default()
             },
         );
         self.hold(1_000, 5_000);

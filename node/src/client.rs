@@ -484,7 +484,7 @@ impl Client {
             let count = crate::split::ids_needed(split_keys.len(), peers);
             let count = u32::try_from(count)
                 .ok()
-                .filter(|c| *c <= crate::store::MAX_ALLOC_IDS)
+                .filter(|c| *c <= crate::raftstore::MAX_ALLOC_IDS)
                 .ok_or_else(|| {
                     ClientError::Kv(KvError::BadRequest(format!(
                         "{} split keys need {count} ids; split in smaller steps",

@@ -121,11 +121,17 @@ pub struct FaultSpec {
     pub network: Vec<NetworkFault>,
     /// Slept before each fsyncing commit of the Raft log: a slow disk as the raft loop sees it.
     pub sync_delay: Duration,
+    /// Slept by the snapshot worker before it builds a snapshot or writes a received one's
+    /// data: slow snapshot work, which must hold only its own region.
+    pub snapshot_delay: Duration,
 }
 
 /// Longest delay accepted for a message or an fsync: beyond it a node would look dead, which a
 /// test can have more honestly by pausing or killing the process.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
+/// Longest delay accepted before snapshot work: it holds only its own region, so the node
+/// stays alive, and clearing the fault ends it early.
+pub const MAX_SNAPSHOT_DELAY: Duration = Duration::from_secs(60);
 
 /// Why a fault specification was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -134,6 +140,8 @@ pub enum FaultError {
     Fraction(u32),
     #[error("a delay of {0:?} is longer than the {MAX_DELAY:?} allowed")]
     Delay(Duration),
+    #[error("a snapshot delay of {0:?} is longer than the {MAX_SNAPSHOT_DELAY:?} allowed")]
+    SnapshotDelay(Duration),
 }
 
 impl FaultSpec {
@@ -141,6 +149,9 @@ impl FaultSpec {
     pub fn rules(&self) -> Result<Vec<Rule>, FaultError> {
         if self.sync_delay > MAX_DELAY {
             return Err(FaultError::Delay(self.sync_delay));
+        }
+        if self.snapshot_delay > MAX_SNAPSHOT_DELAY {
+            return Err(FaultError::SnapshotDelay(self.snapshot_delay));
         }
         self.network.iter().map(NetworkFault::to_rule).collect()
     }
@@ -160,6 +171,7 @@ mod tests {
                 NetworkFault::delay(&[], Duration::from_millis(30)),
             ],
             sync_delay: Duration::from_millis(5),
+            snapshot_delay: Duration::from_secs(1),
         };
         let rules = spec.rules().unwrap();
         assert_eq!(rules[0], Rule::block(&[2, 3]));
@@ -182,6 +194,19 @@ mod tests {
             ..FaultSpec::default()
         };
         assert!(matches!(too_slow.rules(), Err(FaultError::Delay(_))));
+        let slow_install = FaultSpec {
+            snapshot_delay: Duration::from_secs(60),
+            ..FaultSpec::default()
+        };
+        assert!(slow_install.rules().is_ok());
+        let too_slow_install = FaultSpec {
+            snapshot_delay: Duration::from_secs(61),
+            ..FaultSpec::default()
+        };
+        assert!(matches!(
+            too_slow_install.rules(),
+            Err(FaultError::SnapshotDelay(_))
+        ));
     }
 
     #[test]
@@ -189,6 +214,7 @@ mod tests {
         let req = AdminRequest::SetFaults(FaultSpec {
             network: vec![NetworkFault::block(&[5]).only(FaultDirection::Outgoing)],
             sync_delay: Duration::from_millis(20),
+            snapshot_delay: Duration::from_secs(2),
         });
         let back: AdminRequest = api::decode("admin request", &api::encode(&req)).unwrap();
         assert_eq!(back, req);

@@ -72,6 +72,6 @@ pub fn raft_log(
     Ok(engines
         .log_entries(region, from, to + 1)?
         .iter()
-        .map(crate::store::describe_entry)
+        .map(crate::raftstore::describe_entry)
         .collect())
 }

@@ -12,12 +12,12 @@ mod log_gc;
 pub mod message;
 mod peer;
 mod proposals;
+mod raftstore;
 mod read_queue;
 mod server;
 mod service;
 mod split;
 mod split_check;
-mod store;
 
 pub use server::{FIRST_REGION_ID, JoinAs, Node, NodeError};
 pub mod client;

@@ -23,8 +23,8 @@ use crate::api::{self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, Kv
 use crate::client::{Client, ClientConfig};
 use crate::config::{ConfigError, Member, NodeConfig};
 use crate::message::RaftMessage;
+use crate::raftstore::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits};
 use crate::service::{FaultHooks, Services};
-use crate::store::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits};
 
 /// How many messages may wait for the raft loop before requests are answered `ServerBusy`.
 const STORE_QUEUE: usize = 65_536;
@@ -231,6 +231,7 @@ impl Node {
                 Arc::new(FaultHooks {
                     endpoint: Arc::downgrade(&endpoint),
                     sync_delay: engines.sync_delay(),
+                    snapshot_delay: engines.snapshot_delay(),
                 })
             }),
         }));
@@ -616,6 +617,9 @@ fn bootstrap_first_region(engines: &Engines, config: &NodeConfig) -> Result<(), 
     Ok(())
 }
 
+/// About the most Raft messages the forwarder hands the raft loop at once.
+const MAX_FORWARD_BATCH: usize = 1024;
+
 /// Feeds the transport's events and the ticks into the raft loop.
 fn spawn_forwarders(
     events: tinykv_transport::Events<RaftMessage>,
@@ -630,8 +634,15 @@ fn spawn_forwarders(
     let mut tasks = Vec::new();
     let t = tx.clone();
     tasks.push(tokio::spawn(async move {
-        while let Some(m) = messages.recv().await {
-            if t.send(StoreMsg::Raft(Box::new(m))).await.is_err() {
+        // Whatever has arrived goes to the loop as one batch, stepped in one round.
+        while let Some(mut batch) = messages.recv_batch().await {
+            while batch.len() < MAX_FORWARD_BATCH {
+                match messages.try_recv_batch() {
+                    Some(more) => batch.extend(more),
+                    None => break,
+                }
+            }
+            if t.send(StoreMsg::Raft(batch)).await.is_err() {
                 break;
             }
         }

@@ -16,7 +16,7 @@ use tracing::warn;
 use crate::api::{self, AdminRequest, AdminResponse, AdminResult, KvError, KvRequest, KvResult};
 use crate::fault::FaultSpec;
 use crate::message::RaftMessage;
-use crate::store::StoreMsg;
+use crate::raftstore::StoreMsg;
 
 pub(crate) struct Services {
     pub tx: mpsc::Sender<StoreMsg>,
@@ -31,6 +31,7 @@ pub(crate) struct Services {
 pub(crate) struct FaultHooks {
     pub endpoint: Weak<Endpoint<RaftMessage>>,
     pub sync_delay: SyncDelay,
+    pub snapshot_delay: SyncDelay,
 }
 
 impl FaultHooks {
@@ -42,9 +43,10 @@ impl FaultHooks {
             .endpoint
             .upgrade()
             .ok_or_else(|| KvError::Storage("the node is shutting down".into()))?;
-        warn!(rules = ?rules, sync_delay = ?spec.sync_delay, "fault injection: faults set");
+        warn!(rules = ?rules, sync_delay = ?spec.sync_delay, snapshot_delay = ?spec.snapshot_delay, "fault injection: faults set");
         endpoint.filter().set(rules);
         self.sync_delay.set(spec.sync_delay);
+        self.snapshot_delay.set(spec.snapshot_delay);
         Ok(AdminResponse::Done)
     }
 
@@ -53,6 +55,7 @@ impl FaultHooks {
             endpoint.filter().clear();
         }
         self.sync_delay.set(Duration::ZERO);
+        self.snapshot_delay.set(Duration::ZERO);
         warn!("fault injection: faults cleared");
         Ok(AdminResponse::Done)
     }
@@ -161,7 +164,7 @@ mod tests {
         for req in [
             AdminRequest::SetFaults(FaultSpec {
                 network: vec![NetworkFault::block(&[2])],
-                sync_delay: Duration::ZERO,
+                ..FaultSpec::default()
             }),
             AdminRequest::ClearFaults,
         ] {
@@ -182,10 +185,12 @@ mod tests {
         let hooks = FaultHooks {
             endpoint: Weak::new(),
             sync_delay: SyncDelay::default(),
+            snapshot_delay: SyncDelay::default(),
         };
         let spec = FaultSpec {
             network: vec![NetworkFault::drop_ppm(&[1], 2_000_000)],
             sync_delay: Duration::from_millis(50),
+            snapshot_delay: Duration::from_secs(1),
         };
         let body = api::encode(&AdminRequest::SetFaults(spec));
         let err = serve_admin(
@@ -199,5 +204,6 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("parts per million"), "{err}");
         assert_eq!(hooks.sync_delay.get(), Duration::ZERO);
+        assert_eq!(hooks.snapshot_delay.get(), Duration::ZERO);
     }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::TestCluster;
-use tinykv_node::api::{AdminRequest, AdminResponse, KvError, KvOp, KvResponse, ReadMode};
+use tinykv_node::api::{
+    AdminRequest, AdminResponse, KvError, KvOp, KvResponse, NewRegionIds, ReadMode,
+};
+use tinykv_node::fault::{FaultSpec, MAX_SNAPSHOT_DELAY};
 use tinykv_node::{Client, ClientError};
 use tinykv_storage::Region;
 use tokio::time::Instant;
@@ -549,5 +552,155 @@ async fn a_read_that_straddles_a_split_is_never_served_from_the_shrunk_range() {
         Err(KvError::EpochNotMatch { regions }) => assert_eq!(regions.len(), 2, "{regions:?}"),
         other => panic!("expected EpochNotMatch, got {other:?}"),
     }
+    cluster.shutdown().await;
+}
+
+/// A store installing a slow snapshot of one region keeps serving its other regions: the
+/// install holds only its own region (which answers `ServerBusy` meanwhile), and the region
+/// serves again with the snapshot's data once the install ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_snapshot_install_holds_only_its_own_region() {
+    common::init_logs();
+    let cluster = TestCluster::start_with(3, |c| {
+        c.raft.log_gc_count_limit = 10;
+        c.raft.log_gc_threshold = 5;
+        c.fault_injection = true;
+    })
+    .await;
+    let client = cluster.client().await;
+    fill(&client, 0..20).await;
+    let regions = client.split_region(1, vec![key(10)]).await.expect("split");
+    let right = regions[1].id;
+    let leader = cluster.leader(1).await;
+    let cut = (1..=3).find(|s| *s != leader).unwrap();
+    let addr = cluster.node(cut).addr();
+    let stale_get = |k: u32| KvOp::Get {
+        key: key(k),
+        read: ReadMode::Stale,
+    };
+    // The cut store has the right region's data from before the cut.
+    eventually("the store to cut has the right region", async || {
+        matches!(
+            cluster.direct_to(addr, right, stale_get(19)).await,
+            Ok(Ok(KvResponse::Value(Some(_))))
+        )
+    })
+    .await;
+    let rest: Vec<u64> = (1..=3).filter(|s| *s != cut).collect();
+    cluster.partition(&[rest, vec![cut]]);
+    // Region 1's log moves past what the cut store has, so it needs a snapshot.
+    let truncated = async |store: u64| match cluster
+        .node(store)
+        .admin(AdminRequest::RaftState { region_id: 1 })
+        .await
+    {
+        Ok(AdminResponse::RaftState(p)) => (p.state.truncated_index, p.state.last_index),
+        other => panic!("store {store}: raft state of region 1: {other:?}"),
+    };
+    let cut_last = truncated(cut).await.1;
+    eventually(
+        "region 1's leader compacts past the cut store's log",
+        async || {
+            fill(&client, 0..10).await;
+            truncated(cluster.leader(1).await).await.0 > cut_last
+        },
+    )
+    .await;
+    let spec = FaultSpec {
+        snapshot_delay: MAX_SNAPSHOT_DELAY,
+        ..FaultSpec::default()
+    };
+    client
+        .admin(addr, AdminRequest::SetFaults(spec))
+        .await
+        .expect("set faults");
+
+    cluster.heal();
+    eventually("the cut store installs region 1's snapshot", async || {
+        matches!(
+            cluster.direct_to(addr, 1, stale_get(5)).await,
+            Ok(Err(KvError::ServerBusy))
+        )
+    })
+    .await;
+    // Meanwhile the right region replicates to it and is served there.
+    client.put(key(150), "during").await.expect("put");
+    eventually(
+        "the right region serves a new write on the cut store",
+        async || {
+            matches!(
+                cluster.direct_to(addr, right, stale_get(150)).await,
+                Ok(Ok(KvResponse::Value(Some(v)))) if v == "during"
+            )
+        },
+    )
+    .await;
+    assert_eq!(
+        cluster.direct_to(addr, 1, stale_get(5)).await,
+        Ok(Err(KvError::ServerBusy)),
+        "region 1 is still installing: only it waits"
+    );
+    client
+        .admin(addr, AdminRequest::ClearFaults)
+        .await
+        .expect("clear faults");
+    eventually("region 1 serves the snapshot's data", async || {
+        matches!(
+            cluster.direct_to(addr, 1, stale_get(5)).await,
+            Ok(Ok(KvResponse::Value(Some(_))))
+        )
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+/// No split while a snapshot of the region is being built (the snapshot would mix the region
+/// before and after): the leader answers `ServerBusy` until the build is done, and a finished
+/// build that no follower took does not hold splits back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_split_while_a_snapshot_of_the_region_is_built() {
+    common::init_logs();
+    let cluster = TestCluster::start_with(3, |c| c.fault_injection = true).await;
+    let client = cluster.client().await;
+    fill(&client, 0..20).await;
+    let leader = cluster.leader(1).await;
+    let addr = cluster.node(leader).addr();
+    let spec = FaultSpec {
+        snapshot_delay: MAX_SNAPSHOT_DELAY,
+        ..FaultSpec::default()
+    };
+    client
+        .admin(addr, AdminRequest::SetFaults(spec))
+        .await
+        .expect("set faults");
+    let trigger = AdminRequest::SnapshotTrigger { region_id: 1 };
+    assert_eq!(
+        cluster.node(leader).admin(trigger).await,
+        Ok(AdminResponse::Done)
+    );
+    let region = regions_on(&cluster, leader).await.remove(0);
+    let first = client.alloc_ids(4).await.expect("ids");
+    let split = AdminRequest::SplitRegion {
+        region_id: 1,
+        epoch: region.epoch,
+        split_keys: vec![key(10)],
+        new_regions: vec![NewRegionIds {
+            region_id: first,
+            peer_ids: vec![first + 1, first + 2, first + 3],
+        }],
+    };
+    assert_eq!(
+        cluster.node(leader).admin(split).await,
+        Err(KvError::ServerBusy),
+        "a split while the snapshot is built"
+    );
+    assert_eq!(regions_on(&cluster, leader).await.len(), 1);
+
+    client
+        .admin(addr, AdminRequest::ClearFaults)
+        .await
+        .expect("clear faults");
+    let regions = client.split_region(1, vec![key(10)]).await.expect("split");
+    assert_eq!(regions.len(), 2);
     cluster.shutdown().await;
 }

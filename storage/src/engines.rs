@@ -51,11 +51,13 @@ struct Inner {
     kv: Keyspace,
     meta: Keyspace,
     sync_delay: SyncDelay,
+    snapshot_delay: SyncDelay,
 }
 
-/// A delay slept before every fsyncing commit of the Raft log, for fault injection: the raft
-/// loop then sees a slow disk. Clones share one setting; zero (the default) costs one relaxed
-/// atomic load per commit.
+/// A delay injected into the storage for fault injection: before every fsyncing commit of the
+/// Raft log (the raft loop then sees a slow disk), or before the snapshot worker builds or
+/// installs a snapshot. Clones
+/// share one setting; zero (the default) costs one relaxed atomic load.
 #[derive(Clone, Debug, Default)]
 pub struct SyncDelay(Arc<AtomicU64>);
 
@@ -69,11 +71,16 @@ impl SyncDelay {
         Duration::from_micros(self.0.load(Ordering::Relaxed))
     }
 
-    /// Sleeps for the current delay, if any.
+    /// Sleeps for the current delay, if any; a delay shortened or cleared meanwhile ends the
+    /// sleep early.
     pub(crate) fn pause(&self) {
-        let delay = self.get();
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
+        let start = std::time::Instant::now();
+        loop {
+            let elapsed = start.elapsed();
+            let Some(left) = self.get().checked_sub(elapsed).filter(|d| !d.is_zero()) else {
+                return;
+            };
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }
@@ -139,6 +146,7 @@ impl Engines {
                 kv,
                 meta,
                 sync_delay: SyncDelay::default(),
+                snapshot_delay: SyncDelay::default(),
             }),
         };
         if format < DATA_FORMAT_VERSION && engines.store_ident()?.is_some() {
@@ -206,6 +214,17 @@ impl Engines {
 
     pub(crate) fn pause_before_sync(&self) {
         self.inner.sync_delay.pause();
+    }
+
+    /// A handle on the delay the snapshot worker sleeps before it builds a snapshot or writes
+    /// a received one's data, for fault injection: slow snapshot work, which the raft loop must
+    /// not wait for.
+    pub fn snapshot_delay(&self) -> SyncDelay {
+        self.inner.snapshot_delay.clone()
+    }
+
+    pub(crate) fn pause_snapshot_work(&self) {
+        self.inner.snapshot_delay.pause();
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -685,5 +704,17 @@ mod tests {
         let started = Instant::now();
         engines.commit_without_fsync(engines.raft_batch()).unwrap();
         assert!(started.elapsed() < Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_delay_cleared_meanwhile_ends_the_pause() {
+        let delay = SyncDelay::default();
+        delay.set(Duration::from_secs(60));
+        let sleeper = delay.clone();
+        let started = Instant::now();
+        let paused = std::thread::spawn(move || sleeper.pause());
+        delay.set(Duration::ZERO);
+        paused.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 }

@@ -27,8 +27,26 @@ const MAX_SNAPSHOT_GEN_FAILURES: usize = 5;
 
 #[derive(Default)]
 struct SnapshotGen {
+    /// A build the snapshot worker has not finished.
     pending: Option<Receiver<Result<SnapshotFile>>>,
+    /// A finished build's result, until Raft asks for a snapshot again.
+    built: Option<Result<SnapshotFile>>,
     failures: usize,
+}
+
+impl SnapshotGen {
+    /// Takes a finished build's result off its channel.
+    fn poll(&mut self) {
+        let Some(rx) = &self.pending else {
+            return;
+        };
+        self.built = match rx.try_recv() {
+            Err(TryRecvError::Empty) => return,
+            Ok(result) => Some(result),
+            Err(TryRecvError::Disconnected) => Some(Err(StorageError::WorkerStopped("snapshot"))),
+        };
+        self.pending = None;
+    }
 }
 
 /// Progress of a snapshot apply started by a persisted ready.
@@ -432,7 +450,11 @@ impl PeerStorage {
     /// Whether a snapshot of this region is being built (a split waits until it is done, so a
     /// snapshot never mixes the region before and after).
     pub fn is_generating_snapshot(&self) -> bool {
-        self.lock_gen().pending.is_some()
+        let mut state = self.lock_gen();
+        // A build that finished is not in progress, even before Raft takes it (it may never:
+        // the peer that needed it can catch up or leave meanwhile).
+        state.poll();
+        state.pending.is_some()
     }
 
     fn lock_gen(&self) -> std::sync::MutexGuard<'_, SnapshotGen> {
@@ -601,38 +623,33 @@ impl tinykv_raft::Storage for PeerStorage {
 
     fn snapshot(&self, request_index: u64) -> tinykv_raft::StorageResult<Snapshot> {
         let mut state = self.lock_gen();
-        if let Some(rx) = &state.pending {
-            match rx.try_recv() {
-                Err(TryRecvError::Empty) => {
-                    return Err(tinykv_raft::StorageError::SnapshotTemporarilyUnavailable);
-                }
-                Ok(Ok(file))
-                    if file.index >= request_index
-                        && file.index >= self.apply_state.truncated_state.index =>
-                {
-                    *state = SnapshotGen::default();
-                    return Ok(self.snapshot_from_file(&file));
-                }
-                Ok(Ok(file)) => {
-                    tracing::debug!(
-                        region_id = self.region.id,
-                        index = file.index,
-                        request_index,
-                        "generated snapshot is stale; generating another"
-                    );
-                    state.pending = None;
-                }
-                Ok(Err(e)) => {
-                    state.pending = None;
-                    state.failures += 1;
-                    if state.failures >= MAX_SNAPSHOT_GEN_FAILURES {
-                        state.failures = 0;
-                        return Err(e.into());
-                    }
-                }
-                Err(TryRecvError::Disconnected) => {
-                    state.pending = None;
-                    return Err(StorageError::WorkerStopped("snapshot").into());
+        state.poll();
+        if state.pending.is_some() {
+            return Err(tinykv_raft::StorageError::SnapshotTemporarilyUnavailable);
+        }
+        match state.built.take() {
+            None => {}
+            Some(Ok(file))
+                if file.index >= request_index
+                    && file.index >= self.apply_state.truncated_state.index =>
+            {
+                *state = SnapshotGen::default();
+                return Ok(self.snapshot_from_file(&file));
+            }
+            Some(Ok(file)) => {
+                tracing::debug!(
+                    region_id = self.region.id,
+                    index = file.index,
+                    request_index,
+                    "generated snapshot is stale; generating another"
+                );
+            }
+            Some(Err(e @ StorageError::WorkerStopped(_))) => return Err(e.into()),
+            Some(Err(e)) => {
+                state.failures += 1;
+                if state.failures >= MAX_SNAPSHOT_GEN_FAILURES {
+                    state.failures = 0;
+                    return Err(e.into());
                 }
             }
         }

@@ -348,3 +348,30 @@ fn descriptor_decoding_refuses_garbage() {
     };
     assert_eq!(SnapshotDescriptor::decode(&desc.encode()).unwrap(), desc);
 }
+
+/// A build that finished is no longer "generating" even before Raft takes it: otherwise a
+/// region whose follower caught up another way would refuse splits until the next snapshot.
+#[test]
+fn a_finished_build_that_nobody_took_is_not_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, ps) = source(dir.path());
+    assert!(!ps.is_generating_snapshot());
+    assert!(matches!(
+        ps.snapshot(8),
+        Err(RaftError::SnapshotTemporarilyUnavailable)
+    ));
+    // The worker takes its tasks in order: once a second build is done, so is the first.
+    node.workers
+        .handles()
+        .snapshot
+        .generate(1)
+        .unwrap()
+        .recv()
+        .unwrap()
+        .unwrap();
+    assert!(!ps.is_generating_snapshot());
+    // The finished build is still what the next request gets.
+    let snap = ps.snapshot(8).unwrap();
+    assert_eq!(snap.metadata.index, 8);
+    assert!(!ps.is_generating_snapshot());
+}

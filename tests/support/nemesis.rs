@@ -386,7 +386,7 @@ pub fn hook_spec_for(store: u64, cut: &Cut) -> FaultSpec {
         } else {
             vec![NetworkFault::block(&blocked)]
         },
-        sync_delay: Duration::ZERO,
+        ..FaultSpec::default()
     }
 }
 

@@ -19,7 +19,7 @@ pub struct EndpointConfig {
     pub max_frame_size: usize,
     /// Outgoing Raft messages buffered per remote store before `send` starts dropping.
     pub peer_queue_capacity: usize,
-    /// Received Raft messages buffered for the node; a full inbox applies backpressure to peers.
+    /// Received Raft frames buffered for the node; a full inbox applies backpressure to peers.
     pub inbox_capacity: usize,
     /// Dial plus hello must complete within this.
     pub connect_timeout: Duration,

@@ -36,10 +36,52 @@ pub struct Received<M> {
     pub message: M,
 }
 
-/// What an endpoint delivers to its node. Keep draining all three: a full `messages` channel
+/// The Raft messages an endpoint delivers, one frame's worth at a time: what a peer sent
+/// together arrives together, so the node can step it in one round (one fsync) instead of one
+/// round per message.
+pub struct Inbox<M> {
+    frames: mpsc::Receiver<Vec<Received<M>>>,
+    pending: std::collections::VecDeque<Received<M>>,
+}
+
+impl<M> Inbox<M> {
+    /// The next message; `None` once the endpoint is gone.
+    pub async fn recv(&mut self) -> Option<Received<M>> {
+        loop {
+            if let Some(message) = self.pending.pop_front() {
+                return Some(message);
+            }
+            let frame = self.frames.recv().await?;
+            self.pending.extend(frame);
+        }
+    }
+
+    /// The messages of the next frame (never empty); `None` once the endpoint is gone.
+    pub async fn recv_batch(&mut self) -> Option<Vec<Received<M>>> {
+        if !self.pending.is_empty() {
+            return Some(self.pending.drain(..).collect());
+        }
+        loop {
+            let frame = self.frames.recv().await?;
+            if !frame.is_empty() {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// The messages of a frame already delivered, without waiting.
+    pub fn try_recv_batch(&mut self) -> Option<Vec<Received<M>>> {
+        if !self.pending.is_empty() {
+            return Some(self.pending.drain(..).collect());
+        }
+        self.frames.try_recv().ok()
+    }
+}
+
+/// What an endpoint delivers to its node. Keep draining all three: a full `messages` inbox
 /// slows peers down; full `unreachable` and `snapshots` channels lose notifications.
 pub struct Events<M> {
-    pub messages: mpsc::Receiver<Received<M>>,
+    pub messages: Inbox<M>,
     /// Verified snapshots, already acknowledged to the sender.
     pub snapshots: mpsc::Receiver<ReceivedSnapshot>,
     /// Store ids whose connection attempt or send failed; feed to `report_unreachable`.
@@ -61,7 +103,7 @@ pub(crate) struct Shared<M> {
     peers: Mutex<HashMap<u64, Arc<PeerSlot>>>,
     pub(crate) filter: Filter,
     pub(crate) counters: Counters,
-    pub(crate) inbox: mpsc::Sender<Received<M>>,
+    pub(crate) inbox: mpsc::Sender<Vec<Received<M>>>,
     pub(crate) snapshots_tx: mpsc::Sender<ReceivedSnapshot>,
     unreachable_tx: mpsc::Sender<u64>,
     rpc_handler: RwLock<Option<Arc<dyn RpcHandler>>>,
@@ -165,7 +207,10 @@ where
                 _message: PhantomData,
             },
             Events {
-                messages,
+                messages: Inbox {
+                    frames: messages,
+                    pending: Default::default(),
+                },
                 snapshots,
                 unreachable,
             },
@@ -709,5 +754,41 @@ fn kind(head: &StreamHead) -> &'static str {
         StreamHead::Raft => "raft",
         StreamHead::Rpc { .. } => "rpc",
         StreamHead::Snapshot(_) => "snapshot",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(from: u64, messages: &[u32]) -> Vec<Received<u32>> {
+        messages
+            .iter()
+            .map(|&message| Received {
+                from_store: from,
+                message,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_inbox_hands_out_a_frame_together_or_one_message_at_a_time() {
+        let (tx, frames) = mpsc::channel(8);
+        let mut inbox = Inbox {
+            frames,
+            pending: Default::default(),
+        };
+        for f in [frame(1, &[1, 2]), frame(2, &[3, 4, 5]), frame(1, &[6])] {
+            tx.send(f).await.unwrap();
+        }
+        assert_eq!(inbox.recv_batch().await, Some(frame(1, &[1, 2])));
+        // One message taken from a frame leaves the rest of it as the next batch.
+        assert_eq!(inbox.recv().await, Some(frame(2, &[3])[0].clone()));
+        assert_eq!(inbox.try_recv_batch(), Some(frame(2, &[4, 5])));
+        assert_eq!(inbox.try_recv_batch(), Some(frame(1, &[6])));
+        assert_eq!(inbox.try_recv_batch(), None);
+        drop(tx);
+        assert_eq!(inbox.recv_batch().await, None);
+        assert_eq!(inbox.recv().await, None);
     }
 }

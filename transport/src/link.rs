@@ -192,7 +192,7 @@ async fn open_raft_stream<M>(
     Ok((conn, send))
 }
 
-/// Reads batch frames from a Raft stream and delivers each message to the node.
+/// Reads batch frames from a Raft stream and delivers each frame's messages to the node together.
 pub(crate) async fn receive<M>(
     shared: &Arc<Shared<M>>,
     identity: &Identity,
@@ -212,49 +212,43 @@ pub(crate) async fn receive<M>(
             }
             Err(err) => return frame_error(shared, identity, &mut recv, &err),
         };
+        let mut passed = Vec::with_capacity(batch.len());
         for message in batch {
             match shared
                 .filter
                 .check(Direction::Incoming, Traffic::Raft, from)
             {
-                Verdict::Pass => {}
+                Verdict::Pass => passed.push(Received {
+                    from_store: from,
+                    message,
+                }),
                 Verdict::Drop | Verdict::Block => {
                     shared.counters.event(&shared.counters.dropped_by_filter);
-                    continue;
                 }
                 Verdict::Delay(delay) => {
                     let later = shared.clone();
                     shared.spawn(async move {
                         tokio::time::sleep(delay).await;
-                        if later
-                            .inbox
-                            .send(Received {
-                                from_store: from,
-                                message,
-                            })
-                            .await
-                            .is_ok()
-                        {
+                        let delayed = vec![Received {
+                            from_store: from,
+                            message,
+                        }];
+                        if later.inbox.send(delayed).await.is_ok() {
                             Counters::add(&later.counters.messages_received, 1);
                         }
                     });
-                    continue;
                 }
             }
-            if shared
-                .inbox
-                .send(Received {
-                    from_store: from,
-                    message,
-                })
-                .await
-                .is_err()
-            {
-                warn!("node stopped receiving Raft messages; closing stream");
-                return;
-            }
-            Counters::add(&shared.counters.messages_received, 1);
         }
+        if passed.is_empty() {
+            continue;
+        }
+        let count = passed.len() as u64;
+        if shared.inbox.send(passed).await.is_err() {
+            warn!("node stopped receiving Raft messages; closing stream");
+            return;
+        }
+        Counters::add(&shared.counters.messages_received, count);
     }
 }
 

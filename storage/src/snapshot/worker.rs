@@ -105,6 +105,7 @@ fn run(engines: &Engines, rx: &Receiver<Task>) {
     while let Ok(task) = rx.recv() {
         match task {
             Task::Generate { region_id, reply } => {
+                engines.pause_snapshot_work();
                 let result = build::build_snapshot(engines, region_id);
                 if let Err(e) = &result {
                     tracing::warn!(region_id, "snapshot generation failed: {e}");
@@ -113,6 +114,7 @@ fn run(engines: &Engines, rx: &Receiver<Task>) {
                 let _ = reply.send(result);
             }
             Task::Apply { region_id, reply } => {
+                engines.pause_snapshot_work();
                 let result = apply::finish(engines, region_id);
                 if let Err(e) = &result {
                     tracing::error!(region_id, "snapshot apply failed: {e}");

@@ -6,7 +6,7 @@
 use tinykv_raft::{ConfChange, ConfChangeType};
 use tokio::sync::oneshot;
 
-use super::Store;
+use super::store::Store;
 use crate::api::{AdminResponse, AdminResult, ConfChangeRefusal, KvError};
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd};
 use crate::peer::{Peer, Reply};
@@ -31,17 +31,16 @@ impl Store {
         change: PeerChange,
         reply: oneshot::Sender<AdminResult>,
     ) {
-        let not_leader = self.not_leader(region_id);
         let alive_window = self.alive_window();
         let max_lag = self.config.raft.learner_max_lag;
-        let Some(peer) = self.peers.get_mut(&region_id) else {
-            let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
-            return;
-        };
-        if !peer.is_leader() {
-            let _ = reply.send(Err(not_leader));
+        if let Err(e) = self.leader_peer(region_id) {
+            let _ = reply.send(Err(e));
             return;
         }
+        // Borrowed from `peers` alone: the store's address book is written below.
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return;
+        };
         let region = peer.region().clone();
         let existing = region.peer_on_store(store_id);
         let refused = |refusal| Err(KvError::ConfChangeRefused { region_id, refusal });
@@ -120,15 +119,11 @@ impl Store {
             ))));
             return;
         }
-        let not_leader = self.not_leader(region_id);
-        match self.peers.get_mut(&region_id) {
-            None => {
-                let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
+        match self.leader_peer(region_id) {
+            Err(e) => {
+                let _ = reply.send(Err(e));
             }
-            Some(peer) if !peer.is_leader() => {
-                let _ = reply.send(Err(not_leader));
-            }
-            Some(peer) => {
+            Ok(peer) => {
                 let cmd = RaftCmd {
                     region_id,
                     epoch: peer.region().epoch,

@@ -4,63 +4,18 @@
 //! (create the new regions' peers, index their ranges, let the new leaders campaign at once,
 //! hand them the votes that arrived before they existed).
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
-
 use bytes::Bytes;
-use tinykv_raft::MessageType;
-use tinykv_storage::{PeerStorage, RegionEpoch, SplitLimits, StorageError};
-use tinykv_transport::TlsFiles;
-use tokio::sync::{mpsc, oneshot};
+use tinykv_storage::{PeerStorage, RegionEpoch, StorageError};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{Store, StoreMsg, StoreParts};
+use super::msg::StoreMsg;
+use super::store::Store;
 use crate::api::{AdminRequest, AdminResult, KvError, NewRegionIds};
-use crate::client::{Client, ClientConfig};
+use crate::client::Client;
 use crate::cmd::{CmdBody, RaftCmd};
-use crate::message::RaftMessage;
 use crate::peer::{AppliedSplit, Peer, Reply};
-use crate::split_check::{SplitCheckResult, SplitChecker};
-
-/// The most vote messages kept for regions a split has not created on this store yet.
-const MAX_PENDING_VOTES: usize = 256;
-
-/// Vote requests of new regions that arrived before the split that creates them applied here
-/// (TiKV's pending messages): handed to the new peer as soon as it exists, so the new region
-/// elects without waiting out an election timeout.
-#[derive(Debug, Default)]
-pub(crate) struct PendingVotes {
-    votes: VecDeque<(u64, RaftMessage)>,
-}
-
-impl PendingVotes {
-    /// Keeps `msg` if it asks for a vote; the oldest is dropped when full.
-    pub fn keep(&mut self, from_store: u64, msg: &RaftMessage) {
-        if !matches!(
-            msg.message.msg_type,
-            MessageType::RequestVote | MessageType::RequestPreVote
-        ) {
-            return;
-        }
-        if self.votes.len() >= MAX_PENDING_VOTES {
-            self.votes.pop_front();
-        }
-        self.votes.push_back((from_store, msg.clone()));
-    }
-
-    /// Takes the votes kept for `region_id`.
-    pub fn take(&mut self, region_id: u64) -> Vec<(u64, RaftMessage)> {
-        let mut mine = Vec::new();
-        self.votes.retain(|(from, m)| {
-            let is_mine = m.region_id == region_id;
-            if is_mine {
-                mine.push((*from, m.clone()));
-            }
-            !is_mine
-        });
-        mine
-    }
-}
+use crate::split_check::SplitCheckResult;
 
 impl Store {
     /// Proposes splitting `region_id` at `split_keys` under the ids in `new_regions`, if this
@@ -75,15 +30,13 @@ impl Store {
         new_regions: Vec<NewRegionIds>,
         reply: oneshot::Sender<AdminResult>,
     ) {
-        let not_leader = self.not_leader(region_id);
-        let Some(peer) = self.peers.get_mut(&region_id) else {
-            let _ = reply.send(Err(KvError::RegionNotFound { region_id }));
-            return;
+        let peer = match self.leader_peer(region_id) {
+            Ok(peer) => peer,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
-        if !peer.is_leader() {
-            let _ = reply.send(Err(not_leader));
-            return;
-        }
         let region = peer.region().clone();
         if region.epoch != epoch {
             let _ = reply.send(Err(KvError::EpochNotMatch {
@@ -157,87 +110,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-}
-
-/// What a store needs to split its regions on its own: the split-check worker, which regions
-/// are being measured or split, and a client for the cluster's id allocator.
-pub(crate) struct AutoSplit {
-    checker: SplitChecker,
-    /// Regions being measured, and regions whose split is being asked for (neither is started
-    /// twice at once).
-    checking: HashSet<u64>,
-    splitting: HashSet<u64>,
-    /// Regions that grew by `growth_step` bytes since their last check: measured at the next
-    /// tick rather than at the next interval.
-    grown: Vec<u64>,
-    growth_step: u64,
-    every_ticks: u64,
-    ids: Arc<tokio::sync::OnceCell<Client>>,
-    client_config: ClientConfig,
-    tx: mpsc::Sender<StoreMsg>,
-}
-
-/// The most split keys one automatic split proposes; a region still too large is cut again
-/// at its next check.
-const MAX_AUTO_SPLIT_KEYS: usize = 10;
-
-impl AutoSplit {
-    pub fn start(parts: &StoreParts) -> Result<AutoSplit, StorageError> {
-        let c = &parts.config.region;
-        let limits = SplitLimits {
-            split_size: c.split_size.0,
-            max_size: c.max_size.0,
-            split_keys: c.split_keys,
-            max_keys: c.max_keys,
-            max_split_keys: MAX_AUTO_SPLIT_KEYS,
-        };
-        let tx = parts.tx.clone();
-        let checker = SplitChecker::start(parts.engines.clone(), limits, move |result| {
-            tx.blocking_send(StoreMsg::SplitChecked(result)).is_ok()
-        })
-        .map_err(|source| StorageError::Io {
-            path: parts.config.data_dir.clone(),
-            source,
-        })?;
-        let tick = parts.config.raft.base_tick_interval.0.as_millis().max(1);
-        let every_ticks = (c.split_check_interval.0.as_millis() / tick).max(1) as u64;
-        let tls = &parts.config.tls;
-        Ok(AutoSplit {
-            checker,
-            checking: HashSet::new(),
-            splitting: HashSet::new(),
-            grown: Vec::new(),
-            growth_step: (c.split_size.0 / 16).max(1),
-            every_ticks,
-            ids: Arc::new(tokio::sync::OnceCell::new()),
-            client_config: ClientConfig {
-                endpoints: vec![parts.addr],
-                tls: TlsFiles {
-                    ca: tls.ca.clone(),
-                    cert: tls.cert.clone(),
-                    key: tls.key.clone(),
-                },
-                timeout: parts.config.request_timeout.0,
-            },
-            tx: parts.tx.clone(),
-        })
-    }
-
-    /// After `peer` applied entries: a leader whose region grew by a step is measured soon.
-    pub fn note_growth(&mut self, region_id: u64, peer: Option<&Peer>) {
-        if let Some(peer) = peer
-            && peer.is_leader()
-            && peer.size_diff >= self.growth_step
-            && !self.checking.contains(&region_id)
-            && !self.grown.contains(&region_id)
-        {
-            self.grown.push(region_id);
-        }
-    }
-
-    pub fn done(&mut self, region_id: u64) {
-        self.splitting.remove(&region_id);
     }
 }
 

@@ -1,0 +1,41 @@
+//! The raftstore: every region peer of this node and the loop that drives them, one idea a
+//! file, shaped like TiKV's raftstore for a store that hosts many regions.
+//!
+//! - `store.rs`: the `Store` (peers by region id, regions by range, store-wide state) and its
+//!   loop, which hands each message to its handler and then runs one ready round.
+//! - `msg.rs`: what the loop's channel carries.
+//! - Handlers, one `impl Store` each: `raft_message.rs` (peer messages; creating, replacing
+//!   and refusing peers), `kv.rs` (client requests and their route check), `admin.rs`
+//!   (operator requests), `status.rs` (inspection answers), `tick.rs` (ticks, log GC,
+//!   housekeeping), `membership.rs` (conf changes and the id allocator), `split.rs` (proposing
+//!   and applying splits, automatic splits).
+//! - `ready.rs`: the ready round over the regions that had work: collect, persist (one batch,
+//!   one fsync), send, apply (one batch), answer and advance.
+//! - Leaf parts the handlers use: `ranges.rs` (regions by key range), `outbox.rs` (outgoing
+//!   messages and snapshot sends), `pending_votes.rs`, `auto_split.rs`, `disk_space.rs`,
+//!   `snapshot_files.rs`, `raft_config.rs`, `unreachable.rs`.
+
+mod admin;
+mod auto_split;
+mod disk_space;
+mod kv;
+mod membership;
+mod msg;
+mod outbox;
+mod pending_votes;
+mod raft_config;
+mod raft_message;
+mod ranges;
+mod ready;
+mod snapshot_files;
+mod split;
+mod status;
+mod store;
+mod tick;
+mod unreachable;
+
+pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
+pub(crate) use membership::MAX_ALLOC_IDS;
+pub(crate) use msg::StoreMsg;
+pub(crate) use status::describe_entry;
+pub(crate) use store::{Store, StoreParts};

@@ -1,0 +1,40 @@
+//! What the raft loop is asked to do: the messages its channel carries.
+
+use tinykv_transport::{Received, ReceivedSnapshot};
+use tokio::sync::oneshot;
+
+use crate::api::{AdminRequest, AdminResult, KvRequest, KvResult, StoreAddr};
+use crate::message::RaftMessage;
+use crate::split_check::SplitCheckResult;
+
+/// What the raft loop is asked to do.
+#[derive(Debug)]
+pub(crate) enum StoreMsg {
+    /// Raft messages that arrived together.
+    Raft(Vec<Received<RaftMessage>>),
+    Snapshot(ReceivedSnapshot),
+    SnapshotSent {
+        region_id: u64,
+        to_peer: u64,
+        ok: bool,
+    },
+    Unreachable(u64),
+    Tick,
+    Kv {
+        req: KvRequest,
+        reply: oneshot::Sender<KvResult>,
+    },
+    Admin {
+        req: AdminRequest,
+        reply: oneshot::Sender<AdminResult>,
+    },
+    /// Learned store addresses (join, or another store's directory).
+    Addresses(Vec<StoreAddr>),
+    /// The split-check worker measured a region.
+    SplitChecked(SplitCheckResult),
+    /// A split this store started on its own has been answered (applied or refused).
+    SplitDone {
+        region_id: u64,
+    },
+    Shutdown,
+}

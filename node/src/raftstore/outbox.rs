@@ -1,0 +1,127 @@
+//! Outgoing Raft messages: wrapped with their region's envelope and handed to the transport;
+//! snapshots go on their own stream, in the background, and report their outcome to the loop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tinykv_raft::MessageType;
+use tinykv_storage::SnapshotDescriptor;
+use tinykv_transport::{Endpoint, SnapshotMeta};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::message::RaftMessage;
+use crate::peer::Peer;
+
+use super::msg::StoreMsg;
+use super::raft_config::snapshot_send_timeout;
+
+/// Sends the peers' Raft messages: a field of its own, apart from the peers, so a peer can be
+/// sent for while it is borrowed mutably.
+pub(super) struct Outbox {
+    pub(super) endpoint: Arc<Endpoint<RaftMessage>>,
+    pub(super) runtime: tokio::runtime::Handle,
+    /// For the outcome of a snapshot sent in the background.
+    pub(super) tx: mpsc::Sender<StoreMsg>,
+    pub(super) snap_dir: PathBuf,
+    /// `snapshot.max-bytes-per-sec` (0: unlimited), for the time a send may take.
+    pub(super) snapshot_rate: u64,
+}
+
+impl Outbox {
+    /// [`Outbox::send_one`] for each of `msgs`.
+    pub(super) fn send(&self, peer: &mut Peer, msgs: Vec<tinykv_raft::Message>) {
+        for msg in msgs {
+            self.send_one(peer, msg);
+        }
+    }
+
+    /// Wraps a Raft message and hands it to the transport; snapshots go on their own stream.
+    pub(super) fn send_one(&self, peer: &mut Peer, msg: tinykv_raft::Message) {
+        let region_id = peer.region_id();
+        let Some(to_peer) = peer.peer_by_id(msg.to) else {
+            debug!(
+                region = region_id,
+                to = msg.to,
+                "no store known for a peer; message dropped"
+            );
+            return;
+        };
+        let region = peer.region();
+        let is_snapshot = msg.msg_type == MessageType::Snapshot;
+        let envelope = RaftMessage {
+            region_id,
+            from_peer: peer.meta,
+            to_peer,
+            epoch: region.epoch,
+            start_key: region.start_key.clone(),
+            end_key: region.end_key.clone(),
+            message: msg,
+        };
+        if is_snapshot {
+            self.send_snapshot(envelope);
+            return;
+        }
+        if let Err(e) = self.endpoint.send(to_peer.store_id, &envelope) {
+            debug!(region = region_id, store = to_peer.store_id, error = %e, "raft message not sent");
+            peer.raw.report_unreachable(to_peer.id);
+        }
+    }
+
+    pub(super) fn send_snapshot(&self, envelope: RaftMessage) {
+        let region_id = envelope.region_id;
+        let to_peer = envelope.to_peer;
+        let report = move |ok: bool| StoreMsg::SnapshotSent {
+            region_id,
+            to_peer: to_peer.id,
+            ok,
+        };
+        let snap = envelope.message.snapshot.clone().unwrap_or_default();
+        let desc = match SnapshotDescriptor::decode(&snap.data) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(region = region_id, error = %e, "cannot send a snapshot with a bad descriptor");
+                let _ = self.tx.try_send(report(false));
+                return;
+            }
+        };
+        let path = tinykv_storage::snapshot::generated_path(
+            &self.snap_dir,
+            region_id,
+            desc.term,
+            desc.index,
+        );
+        let meta = SnapshotMeta {
+            region_id,
+            index: desc.index,
+            term: desc.term,
+            crc32: Some(desc.checksum),
+            context: crate::api::encode(&envelope),
+        };
+        let endpoint = self.endpoint.clone();
+        let tx = self.tx.clone();
+        info!(
+            region = region_id,
+            to_store = to_peer.store_id,
+            index = desc.index,
+            bytes = desc.size,
+            "sending snapshot"
+        );
+        let timeout = snapshot_send_timeout(desc.size, self.snapshot_rate);
+        self.runtime.spawn(async move {
+            let send = endpoint.send_snapshot(to_peer.store_id, meta, &path, None);
+            let ok = match tokio::time::timeout(timeout, send).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    warn!(region = region_id, to_store = to_peer.store_id, error = %e, "snapshot not delivered");
+                    false
+                }
+                Err(_) => {
+                    warn!(region = region_id, to_store = to_peer.store_id, ?timeout, "snapshot send timed out");
+                    false
+                }
+            };
+            let _ = tx.send(report(ok)).await;
+        });
+    }
+}

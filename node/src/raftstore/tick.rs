@@ -1,0 +1,124 @@
+//! What the loop does on every tick: Raft ticks, log GC, snapshot file housekeeping, and
+//! recording stores that started.
+
+use tracing::debug;
+
+use crate::cmd::{CmdBody, RaftCmd};
+use crate::log_gc::{GcLimits, LogView, compact_index};
+use crate::peer::{Peer, Reply};
+
+use super::snapshot_files::prune_generated_snapshots;
+use super::store::Store;
+
+impl Store {
+    pub(super) fn on_tick(&mut self) {
+        self.ticks += 1;
+        self.disk.on_tick(self.ticks);
+        let gc = self.ticks.is_multiple_of(self.gc_every_ticks);
+        let r = &self.config.raft;
+        let limits = GcLimits {
+            threshold: r.log_gc_threshold,
+            count_limit: r.log_gc_count_limit,
+            size_limit: r.log_gc_size_limit.0,
+        };
+        for (region_id, peer) in self.peers.iter_mut() {
+            if self.installing.contains_key(region_id) {
+                continue;
+            }
+            peer.raw.tick();
+            if gc && peer.is_leader() {
+                maybe_compact(peer, Some(limits), None);
+            }
+        }
+        self.schedule_split_checks();
+        if gc {
+            prune_generated_snapshots(self.engines.snap_dir());
+            // A record proposed but lost (leadership moved) is proposed again.
+            self.registering.clear();
+        }
+        self.record_started_stores();
+    }
+
+    /// As region 1's leader, records every store it hears from that the registry lacks, so
+    /// that a founding store coming back with an empty data dir can be told it lost its data.
+    pub(super) fn record_started_stores(&mut self) {
+        let window = self.alive_window();
+        let Some(peer) = self.peers.get_mut(&crate::FIRST_REGION_ID) else {
+            return;
+        };
+        if !peer.is_leader() {
+            return;
+        }
+        let new: Vec<u64> = peer
+            .region()
+            .peers
+            .iter()
+            .filter(|p| peer.is_alive(p.id, window))
+            .map(|p| p.store_id)
+            .filter(|s| !self.started_stores.contains(s) && !self.registering.contains(s))
+            .collect();
+        for store_id in new {
+            let cmd = RaftCmd {
+                region_id: peer.region_id(),
+                epoch: peer.region().epoch,
+                body: CmdBody::StoreStarted { store_id },
+            };
+            match peer.raw.propose(cmd.encode()) {
+                Ok(_) => {
+                    self.registering.insert(store_id);
+                }
+                Err(e) => debug!(store = store_id, error = %e, "store record not proposed"),
+            }
+        }
+    }
+}
+
+/// Proposes `CompactLog` where the GC rules say (`limits`), or as far as it can go when an
+/// operator asks (`None`). `reply`, if given, is answered either way.
+pub(super) fn maybe_compact(peer: &mut Peer, limits: Option<GcLimits>, reply: Option<Reply>) {
+    let storage = peer.raw.store();
+    let applied = storage.applied_index();
+    let first = storage.truncated_state().index + 1;
+    let index = match limits {
+        None => (applied > first).then(|| applied - 1),
+        Some(limits) => {
+            let me = peer.meta.id;
+            let view = LogView {
+                first,
+                applied,
+                size: peer.log_size,
+                matched: peer
+                    .raw
+                    .status()
+                    .progress
+                    .iter()
+                    .filter(|(id, _)| *id != me)
+                    .map(|(_, p)| p.matched)
+                    .collect(),
+            };
+            compact_index(&view, limits)
+        }
+    };
+    let term = index.and_then(|i| tinykv_raft::Storage::term(storage, i).ok().map(|t| (i, t)));
+    let Some((index, term)) = term else {
+        if let Some(r) = reply {
+            r.done();
+        }
+        return;
+    };
+    let cmd = RaftCmd {
+        region_id: peer.region_id(),
+        epoch: peer.region().epoch,
+        body: CmdBody::CompactLog { index, term },
+    };
+    match reply {
+        Some(r) => {
+            peer.propose_cmd(cmd, r);
+        }
+        None => {
+            if let Err(e) = peer.raw.propose(cmd.encode()) {
+                debug!(region = peer.region_id(), error = %e, "compaction not proposed");
+            }
+        }
+    }
+}
