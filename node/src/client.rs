@@ -389,6 +389,23 @@ impl Client {
                 Err(e) if e.is_unreachable() && !e.is_tls_refused() => {
                     self.forget_leader(region_id)
                 }
+                // The store asked no longer hosts the region (it was removed, or the cache is
+                // old): the request never reached a log, so ask where the region is now and go
+                // there.
+                Err(ClientError::Kv(KvError::RegionNotFound { region_id: missing })) => {
+                    self.forget_leader(region_id);
+                    let start = self
+                        .read_route()
+                        .region(region_id)
+                        .map(|r| r.start_key.clone());
+                    let _ = self.refresh_for(start.as_deref()).await;
+                    if start.is_none() && self.read_route().region(region_id).is_none() {
+                        // No store knows it: that is the answer.
+                        return Err(ClientError::Kv(KvError::RegionNotFound {
+                            region_id: missing,
+                        }));
+                    }
+                }
                 other => return other,
             }
             attempt += 1;

@@ -584,3 +584,39 @@ async fn a_region_shrinks_to_one_voter_and_grows_back() {
     client.put("grown", "yes").await.unwrap();
     cluster.shutdown().await;
 }
+
+/// A client whose cached leader's store has since left the region is answered `RegionNotFound`
+/// there; the request never reached a log, so the client finds the region's leader and asks it.
+/// Before, the answer went back to the caller, and a caller that retried (the nemesis adding
+/// stores back) kept asking the store that left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_request_finds_the_leader_after_the_cached_one_left() {
+    common::init_logs();
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let stale = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    // Learns that `leader` leads region 1.
+    stale.put("k", "v").await.unwrap();
+    let other = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    other
+        .remove_peer(1, leader)
+        .await
+        .expect("remove the leader's store");
+    eventually("the removed store drops its peer", async || {
+        !hosts_region(&cluster, leader).await
+    })
+    .await;
+    let compact = AdminRequest::CompactLog { region_id: 1 };
+    assert!(
+        matches!(
+            stale.admin_leader(1, compact).await,
+            Ok(AdminResponse::Done)
+        ),
+        "the request reaches the new leader"
+    );
+    cluster.shutdown().await;
+}

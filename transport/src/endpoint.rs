@@ -285,40 +285,55 @@ where
     /// on failure the store is reported on [`Events::unreachable`]. An error here means the
     /// message was not queued (and was counted).
     pub fn send(&self, store: u64, message: &M) -> Result<(), SendError> {
-        match self
-            .shared
-            .filter
-            .check(Direction::Outgoing, Traffic::Raft, store)
-        {
-            Verdict::Pass => {}
-            Verdict::Drop => {
-                self.shared
-                    .counters
-                    .event(&self.shared.counters.dropped_by_filter);
-                return Ok(());
+        self.send_all(store, std::slice::from_ref(message))
+    }
+
+    /// Queues `messages` for `store` as one item of its queue, so they go out together (one
+    /// wake-up of the store's writer, one frame while they fit). The fault filter judges each
+    /// message. A message that can never fit a frame is counted and left out while the others
+    /// go (the error names it); a full queue or a store the filter blocks loses the whole batch
+    /// (counted, and an error).
+    pub fn send_all(&self, store: u64, messages: &[M]) -> Result<(), SendError> {
+        let max = self.shared.config.max_frame_size;
+        let counters = &self.shared.counters;
+        let mut encoded = Vec::with_capacity(messages.len());
+        let mut refused = None;
+        for message in messages {
+            let verdict = self
+                .shared
+                .filter
+                .check(Direction::Outgoing, Traffic::Raft, store);
+            if matches!(verdict, Verdict::Drop | Verdict::Block) {
+                counters.event(&counters.dropped_by_filter);
+                if matches!(verdict, Verdict::Block) {
+                    self.shared.report_unreachable(store);
+                    return Err(SendError::Blocked);
+                }
+                continue;
             }
-            Verdict::Block => {
-                self.shared
-                    .counters
-                    .event(&self.shared.counters.dropped_by_filter);
-                self.shared.report_unreachable(store);
-                return Err(SendError::Blocked);
-            }
-            Verdict::Delay(delay) => {
-                let encoded = link::encode_message(message, self.shared.config.max_frame_size)
-                    .inspect_err(|_| Counters::add(&self.shared.counters.dropped_oversized, 1))?;
+            let bytes = match link::encode_message(message, max) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    Counters::add(&counters.dropped_oversized, 1);
+                    refused.get_or_insert(e);
+                    continue;
+                }
+            };
+            if let Verdict::Delay(delay) = verdict {
                 let shared = self.shared.clone();
                 self.shared.spawn(async move {
                     tokio::time::sleep(delay).await;
                     // A delayed message that later finds a full queue is dropped and counted there.
-                    let _ = shared.enqueue(store, encoded);
+                    let _ = shared.enqueue(store, vec![bytes]);
                 });
-                return Ok(());
+                continue;
             }
+            encoded.push(bytes);
         }
-        let encoded = link::encode_message(message, self.shared.config.max_frame_size)
-            .inspect_err(|_| Counters::add(&self.shared.counters.dropped_oversized, 1))?;
-        self.shared.enqueue(store, encoded)
+        if !encoded.is_empty() {
+            self.shared.enqueue(store, encoded)?;
+        }
+        refused.map_or(Ok(()), Err)
     }
 
     /// Calls a service of another store over the store link's connection.
@@ -538,7 +553,7 @@ impl<M> Shared<M> {
         }
     }
 
-    fn enqueue(self: &Arc<Self>, store: u64, encoded: Vec<u8>) -> Result<(), SendError>
+    fn enqueue(self: &Arc<Self>, store: u64, encoded: Vec<Vec<u8>>) -> Result<(), SendError>
     where
         M: Send + 'static,
     {
@@ -554,10 +569,11 @@ impl<M> Shared<M> {
             }
         };
         drop(link);
+        let count = encoded.len() as u64;
         sender
             .push(encoded)
-            .inspect_err(|_| Counters::add(&self.counters.dropped_queue_full, 1))?;
-        Counters::add(&self.counters.messages_queued, 1);
+            .inspect_err(|_| Counters::add(&self.counters.dropped_queue_full, count))?;
+        Counters::add(&self.counters.messages_queued, count);
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! per-message size is known before batching. A batch frame's payload is a postcard `Vec<M>`,
 //! assembled from the individually encoded messages.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,12 +33,12 @@ pub enum SendError {
     Blocked,
 }
 
-/// The sending half of a link's queue.
+/// The sending half of a link's queue. An item is the encoded messages one `send_all` queued.
 #[derive(Clone)]
-pub(crate) struct LinkSender(mpsc::Sender<Vec<u8>>);
+pub(crate) struct LinkSender(mpsc::Sender<Vec<Vec<u8>>>);
 
 impl LinkSender {
-    pub(crate) fn push(&self, encoded: Vec<u8>) -> Result<(), SendError> {
+    pub(crate) fn push(&self, encoded: Vec<Vec<u8>>) -> Result<(), SendError> {
         self.0.try_send(encoded).map_err(|_| SendError::QueueFull)
     }
 
@@ -74,23 +75,23 @@ where
     (LinkSender(tx), write_loop(shared, store, rx))
 }
 
-async fn write_loop<M>(shared: Arc<Shared<M>>, store: u64, mut rx: mpsc::Receiver<Vec<u8>>)
+async fn write_loop<M>(shared: Arc<Shared<M>>, store: u64, mut rx: mpsc::Receiver<Vec<Vec<u8>>>)
 where
     M: Send + 'static,
 {
     let max = shared.config.max_frame_size;
     let mut stream: Option<(quinn::Connection, quinn::SendStream)> = None;
     let mut backoff = shared.config.reconnect_backoff_min;
-    let mut carry: Option<Vec<u8>> = None;
+    // Messages taken off the queue and not yet written.
+    let mut carry: VecDeque<Vec<u8>> = VecDeque::new();
     loop {
-        let first = match carry.take() {
-            Some(message) => message,
-            None => match rx.recv().await {
-                Some(message) => message,
+        if carry.is_empty() {
+            match rx.recv().await {
+                Some(messages) => carry.extend(messages),
                 None => return,
-            },
-        };
-        let (payload, count) = build_batch(first, &mut rx, &mut carry, max);
+            }
+        }
+        let (payload, count) = build_batch(&mut rx, &mut carry, max);
 
         if stream
             .as_ref()
@@ -105,12 +106,10 @@ where
                 Err(reason) => {
                     // The peer is down: queued messages are stale by the time it is back and
                     // Raft resends what matters, so they are discarded instead of piling up.
-                    let mut dropped = count;
-                    if carry.take().is_some() {
-                        dropped += 1;
-                    }
-                    while rx.try_recv().is_ok() {
-                        dropped += 1;
+                    let mut dropped = count + carry.len();
+                    carry.clear();
+                    while let Ok(messages) = rx.try_recv() {
+                        dropped += messages.len();
                     }
                     Counters::add(&shared.counters.dropped_unreachable, dropped as u64);
                     shared.report_unreachable(store);
@@ -140,23 +139,28 @@ where
     }
 }
 
-/// Takes `first` and whatever else is queued, up to one frame's worth; a message that does not
-/// fit is left in `carry` for the next batch.
+/// Takes the carried messages and whatever else is queued, up to one frame's worth (at least
+/// one message: `encode_message` keeps each within a frame); what does not fit stays in
+/// `carry` for the next frame.
 fn build_batch(
-    first: Vec<u8>,
-    rx: &mut mpsc::Receiver<Vec<u8>>,
-    carry: &mut Option<Vec<u8>>,
+    rx: &mut mpsc::Receiver<Vec<Vec<u8>>>,
+    carry: &mut VecDeque<Vec<u8>>,
     max: usize,
 ) -> (Vec<u8>, usize) {
-    let mut messages = vec![first];
-    let mut bytes = messages[0].len();
-    while let Ok(next) = rx.try_recv() {
-        if bytes + next.len() + 10 > max {
-            *carry = Some(next);
-            break;
+    let mut messages = Vec::new();
+    let mut bytes = 0;
+    'fill: loop {
+        while let Some(next) = carry.front() {
+            if !messages.is_empty() && bytes + next.len() + 10 > max {
+                break 'fill;
+            }
+            bytes += next.len();
+            messages.extend(carry.pop_front());
         }
-        bytes += next.len();
-        messages.push(next);
+        match rx.try_recv() {
+            Ok(more) => carry.extend(more),
+            Err(_) => break,
+        }
     }
     let count = messages.len();
     let mut payload = Vec::with_capacity(HEADER_LEN + 10 + bytes);
@@ -264,20 +268,33 @@ mod tests {
             .iter()
             .map(|m| encode_message(m, 100).unwrap())
             .collect();
-        for e in &encoded[1..] {
-            tx.try_send(e.clone()).unwrap();
+        // One queue item of three messages, then two items of one.
+        tx.try_send(encoded[..3].to_vec()).unwrap();
+        for e in &encoded[3..] {
+            tx.try_send(vec![e.clone()]).unwrap();
         }
-        let mut carry = None;
-        let (payload, count) = build_batch(encoded[0].clone(), &mut rx, &mut carry, 100);
+        let mut carry = VecDeque::new();
+        let (payload, count) = build_batch(&mut rx, &mut carry, 100);
         assert_eq!(
             count, 2,
             "two 32-byte messages fit in 100 bytes with headroom, three do not"
         );
-        assert!(carry.is_some());
+        assert_eq!(
+            carry.len(),
+            1,
+            "the rest of the first item waits for the next frame"
+        );
         let back: Option<Vec<(u64, String)>> = frame::read_frame(&mut payload.as_slice(), 100)
             .await
             .unwrap();
         assert_eq!(back.unwrap(), messages[..2].to_vec());
+        // The next frame starts with what was carried and takes the queue in order.
+        let (payload, count) = build_batch(&mut rx, &mut carry, 100);
+        assert_eq!(count, 2);
+        let back: Option<Vec<(u64, String)>> = frame::read_frame(&mut payload.as_slice(), 100)
+            .await
+            .unwrap();
+        assert_eq!(back.unwrap(), messages[2..4].to_vec());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Outgoing Raft messages: wrapped with their region's envelope and handed to the transport;
 //! snapshots go on their own stream, in the background, and report their outcome to the loop.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use super::msg::StoreMsg;
 use super::raft_config::snapshot_send_timeout;
 
 /// Sends the peers' Raft messages: a field of its own, apart from the peers, so a peer can be
-/// sent for while it is borrowed mutably.
+/// sent for while it is borrowed mutably. Messages wait here by store until the round flushes
+/// them, so all a round has for one store goes to the transport as one batch.
 pub(super) struct Outbox {
     pub(super) endpoint: Arc<Endpoint<RaftMessage>>,
     pub(super) runtime: tokio::runtime::Handle,
@@ -26,18 +28,21 @@ pub(super) struct Outbox {
     pub(super) snap_dir: PathBuf,
     /// `snapshot.max-bytes-per-sec` (0: unlimited), for the time a send may take.
     pub(super) snapshot_rate: u64,
+    /// Messages of this round by the store they go to.
+    pub(super) queued: BTreeMap<u64, Vec<RaftMessage>>,
 }
 
 impl Outbox {
     /// [`Outbox::send_one`] for each of `msgs`.
-    pub(super) fn send(&self, peer: &mut Peer, msgs: Vec<tinykv_raft::Message>) {
+    pub(super) fn send(&mut self, peer: &Peer, msgs: Vec<tinykv_raft::Message>) {
         for msg in msgs {
             self.send_one(peer, msg);
         }
     }
 
-    /// Wraps a Raft message and hands it to the transport; snapshots go on their own stream.
-    pub(super) fn send_one(&self, peer: &mut Peer, msg: tinykv_raft::Message) {
+    /// Wraps a Raft message and queues it for [`Outbox::flush`]; a snapshot goes at once, on
+    /// its own stream.
+    pub(super) fn send_one(&mut self, peer: &Peer, msg: tinykv_raft::Message) {
         let region_id = peer.region_id();
         let Some(to_peer) = peer.peer_by_id(msg.to) else {
             debug!(
@@ -62,9 +67,24 @@ impl Outbox {
             self.send_snapshot(envelope);
             return;
         }
-        if let Err(e) = self.endpoint.send(to_peer.store_id, &envelope) {
-            debug!(region = region_id, store = to_peer.store_id, error = %e, "raft message not sent");
-            peer.raw.report_unreachable(to_peer.id);
+        self.queued
+            .entry(to_peer.store_id)
+            .or_default()
+            .push(envelope);
+    }
+
+    /// Hands the queued messages to the transport, one batch per store. When a batch is not
+    /// taken, Raft hears that its addressees are unreachable.
+    pub(super) fn flush(&mut self, peers: &mut BTreeMap<u64, Peer>) {
+        for (store_id, batch) in std::mem::take(&mut self.queued) {
+            if let Err(e) = self.endpoint.send_all(store_id, &batch) {
+                debug!(store = store_id, messages = batch.len(), error = %e, "raft messages not sent");
+                for envelope in &batch {
+                    if let Some(peer) = peers.get_mut(&envelope.region_id) {
+                        peer.raw.report_unreachable(envelope.to_peer.id);
+                    }
+                }
+            }
         }
     }
 

@@ -47,6 +47,7 @@ impl Store {
                 outcomes.push((*region_id, outcome));
             }
         }
+        self.outbox.flush(&mut self.peers);
         let applied = self.engines.commit_apply(apply_batch)?;
         for (region_id, outcome) in outcomes {
             self.after_apply(region_id, outcome, &applied)?;
@@ -103,6 +104,8 @@ impl Store {
             self.outbox.send(peer, now);
             readies.push((region_id, ready));
         }
+        // The leader's appends leave before the fsync below.
+        self.outbox.flush(&mut self.peers);
         if readies.is_empty() {
             return Ok(readies);
         }

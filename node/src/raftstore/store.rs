@@ -99,6 +99,7 @@ impl Store {
             tx: parts.tx,
             snap_dir: parts.engines.snap_dir().to_path_buf(),
             snapshot_rate: parts.config.snapshot.max_bytes_per_sec.0,
+            queued: BTreeMap::new(),
         };
         let mut store = Store {
             store_id: parts.store_id,
