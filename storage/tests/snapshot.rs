@@ -50,11 +50,9 @@ fn source(dir: &Path) -> (Node, PeerStorage) {
 
 /// Asks the peer for a snapshot the way Raft does, waiting for the worker by queueing a second
 /// generation behind the first (the worker is FIFO).
-fn request_snapshot(node: &Node, ps: &PeerStorage) -> Snapshot {
-    assert!(matches!(
-        ps.snapshot(8),
-        Err(RaftError::SnapshotTemporarilyUnavailable)
-    ));
+/// Returns once every build asked of the snapshot worker so far is done: it takes its tasks in
+/// order, so once a build asked now is done, so are those before it.
+fn wait_for_builds(node: &Node) {
     node.workers
         .handles()
         .snapshot
@@ -63,6 +61,14 @@ fn request_snapshot(node: &Node, ps: &PeerStorage) -> Snapshot {
         .recv()
         .unwrap()
         .unwrap();
+}
+
+fn request_snapshot(node: &Node, ps: &PeerStorage) -> Snapshot {
+    assert!(matches!(
+        ps.snapshot(8),
+        Err(RaftError::SnapshotTemporarilyUnavailable)
+    ));
+    wait_for_builds(node);
     ps.snapshot(8).unwrap()
 }
 
@@ -360,15 +366,7 @@ fn a_finished_build_that_nobody_took_is_not_in_progress() {
         ps.snapshot(8),
         Err(RaftError::SnapshotTemporarilyUnavailable)
     ));
-    // The worker takes its tasks in order: once a second build is done, so is the first.
-    node.workers
-        .handles()
-        .snapshot
-        .generate(1)
-        .unwrap()
-        .recv()
-        .unwrap()
-        .unwrap();
+    wait_for_builds(&node);
     assert!(!ps.is_generating_snapshot());
     // The finished build is still what the next request gets.
     let snap = ps.snapshot(8).unwrap();
