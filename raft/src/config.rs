@@ -40,6 +40,12 @@ pub struct Config {
     pub snapshot_pending_timeout_ticks: usize,
     /// Seed of the node's random election timeouts (deterministic for tests and simulations).
     pub seed: u64,
+    /// A leader does not send an append only to tell followers a new commit index; they learn
+    /// it from the next append or heartbeat. With many busy groups this halves the messages per
+    /// write and lets followers apply in batches, at the cost of followers applying up to a
+    /// heartbeat later. Commits of membership changes, and of indices named with
+    /// [`crate::RawNode::broadcast_commit_of`], are still sent at once.
+    pub skip_bcast_commit: bool,
 }
 
 impl Default for Config {
@@ -57,6 +63,7 @@ impl Default for Config {
             read_only_option: ReadOnlyOption::Safe,
             snapshot_pending_timeout_ticks: 100,
             seed: 0,
+            skip_bcast_commit: false,
         }
     }
 }

@@ -52,6 +52,11 @@ pub struct Raft<S: Storage> {
     /// A leader's appends to every follower are owed (after proposals, a commit or an election)
     /// and go out in [`Raft::flush_broadcast`] at the end of the round of steps.
     bcast_pending: bool,
+    /// See [`Config::skip_bcast_commit`].
+    skip_bcast_commit: bool,
+    /// Indices whose commit followers must learn at once even when commits are not broadcast:
+    /// membership changes and what [`Raft::broadcast_commit_of`] named.
+    commit_barriers: Vec<u64>,
     pub(crate) read_states: Vec<ReadState>,
     read_only: ReadOnly,
     /// Read requests that arrived before this leader committed an entry of its own term.
@@ -105,6 +110,8 @@ impl<S: Storage> Raft<S> {
             pending_conf_index: 0,
             msgs: Vec::new(),
             bcast_pending: false,
+            skip_bcast_commit: config.skip_bcast_commit,
+            commit_barriers: Vec::new(),
             read_states: Vec::new(),
             read_only: ReadOnly::default(),
             pending_read_requests: Vec::new(),
@@ -361,15 +368,36 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let committed = self.raft_log.committed;
+        let tell_commit = self.should_bcast_commit();
         for id in self.peer_ids() {
             while self.maybe_send_append(id, false) {}
             let told = self
                 .msgs
                 .iter()
                 .any(|m| m.to == id && m.msg_type == MessageType::Append && m.commit >= committed);
-            if !told {
+            if !told && tell_commit {
                 self.send_append(id);
             }
+        }
+    }
+
+    /// Whether a commit-only append goes out now: always unless commits are skipped, and then
+    /// when a barrier index has just committed (its followers must act on it promptly: apply a
+    /// membership change, create the regions of a split).
+    fn should_bcast_commit(&mut self) -> bool {
+        if !self.skip_bcast_commit {
+            return true;
+        }
+        let committed = self.raft_log.committed;
+        let before = self.commit_barriers.len();
+        self.commit_barriers.retain(|&i| i > committed);
+        self.commit_barriers.len() != before
+    }
+
+    /// Followers learn at once when `index` commits, even with `skip_bcast_commit`.
+    pub(crate) fn broadcast_commit_of(&mut self, index: u64) {
+        if self.role == StateRole::Leader && index > self.raft_log.committed {
+            self.commit_barriers.push(index);
         }
     }
 
@@ -425,6 +453,7 @@ impl<S: Storage> Raft<S> {
         }
         self.pending_conf_index = 0;
         self.bcast_pending = false;
+        self.commit_barriers.clear();
         self.read_only = ReadOnly::default();
         self.pending_read_requests.clear();
     }
@@ -890,6 +919,7 @@ impl<S: Storage> Raft<S> {
                     return Err(Error::ProposalDropped);
                 }
                 pending = last + 1 + i as u64;
+                self.commit_barriers.push(pending);
             }
         }
         self.pending_conf_index = pending;

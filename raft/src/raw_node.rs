@@ -223,6 +223,13 @@ impl<S: Storage> RawNode<S> {
         })
     }
 
+    /// Followers learn at once when `index` commits, even with
+    /// [`crate::Config::skip_bcast_commit`]: for an entry they must act on promptly (a split).
+    /// Ignored unless leader; forgotten when leadership changes.
+    pub fn broadcast_commit_of(&mut self, index: u64) {
+        self.raft.broadcast_commit_of(index);
+    }
+
     /// Apply a committed conf change to the node's membership; returns the new membership.
     pub fn apply_conf_change(&mut self, cc: &ConfChange) -> ConfState {
         self.raft.apply_conf_change(cc)

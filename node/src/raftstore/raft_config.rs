@@ -16,6 +16,11 @@ pub(crate) fn raft_config(config: &NodeConfig) -> RaftConfig {
         // the snapshot: Raft's own timeout is only a backstop, and one shorter than a large
         // snapshot's transfer would make the leader build and send it again meanwhile.
         snapshot_pending_timeout_ticks: ticks_in(config, SNAPSHOT_PENDING_BACKSTOP),
+        // With many busy regions a commit-only append per region and write doubles the messages
+        // and makes followers apply one write at a time; they learn commits from the next append
+        // or heartbeat instead (clients hear from the leader, which applies at once). Splits ask
+        // for the broadcast (`broadcast_commit_of`), membership changes get it from Raft.
+        skip_bcast_commit: true,
         ..RaftConfig::default()
     }
 }

@@ -66,6 +66,9 @@ impl Store {
         };
         if let Some(index) = peer.propose_cmd(cmd, Reply::Admin(reply)) {
             peer.epoch_change_index = index;
+            // Followers create the new regions' peers when they apply the split: they must
+            // learn its commit at once for the new leaders' campaigns to find voters.
+            peer.raw.broadcast_commit_of(index);
         }
     }
 

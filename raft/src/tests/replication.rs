@@ -122,6 +122,103 @@ fn one_round_of_proposals_and_a_commit_costs_one_append_per_follower() {
     }
 }
 
+/// A leader that skips commit broadcasts, its noop committed, and one proposal acknowledged
+/// by every follower: committed, with nothing sent for the commit alone.
+fn skipping_leader_with_a_committed_proposal(
+    data: &'static [u8],
+    barrier: bool,
+) -> (TestRaft, u64) {
+    let mut cfg = config(1, &[1, 2, 3], 10, 1);
+    cfg.skip_bcast_commit = true;
+    let mut r = new_raft_with(&cfg, MemStorage::new());
+    r.become_candidate();
+    r.become_leader();
+    commit_noop(&mut r);
+    let li = r.raft_log.last_index();
+    r.step(propose(1, data)).unwrap();
+    if barrier {
+        r.broadcast_commit_of(li + 1);
+    }
+    for m in read_messages(&mut r) {
+        r.step(accept(&m)).unwrap();
+    }
+    assert_eq!(r.raft_log.committed, li + 1);
+    (r, li + 1)
+}
+
+#[test]
+fn skipping_commit_broadcasts_leaves_the_commit_to_the_next_heartbeat() {
+    let (mut r, committed) = skipping_leader_with_a_committed_proposal(b"x", false);
+    assert_eq!(
+        read_messages(&mut r),
+        vec![],
+        "no append for the commit alone"
+    );
+    r.step(beat(1)).unwrap();
+    let mut msgs = read_messages(&mut r);
+    msgs.sort_by_key(|m| m.to);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    for m in &msgs {
+        assert_eq!((m.msg_type, m.commit), (MessageType::Heartbeat, committed));
+    }
+    // The next proposal's append carries the commit as well.
+    r.step(propose(1, b"y")).unwrap();
+    for m in read_messages(&mut r) {
+        assert_eq!((m.entries.len(), m.commit), (1, committed));
+    }
+}
+
+#[test]
+fn a_named_index_commits_with_a_broadcast_even_when_commits_are_skipped() {
+    let (mut r, committed) = skipping_leader_with_a_committed_proposal(b"split", true);
+    let msgs = read_messages(&mut r);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    for m in &msgs {
+        assert_eq!(
+            (m.msg_type, m.entries.len(), m.commit),
+            (MessageType::Append, 0, committed)
+        );
+    }
+    // Only once: the barrier is spent.
+    r.step(propose(1, b"z")).unwrap();
+    for m in read_messages(&mut r) {
+        r.step(accept(&m)).unwrap();
+    }
+    assert_eq!(read_messages(&mut r), vec![]);
+}
+
+#[test]
+fn a_membership_change_commits_with_a_broadcast_even_when_commits_are_skipped() {
+    let mut cfg = config(1, &[1, 2, 3], 10, 1);
+    cfg.skip_bcast_commit = true;
+    let mut r = new_raft_with(&cfg, MemStorage::new());
+    r.become_candidate();
+    r.become_leader();
+    commit_noop(&mut r);
+    let cc = crate::ConfChange {
+        change_type: crate::ConfChangeType::AddLearnerNode,
+        node_id: 4,
+        ..crate::ConfChange::default()
+    };
+    r.step(Message {
+        entries: vec![Entry {
+            entry_type: crate::EntryType::ConfChange,
+            data: cc.encode(),
+            ..Entry::default()
+        }],
+        ..msg(1, 1, MessageType::Propose)
+    })
+    .unwrap();
+    let li = r.raft_log.last_index();
+    for m in read_messages(&mut r) {
+        r.step(accept(&m)).unwrap();
+    }
+    assert_eq!(r.raft_log.committed, li);
+    let msgs = read_messages(&mut r);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(msgs.iter().all(|m| m.commit == li && m.entries.is_empty()));
+}
+
 #[test]
 fn leader_commits_only_with_a_quorum_of_acks() {
     // (size, acceptors, committed)

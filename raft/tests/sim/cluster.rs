@@ -27,6 +27,7 @@ pub struct RaftParams {
     pub max_size_per_msg: u64,
     pub max_inflight_msgs: usize,
     pub snapshot_pending_timeout_ticks: usize,
+    pub skip_bcast_commit: bool,
 }
 
 /// The index and term of the snapshot every founding member is bootstrapped from. Starting the
@@ -292,6 +293,7 @@ impl Cluster {
             read_only_option: ReadOnlyOption::Safe,
             snapshot_pending_timeout_ticks: params.snapshot_pending_timeout_ticks,
             seed: rng.next_u64(),
+            skip_bcast_commit: params.skip_bcast_commit,
         };
         node.hard_state = storage.hard_state();
         node.soft_state = SoftState::default();
