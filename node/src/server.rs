@@ -2,6 +2,7 @@
 //! QUIC endpoint, starts the storage workers, the raft loop thread and the ticker, and serves
 //! the client and admin services until it is shut down.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -427,14 +428,39 @@ async fn refuse_lost_member(config: &NodeConfig, seed: SocketAddr) -> Result<(),
     let info = fetch_cluster(&identity, seed, config.request_timeout.0)
         .await
         .map_err(join_error)?;
-    let Some(member_of) = info.regions.iter().find(|r| {
-        r.region
-            .peer_on_store(config.store_id)
+    // The seed describes only its own copies of regions, and a copy on a store that was cut
+    // off while it was removed still shows the membership of back then. Every other store the
+    // seed knows is asked too, and each region is judged by the newest epoch anyone holds.
+    let others = info
+        .stores
+        .iter()
+        .filter(|s| s.store_id != config.store_id && s.store_id != info.store_id);
+    let asks = others
+        .filter_map(|s| s.addr.parse::<SocketAddr>().ok())
+        .map(|addr| {
+            let identity = identity.clone();
+            async move { fetch_cluster(&identity, addr, FOUNDER_PROBE_TIMEOUT).await }
+        });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut newest: HashMap<u64, &Region> = HashMap::new();
+    let described = info
+        .regions
+        .iter()
+        .chain(answers.iter().flatten().flat_map(|i| i.regions.iter()));
+    let epoch = |region: &Region| (region.epoch.conf_ver, region.epoch.version);
+    for r in described {
+        let known = newest.entry(r.region.id).or_insert(&r.region);
+        if epoch(&r.region) > epoch(known) {
+            *known = &r.region;
+        }
+    }
+    let Some(member_of) = newest.values().find(|r| {
+        r.peer_on_store(config.store_id)
             .is_some_and(|p| !p.is_learner())
     }) else {
         return Ok(());
     };
-    if data_dir_hosts(config, member_of.region.id)? {
+    if data_dir_hosts(config, member_of.id)? {
         return Ok(());
     }
     Err(join_error(format!(
@@ -442,7 +468,7 @@ async fn refuse_lost_member(config: &NodeConfig, seed: SocketAddr) -> Result<(),
          the region's data. To rebuild the store, first remove its old peer with `tinykv node \
          leave {id}`, then run `tinykv node join` again",
         id = config.store_id,
-        region = member_of.region.id,
+        region = member_of.id,
         dir = config.data_dir.display(),
     )))
 }

@@ -620,3 +620,64 @@ async fn an_admin_request_finds_the_leader_after_the_cached_one_left() {
     );
     cluster.shutdown().await;
 }
+
+/// A store cut off while it was removed from region 1 keeps its old copy of the region, with
+/// the old membership. A wiped store that has since left, joining through that store as its
+/// seed, is judged by the newest membership any store holds, not by the seed's stale copy.
+/// Before, the seed's copy still listed it as a voter and the join was refused for good (the
+/// nemesis' rebuild of a wiped store gave up this way, seed 20261204).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_through_a_stale_seed_is_judged_by_the_newest_membership() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(4).await;
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3, 4]))
+        .await
+        .expect("client");
+    client.put("before", "1").await.unwrap();
+    let leader = cluster.leader(1).await;
+    let others: Vec<u64> = (1..=4).filter(|s| *s != leader).collect();
+    let (stale, lost) = (others[0], others[1]);
+    for s in [stale, lost] {
+        eventually("the store has the write", async || {
+            local_value(&cluster, s, "before").await.is_some()
+        })
+        .await;
+    }
+    let rest: Vec<u64> = (1..=4).filter(|s| *s != stale).collect();
+    cluster.partition(&[vec![stale], rest]);
+    client
+        .remove_peer(1, stale)
+        .await
+        .expect("remove the cut-off store");
+
+    let old_peer = peer_status(&cluster, lost).await.state.peer;
+    cluster.stop(lost).await;
+    let config = cluster.configs[(lost - 1) as usize].clone();
+    std::fs::remove_dir_all(&config.data_dir).expect("wipe the data dir");
+    client.remove_peer(1, lost).await.expect("leave");
+    // The cut-off store never heard of either removal.
+    match cluster.node(stale).admin(AdminRequest::Cluster).await {
+        Ok(AdminResponse::Cluster(info)) => {
+            let r = info
+                .regions
+                .iter()
+                .find(|r| r.region.id == 1)
+                .expect("region 1");
+            assert!(r.region.peer_on_store(lost).is_some(), "{r:?}");
+        }
+        other => panic!("cluster info: {other:?}"),
+    }
+
+    let seed = cluster.configs[(stale - 1) as usize].listen_addr;
+    cluster.nodes[(lost - 1) as usize] = Some(join(config, seed).await);
+    eventually("the rebuilt store catches up", async || {
+        caught_up(&cluster, lost).await
+    })
+    .await;
+    assert!(peer_status(&cluster, lost).await.state.peer > old_peer);
+    assert_eq!(
+        local_value(&cluster, lost, "before").await.as_deref(),
+        Some(&b"1"[..])
+    );
+    cluster.shutdown().await;
+}
