@@ -1,6 +1,6 @@
 //! Turning the global flags into a connected `Client`.
 
-use tinykv_node::{Client, ClientConfig};
+use tinykv_client::{Client, ClientConfig};
 use tinykv_transport::TlsFiles;
 
 use crate::args::GlobalArgs;

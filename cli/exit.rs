@@ -58,10 +58,10 @@ impl fmt::Display for CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-impl From<tinykv_node::ClientError> for CliError {
-    fn from(e: tinykv_node::ClientError) -> CliError {
-        use tinykv_node::ClientError;
-        use tinykv_node::api::KvError;
+impl From<tinykv_client::ClientError> for CliError {
+    fn from(e: tinykv_client::ClientError) -> CliError {
+        use tinykv_client::ClientError;
+        use tinykv_proto::api::KvError;
         if e.is_tls_refused() {
             return CliError::new(Exit::TlsRefused, e.to_string()).hint(
                 "check --ca/--cert/--key (or TINYKV_CA/CERT/KEY): the client certificate must be \

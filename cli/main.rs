@@ -1,7 +1,8 @@
 //! `tinykv`: the one binary of tinykv. It launches nodes (`node start|join`), brings a local
 //! playground cluster up and down, reads and writes keys, and inspects regions and Raft state of
-//! running or stopped nodes. It is a thin layer over `tinykv_node` and `tinykv_transport`: it
-//! parses, calls, and prints; it holds no storage or replication logic of its own.
+//! running or stopped nodes. It is a thin layer over `tinykv_node` (running a node),
+//! `tinykv_client` (talking to a cluster) and `tinykv_transport`: it parses, calls, and prints;
+//! it holds no storage or replication logic of its own.
 
 mod args;
 mod commands;

@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use support::{Guard, Run, free_base_port, is_alive, tinykv, wait_for};
-use tinykv_node::api::{self, ApiError, KvError, KvResult};
+use tinykv_proto::api::{self, ApiError, KvError, KvResult};
 use tinykv_transport::frame::{self, FRAME_VERSION};
 use tinykv_transport::quinn;
 use tinykv_transport::tls::{self, ConnectionTuning};

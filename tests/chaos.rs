@@ -38,9 +38,9 @@ use support::log_audit::LogAudit;
 use support::nemesis::{
     Cluster, Cut, NftTable, admin_until, cut_between, find_leader, hook_spec_for,
 };
-use tinykv_node::api::{AdminRequest, AdminResponse, ReadMode, RegionInfo};
-use tinykv_node::fault::{FaultSpec, NetworkFault};
-use tinykv_node::{Client, ClientConfig};
+use tinykv_client::{Client, ClientConfig};
+use tinykv_proto::api::{AdminRequest, AdminResponse, ReadMode, RegionInfo};
+use tinykv_proto::fault::{FaultSpec, NetworkFault};
 
 const NODES: u64 = 5;
 const CLIENTS: u64 = 5;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tinykv_node::Client;
+use tinykv_client::Client;
 
 use crate::args::{BenchArgs, BenchOp, GlobalArgs, Output};
 use crate::connect;
@@ -115,7 +115,7 @@ async fn fill(
         latencies.extend(
             task.await
                 .map_err(|e| CliError::failed(format!("a fill task failed: {e}")))?
-                .map_err(|e: tinykv_node::ClientError| CliError::from(e))?,
+                .map_err(|e: tinykv_client::ClientError| CliError::from(e))?,
         );
     }
     Ok(latencies)

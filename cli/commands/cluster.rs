@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tinykv_node::api::{AdminRequest, AdminResponse, StoreStatus};
+use tinykv_client::{Client, ClientConfig};
 use tinykv_node::config::{Member, NodeConfig, TlsConfig};
-use tinykv_node::{Client, ClientConfig};
+use tinykv_proto::api::{AdminRequest, AdminResponse, StoreStatus};
 use tinykv_transport::TlsFiles;
 use tokio::signal::unix::{SignalKind, signal};
 

@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use serde_json::json;
-use tinykv_node::api::ReadMode;
+use tinykv_proto::api::ReadMode;
 
 use crate::args::{GlobalArgs, KvCmd, Output};
 use crate::connect;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tinykv_node::api::{AdminRequest, AdminResponse};
 use tinykv_node::config::{Member, NodeConfig};
 use tinykv_node::{JoinAs, Node};
+use tinykv_proto::api::{AdminRequest, AdminResponse};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::{GlobalArgs, NodeCmd, NodeStartArgs, Output};

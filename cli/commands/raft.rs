@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use serde_json::json;
-use tinykv_node::api::{AdminRequest, AdminResponse, LogEntryInfo, RaftStateInfo};
 use tinykv_node::inspect::{self, InspectError};
+use tinykv_proto::api::{AdminRequest, AdminResponse, LogEntryInfo, RaftStateInfo};
 use tinykv_storage::{Engines, OpenOptions};
 
 use crate::args::{GlobalArgs, Output, RaftCmd};

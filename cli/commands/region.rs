@@ -2,7 +2,7 @@
 //! region is shown as its leader describes it.
 
 use serde_json::{Value, json};
-use tinykv_node::api::{ClusterInfo, RegionInfo};
+use tinykv_proto::api::{ClusterInfo, RegionInfo};
 
 use crate::args::{GlobalArgs, Output, RegionCmd};
 use crate::connect;
@@ -52,7 +52,7 @@ pub async fn run(global: &GlobalArgs, cmd: RegionCmd) -> CliResult {
 
 async fn split(
     global: &GlobalArgs,
-    client: &tinykv_node::Client,
+    client: &tinykv_client::Client,
     region: u64,
     split_keys: &[String],
 ) -> CliResult {
@@ -86,10 +86,10 @@ async fn split(
     Ok(())
 }
 
-pub fn role_name(role: tinykv_node::api::PeerRole) -> &'static str {
+pub fn role_name(role: tinykv_proto::PeerRole) -> &'static str {
     match role {
-        tinykv_node::api::PeerRole::Voter => "voter",
-        tinykv_node::api::PeerRole::Learner => "learner",
+        tinykv_proto::PeerRole::Voter => "voter",
+        tinykv_proto::PeerRole::Learner => "learner",
     }
 }
 

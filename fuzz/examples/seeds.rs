@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use tinykv_node::api::{
-    self, AdminRequest, AdminResponse, KvError, KvOp, KvRequest, KvResponse, ReadMode, StoreAddr,
-};
 use tinykv_node::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
 use tinykv_node::config::NodeConfig;
 use tinykv_node::message::RaftMessage;
+use tinykv_proto::api::{
+    self, AdminRequest, AdminResponse, KvError, KvOp, KvRequest, KvResponse, ReadMode, StoreAddr,
+};
 use tinykv_raft::{ConfChange, ConfChangeType, Entry, EntryType, HardState, Message, MessageType};
 use tinykv_storage::keys;
 use tinykv_storage::{

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tinykv_node::api::{self, AdminRequest, AdminResult, KvRequest, KvResult};
 use tinykv_node::cmd::{ChangePeer, RaftCmd};
 use tinykv_node::message::RaftMessage;
+use tinykv_proto::api::{self, AdminRequest, AdminResult, KvRequest, KvResult};
 use tinykv_raft::ConfChange;
 
 fn check<T>(what: &'static str, bytes: &[u8]) -> Option<T>

@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tinykv_proto::api::NewRegionIds;
+use tinykv_proto::display::printable;
 use tinykv_storage::RegionEpoch;
-
-pub use crate::api::NewRegionIds;
 
 /// A command proposed to a region.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,11 +62,11 @@ pub struct ChangePeer {
 
 impl RaftCmd {
     pub fn encode(&self) -> Bytes {
-        crate::api::encode(self)
+        tinykv_proto::api::encode(self)
     }
 
-    pub fn decode(data: &[u8]) -> Result<RaftCmd, crate::api::ApiError> {
-        crate::api::decode("raft command", data)
+    pub fn decode(data: &[u8]) -> Result<RaftCmd, tinykv_proto::api::ApiError> {
+        tinykv_proto::api::decode("raft command", data)
     }
 
     /// A one-line description for `raft log`.
@@ -115,26 +115,11 @@ impl RaftCmd {
 
 impl ChangePeer {
     pub fn encode(&self) -> Bytes {
-        crate::api::encode(self)
+        tinykv_proto::api::encode(self)
     }
 
-    pub fn decode(data: &[u8]) -> Result<ChangePeer, crate::api::ApiError> {
-        crate::api::decode("change-peer context", data)
-    }
-}
-
-/// A key as text when it is short printable UTF-8, else hex.
-pub fn printable(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(s) if s.len() <= 64 && !s.chars().any(char::is_control) => format!("{s:?}"),
-        _ => {
-            let hex: String = key.iter().take(32).map(|b| format!("{b:02x}")).collect();
-            if key.len() > 32 {
-                format!("0x{hex}…")
-            } else {
-                format!("0x{hex}")
-            }
-        }
+    pub fn decode(data: &[u8]) -> Result<ChangePeer, tinykv_proto::api::ApiError> {
+        tinykv_proto::api::decode("change-peer context", data)
     }
 }
 

@@ -1,166 +1,47 @@
-//! Faults a test injects into a running node from outside its process, through the admin
-//! service: network rules for the transport's filter and a delay before every fsync of the Raft
-//! log. They travel as [`FaultSpec`] inside `AdminRequest::SetFaults`, and a node accepts them
-//! only when its configuration says `fault-injection: true`.
-//!
-//! The network rules mirror what `tinykv_transport::Rule` can express. Fractions are carried as
-//! parts per million so the admin types keep exact equality.
+//! Injected faults as the node applies them: the network faults of a [`FaultSpec`] (defined in
+//! tinykv-proto, where clients and tests build them) become rules for the transport's filter.
+//! The conversion lives here so that tinykv-proto does not depend on the transport.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
+use tinykv_proto::fault::{
+    FaultAction, FaultDirection, FaultError, FaultSpec, FaultTraffic, NetworkFault, PPM,
+};
 use tinykv_transport::{Action, Direction, Rule, Traffic};
 
-/// One million: a drop of this many parts per million drops everything.
-pub const PPM: u32 = 1_000_000;
-
-/// Which way the faulted traffic flows, seen from the node that holds the rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FaultDirection {
-    Outgoing,
-    Incoming,
-    Both,
+/// The transport rule `fault` stands for, or why it cannot be one.
+pub fn to_rule(fault: &NetworkFault) -> Result<Rule, FaultError> {
+    fault.check()?;
+    let action = match fault.action {
+        FaultAction::Drop { ppm } => Action::Drop {
+            fraction: f64::from(ppm) / f64::from(PPM),
+        },
+        FaultAction::Delay(d) => Action::Delay(d),
+        FaultAction::Block => Action::Block,
+    };
+    let direction = match fault.direction {
+        FaultDirection::Outgoing => Direction::Outgoing,
+        FaultDirection::Incoming => Direction::Incoming,
+        FaultDirection::Both => Direction::Both,
+    };
+    let traffic = match fault.traffic {
+        FaultTraffic::Raft => Traffic::Raft,
+        FaultTraffic::Snapshot => Traffic::Snapshot,
+        FaultTraffic::All => Traffic::All,
+    };
+    Ok(Rule::new(&fault.stores, direction, traffic, action))
 }
 
-/// Which traffic a network fault applies to. Client and admin RPCs are never filtered, so a
-/// partitioned node stays reachable for tests and for healing it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FaultTraffic {
-    Raft,
-    Snapshot,
-    All,
-}
-
-/// What happens to matching traffic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FaultAction {
-    /// Discard this many parts per million of matching messages (the node's filter draws them).
-    Drop { ppm: u32 },
-    /// Hold matching traffic back this long.
-    Delay(Duration),
-    /// Behave as if the stores were unreachable.
-    Block,
-}
-
-/// One network fault: `action` on `traffic` going `direction` to or from `stores` (empty: every
-/// store).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkFault {
-    pub stores: Vec<u64>,
-    pub direction: FaultDirection,
-    pub traffic: FaultTraffic,
-    pub action: FaultAction,
-}
-
-impl NetworkFault {
-    /// Cuts all traffic with `stores` both ways.
-    pub fn block(stores: &[u64]) -> NetworkFault {
-        NetworkFault {
-            stores: stores.to_vec(),
-            direction: FaultDirection::Both,
-            traffic: FaultTraffic::All,
-            action: FaultAction::Block,
-        }
-    }
-
-    /// Drops `ppm` parts per million of the Raft messages exchanged with `stores`.
-    pub fn drop_ppm(stores: &[u64], ppm: u32) -> NetworkFault {
-        NetworkFault {
-            stores: stores.to_vec(),
-            direction: FaultDirection::Both,
-            traffic: FaultTraffic::Raft,
-            action: FaultAction::Drop { ppm },
-        }
-    }
-
-    /// Delays all traffic exchanged with `stores`.
-    pub fn delay(stores: &[u64], delay: Duration) -> NetworkFault {
-        NetworkFault {
-            stores: stores.to_vec(),
-            direction: FaultDirection::Both,
-            traffic: FaultTraffic::All,
-            action: FaultAction::Delay(delay),
-        }
-    }
-
-    /// The same fault, restricted to one direction.
-    pub fn only(mut self, direction: FaultDirection) -> NetworkFault {
-        self.direction = direction;
-        self
-    }
-
-    /// The transport rule this fault stands for.
-    pub fn to_rule(&self) -> Result<Rule, FaultError> {
-        let action = match self.action {
-            FaultAction::Drop { ppm } if ppm > PPM => return Err(FaultError::Fraction(ppm)),
-            FaultAction::Drop { ppm } => Action::Drop {
-                fraction: f64::from(ppm) / f64::from(PPM),
-            },
-            FaultAction::Delay(d) if d > MAX_DELAY => return Err(FaultError::Delay(d)),
-            FaultAction::Delay(d) => Action::Delay(d),
-            FaultAction::Block => Action::Block,
-        };
-        let direction = match self.direction {
-            FaultDirection::Outgoing => Direction::Outgoing,
-            FaultDirection::Incoming => Direction::Incoming,
-            FaultDirection::Both => Direction::Both,
-        };
-        let traffic = match self.traffic {
-            FaultTraffic::Raft => Traffic::Raft,
-            FaultTraffic::Snapshot => Traffic::Snapshot,
-            FaultTraffic::All => Traffic::All,
-        };
-        Ok(Rule::new(&self.stores, direction, traffic, action))
-    }
-}
-
-/// Every fault a node should have from now on; setting one replaces the previous one whole.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultSpec {
-    pub network: Vec<NetworkFault>,
-    /// Slept before each fsyncing commit of the Raft log: a slow disk as the raft loop sees it.
-    pub sync_delay: Duration,
-    /// Slept by the snapshot worker before it builds a snapshot or writes a received one's
-    /// data: slow snapshot work, which must hold only its own region.
-    pub snapshot_delay: Duration,
-}
-
-/// Longest delay accepted for a message or an fsync: beyond it a node would look dead, which a
-/// test can have more honestly by pausing or killing the process.
-pub const MAX_DELAY: Duration = Duration::from_secs(10);
-/// Longest delay accepted before snapshot work: it holds only its own region, so the node
-/// stays alive, and clearing the fault ends it early.
-pub const MAX_SNAPSHOT_DELAY: Duration = Duration::from_secs(60);
-
-/// Why a fault specification was refused.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum FaultError {
-    #[error("a drop of {0} parts per million is more than everything ({PPM})")]
-    Fraction(u32),
-    #[error("a delay of {0:?} is longer than the {MAX_DELAY:?} allowed")]
-    Delay(Duration),
-    #[error("a snapshot delay of {0:?} is longer than the {MAX_SNAPSHOT_DELAY:?} allowed")]
-    SnapshotDelay(Duration),
-}
-
-impl FaultSpec {
-    /// The transport rules of the network faults, or the first fault that cannot be one.
-    pub fn rules(&self) -> Result<Vec<Rule>, FaultError> {
-        if self.sync_delay > MAX_DELAY {
-            return Err(FaultError::Delay(self.sync_delay));
-        }
-        if self.snapshot_delay > MAX_SNAPSHOT_DELAY {
-            return Err(FaultError::SnapshotDelay(self.snapshot_delay));
-        }
-        self.network.iter().map(NetworkFault::to_rule).collect()
-    }
+/// The transport rules of `spec`'s network faults, or the first fault of `spec` a node cannot
+/// apply (its delays included).
+pub fn rules(spec: &FaultSpec) -> Result<Vec<Rule>, FaultError> {
+    spec.check()?;
+    spec.network.iter().map(to_rule).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::api::{self, AdminRequest};
 
     #[test]
     fn faults_become_the_matching_rules() {
@@ -173,7 +54,7 @@ mod tests {
             sync_delay: Duration::from_millis(5),
             snapshot_delay: Duration::from_secs(1),
         };
-        let rules = spec.rules().unwrap();
+        let rules = rules(&spec).unwrap();
         assert_eq!(rules[0], Rule::block(&[2, 3]));
         assert_eq!(
             rules[1],
@@ -183,40 +64,16 @@ mod tests {
     }
 
     #[test]
-    fn out_of_range_faults_are_refused() {
+    fn faults_a_node_cannot_apply_make_no_rules() {
         let too_much = FaultSpec {
             network: vec![NetworkFault::drop_ppm(&[1], PPM + 1)],
             ..FaultSpec::default()
         };
-        assert_eq!(too_much.rules(), Err(FaultError::Fraction(PPM + 1)));
+        assert_eq!(rules(&too_much), Err(FaultError::Fraction(PPM + 1)));
         let too_slow = FaultSpec {
             sync_delay: Duration::from_secs(11),
             ..FaultSpec::default()
         };
-        assert!(matches!(too_slow.rules(), Err(FaultError::Delay(_))));
-        let slow_install = FaultSpec {
-            snapshot_delay: Duration::from_secs(60),
-            ..FaultSpec::default()
-        };
-        assert!(slow_install.rules().is_ok());
-        let too_slow_install = FaultSpec {
-            snapshot_delay: Duration::from_secs(61),
-            ..FaultSpec::default()
-        };
-        assert!(matches!(
-            too_slow_install.rules(),
-            Err(FaultError::SnapshotDelay(_))
-        ));
-    }
-
-    #[test]
-    fn fault_requests_round_trip() {
-        let req = AdminRequest::SetFaults(FaultSpec {
-            network: vec![NetworkFault::block(&[5]).only(FaultDirection::Outgoing)],
-            sync_delay: Duration::from_millis(20),
-            snapshot_delay: Duration::from_secs(2),
-        });
-        let back: AdminRequest = api::decode("admin request", &api::encode(&req)).unwrap();
-        assert_eq!(back, req);
+        assert!(matches!(rules(&too_slow), Err(FaultError::Delay(_))));
     }
 }

@@ -1,9 +1,8 @@
 //! Reading a store's Raft state straight from its data dir, for a stopped node. The running
 //! node's admin service answers with the same builders, so online and offline output agree.
 
+use tinykv_proto::api::{LogEntryInfo, RaftStateInfo};
 use tinykv_storage::{Engines, RaftApplyState, RaftLocalState, StorageError};
-
-use crate::api::{LogEntryInfo, RaftStateInfo};
 
 /// Builds the state record from what storage holds.
 pub fn raft_state_info(

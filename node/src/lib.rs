@@ -1,9 +1,10 @@
 //! tinykv-node: a running tinykv node. It ties the Raft core (tinykv-raft), the storage engines
 //! (tinykv-storage) and the network (tinykv-transport) into a store that hosts region peers,
 //! proposes and applies commands, serves the client and admin services, and joins or bootstraps
-//! a cluster. It also holds the node configuration and the Rust client library.
+//! a cluster. It also holds the node configuration. The types it shares with clients are in
+//! tinykv-proto; the Rust client library, which a store uses to reach the cluster's id
+//! allocator, is tinykv-client.
 
-pub mod api;
 pub mod cmd;
 pub mod config;
 pub mod fault;
@@ -20,7 +21,4 @@ mod split;
 mod split_check;
 
 pub use server::{FIRST_REGION_ID, JoinAs, Node, NodeError};
-pub mod client;
 pub mod testing;
-
-pub use client::{Client, ClientConfig, ClientError};

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tinykv_proto::api::{
+    AdminResponse, AdminResult, KvError, KvOp, KvResponse, KvResult, ReadMode,
+};
 use tinykv_raft::{
     ConfChange, ConfChangeType, Config as RaftConfig, Entry, EntryType, RawNode, StateRole,
 };
@@ -16,7 +19,6 @@ use tinykv_storage::{
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::api::{AdminResponse, AdminResult, KvError, KvOp, KvResponse, KvResult, ReadMode};
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
 use crate::proposals::ProposalQueue;
 use crate::read_queue::ReadQueue;

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+use tinykv_client::{Client, ClientConfig};
+use tinykv_proto::api::{self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError};
 use tinykv_storage::{
     Engines, INIT_EPOCH_CONF_VER, INIT_EPOCH_VER, OpenOptions, Peer as PeerMeta, Region,
     RegionEpoch, StorageError, StorageWorkers, StoreAddress, StoreIdent,
@@ -20,8 +22,6 @@ use tinykv_transport::{
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::api::{self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError};
-use crate::client::{Client, ClientConfig};
 use crate::config::{ConfigError, Member, NodeConfig};
 use crate::message::RaftMessage;
 use crate::raftstore::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits};

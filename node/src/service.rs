@@ -8,13 +8,15 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tinykv_proto::api::{
+    self, AdminRequest, AdminResponse, AdminResult, KvError, KvRequest, KvResult,
+};
+use tinykv_proto::fault::FaultSpec;
 use tinykv_storage::engines::SyncDelay;
 use tinykv_transport::{Endpoint, Identity, RpcFuture, RpcHandler, Service};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::api::{self, AdminRequest, AdminResponse, AdminResult, KvError, KvRequest, KvResult};
-use crate::fault::FaultSpec;
 use crate::message::RaftMessage;
 use crate::raftstore::StoreMsg;
 
@@ -36,7 +38,7 @@ pub(crate) struct FaultHooks {
 
 impl FaultHooks {
     fn set(&self, spec: &FaultSpec) -> AdminResult {
-        let rules = spec.rules().map_err(|e| KvError::FaultInjection {
+        let rules = crate::fault::rules(spec).map_err(|e| KvError::FaultInjection {
             reason: e.to_string(),
         })?;
         let endpoint = self
@@ -156,7 +158,7 @@ pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fault::NetworkFault;
+    use tinykv_proto::fault::NetworkFault;
 
     #[tokio::test]
     async fn a_store_without_fault_injection_refuses_faults_naming_the_key() {

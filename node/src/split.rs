@@ -1,51 +1,13 @@
 //! What a split does to a region, as a pure function every replica computes alike: the region
 //! keeps the leftmost range and each split key starts a new region on the same stores, under
-//! ids allocated for it. The checks here run at propose and again at apply, so a split that was
-//! valid when proposed but raced another change of the region is refused by every replica.
+//! ids allocated for it. The checks (tinykv-proto's `split`, which clients run too) run at
+//! propose and again at apply, so a split that was valid when proposed but raced another change
+//! of the region is refused by every replica.
 
 use bytes::Bytes;
+use tinykv_proto::api::NewRegionIds;
+use tinykv_proto::split::check_split_keys;
 use tinykv_storage::{Peer, Region};
-
-use crate::cmd::NewRegionIds;
-
-/// The most split keys one split command carries (each new region needs `1 + peers` ids).
-pub const MAX_SPLIT_KEYS: usize = 100;
-
-/// Whether `keys` can split `region`: at least one, at most [`MAX_SPLIT_KEYS`], strictly
-/// increasing, each inside the range and none equal to its start (a region never ends up
-/// empty). The reason, when not.
-pub fn check_split_keys(region: &Region, keys: &[Bytes]) -> Result<(), String> {
-    if keys.is_empty() {
-        return Err("no split key given".into());
-    }
-    if keys.len() > MAX_SPLIT_KEYS {
-        return Err(format!(
-            "{} split keys; at most {MAX_SPLIT_KEYS} at a time",
-            keys.len()
-        ));
-    }
-    for (i, key) in keys.iter().enumerate() {
-        if key.as_ref() == region.start_key.as_slice() {
-            return Err(format!(
-                "split key {} is the region's start key",
-                crate::cmd::printable(key)
-            ));
-        }
-        if !region.contains(key) {
-            return Err(format!(
-                "split key {} is outside region {} [{}, {})",
-                crate::cmd::printable(key),
-                region.id,
-                crate::cmd::printable(&region.start_key),
-                crate::cmd::printable(&region.end_key)
-            ));
-        }
-        if i > 0 && keys[i - 1] >= *key {
-            return Err("split keys must be strictly increasing".into());
-        }
-    }
-    Ok(())
-}
 
 /// The region after the split (its range cut at the first key, its version moved by the number
 /// of new regions) and the new regions, left to right.
@@ -95,31 +57,12 @@ pub fn split_region(
     Ok((derived, new))
 }
 
-/// How many ids a split of a region with `peers` peers at `keys` split keys needs.
-pub fn ids_needed(keys: usize, peers: usize) -> u64 {
-    (keys as u64) * (1 + peers as u64)
-}
-
-/// Deals `count` consecutive ids starting at `first` into the new regions' ids.
-pub fn deal_ids(first: u64, keys: usize, peers: usize) -> Vec<NewRegionIds> {
-    let mut next = first;
-    let mut take = || {
-        let id = next;
-        next += 1;
-        id
-    };
-    (0..keys)
-        .map(|_| NewRegionIds {
-            region_id: take(),
-            peer_ids: (0..peers).map(|_| take()).collect(),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use tinykv_proto::split::{MAX_SPLIT_KEYS, deal_ids, ids_needed};
     use tinykv_storage::RegionEpoch;
+
+    use super::*;
 
     fn region(start: &str, end: &str) -> Region {
         Region {

@@ -7,12 +7,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::api::{AdminRequest, AdminResponse, KvOp, KvRequest, KvResult};
-use crate::config::{ByteSize, Member, NodeConfig, ReadableDuration, TlsConfig};
-use crate::{Client, ClientConfig, Node};
+use tinykv_client::{Client, ClientConfig};
+use tinykv_proto::api::{AdminRequest, AdminResponse, KvOp, KvRequest, KvResult};
 use tinykv_transport::{
     ClusterCa, RpcClient, RpcClientOptions, Rule, Service, TlsFiles, TlsIdentity, Validity,
 };
+
+use crate::Node;
+use crate::config::{ByteSize, Member, NodeConfig, ReadableDuration, TlsConfig};
 
 /// A UDP port nobody is bound to right now.
 pub fn free_port() -> u16 {
@@ -176,10 +178,10 @@ impl TestCluster {
         };
         let rpc = RpcClient::new(&identity, addr, options).map_err(|e| e.to_string())?;
         let body = rpc
-            .call(Service::Client, crate::api::encode(&req))
+            .call(Service::Client, tinykv_proto::api::encode(&req))
             .await
             .map_err(|e| e.to_string())?;
-        crate::api::decode::<KvResult>("kv answer", &body).map_err(|e| e.to_string())
+        tinykv_proto::api::decode::<KvResult>("kv answer", &body).map_err(|e| e.to_string())
     }
 
     pub fn node(&self, store_id: u64) -> &Node {

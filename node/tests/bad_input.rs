@@ -2,10 +2,10 @@
 //! the config parser, the service messages and the Raft envelope.
 
 use proptest::prelude::*;
-use tinykv_node::api::{self, AdminRequest, KvRequest, KvResult};
 use tinykv_node::cmd::{ChangePeer, RaftCmd};
 use tinykv_node::config::NodeConfig;
 use tinykv_node::message::RaftMessage;
+use tinykv_proto::api::{self, AdminRequest, KvRequest, KvResult};
 
 /// Text that looks like our YAML: known and unknown keys, indentation, values of every shape.
 fn yamlish() -> impl Strategy<Value = String> {

@@ -14,9 +14,10 @@ use bytes::Bytes;
 use common::{TestCluster, free_port, init_logs};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use tinykv_node::api::{AdminRequest, AdminResponse, KvError, ReadMode};
+use tinykv_client::{Client, ClientError};
 use tinykv_node::config::{ByteSize, ConfigError, Member};
-use tinykv_node::{Client, ClientError, Node, NodeError};
+use tinykv_node::{Node, NodeError};
+use tinykv_proto::api::{AdminRequest, AdminResponse, KvError, ReadMode};
 use tokio::time::Instant;
 
 /// Incompressible values, so the bytes written are the bytes that fill the disk.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::TestCluster;
 use tinykv_node::Node;
-use tinykv_node::api::{
+use tinykv_proto::api::{
     AdminRequest, AdminResponse, ConfChangeRefusal, KvError, KvOp, ReadMode, StoreAddr,
 };
 use tokio::time::Instant;
@@ -19,7 +19,7 @@ fn put(k: &str, v: &str) -> KvOp {
     }
 }
 
-async fn raft_state(cluster: &TestCluster, store: u64) -> tinykv_node::api::RaftStateInfo {
+async fn raft_state(cluster: &TestCluster, store: u64) -> tinykv_proto::api::RaftStateInfo {
     match cluster
         .node(store)
         .admin(AdminRequest::RaftState { region_id: 1 })
@@ -288,7 +288,7 @@ async fn leadership_moves_where_it_is_asked_and_stale_reads_are_served_locally()
             read: ReadMode::Stale,
         };
         match cluster.direct(addr, op).await {
-            Ok(Ok(tinykv_node::api::KvResponse::Value(Some(v)))) => assert_eq!(&v[..], b"v2"),
+            Ok(Ok(tinykv_proto::api::KvResponse::Value(Some(v)))) => assert_eq!(&v[..], b"v2"),
             other => panic!("store {s}: stale read: {other:?}"),
         }
     }

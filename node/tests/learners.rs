@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::TestCluster;
-use tinykv_node::api::{AdminRequest, AdminResponse, ConfChangeRefusal, KvError, RegionInfo};
-use tinykv_node::{Client, ClientError, JoinAs, Node};
+use tinykv_client::{Client, ClientError};
+use tinykv_node::{JoinAs, Node};
+use tinykv_proto::api::{AdminRequest, AdminResponse, ConfChangeRefusal, KvError, RegionInfo};
 use tinykv_storage::PeerRole;
 use tokio::time::Instant;
 

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::TestCluster;
-use tinykv_node::api::{
+use tinykv_client::{Client, ClientConfig, ClientError};
+use tinykv_node::{JoinAs, Node};
+use tinykv_proto::api::{
     AdminRequest, AdminResponse, ConfChangeRefusal, KvError, KvOp, KvResponse, LogEntryInfo,
     PeerStatus, RaftStateInfo, ReadMode,
 };
-use tinykv_node::{Client, ClientConfig, ClientError, JoinAs, Node};
 use tinykv_storage::{Engines, OpenOptions, PeerState};
 use tinykv_transport::{Direction, Rule};
 use tokio::time::Instant;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::TestCluster;
-use tinykv_node::api::ReadMode;
+use tinykv_proto::api::ReadMode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_stores_elect_and_serve() {

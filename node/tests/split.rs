@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::TestCluster;
-use tinykv_node::api::{
+use tinykv_client::{Client, ClientError};
+use tinykv_proto::api::{
     AdminRequest, AdminResponse, KvError, KvOp, KvResponse, NewRegionIds, ReadMode,
 };
-use tinykv_node::fault::{FaultSpec, MAX_SNAPSHOT_DELAY};
-use tinykv_node::{Client, ClientError};
+use tinykv_proto::fault::{FaultSpec, MAX_SNAPSHOT_DELAY};
 use tinykv_storage::Region;
 use tokio::time::Instant;
 
@@ -401,7 +401,7 @@ async fn split_in_flight(
     client: &Client,
     leader: u64,
     at: Bytes,
-) -> tokio::task::JoinHandle<tinykv_node::api::AdminResult> {
+) -> tokio::task::JoinHandle<tinykv_proto::api::AdminResult> {
     let region = client
         .regions()
         .await
@@ -418,7 +418,7 @@ async fn split_in_flight(
         region_id: 1,
         epoch: region.epoch,
         split_keys: vec![at],
-        new_regions: vec![tinykv_node::api::NewRegionIds {
+        new_regions: vec![tinykv_proto::api::NewRegionIds {
             region_id: first,
             peer_ids: vec![first + 1, first + 2, first + 3],
         }],
@@ -513,7 +513,7 @@ async fn a_read_that_straddles_a_split_is_never_served_from_the_shrunk_range() {
     let split = split_in_flight(&cluster, &client, leader, key(10)).await;
     // The read waits for its ReadIndex round, which needs the cut-off followers.
     let addr = cluster.node(leader).addr();
-    let req = tinykv_node::api::KvRequest {
+    let req = tinykv_proto::api::KvRequest {
         region_id: 1,
         epoch: Some(epoch),
         op: KvOp::Scan {

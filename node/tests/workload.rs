@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::TestCluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tinykv_node::api::{AdminRequest, AdminResponse, ReadMode};
-use tinykv_node::{Client, ClientError};
+use tinykv_client::{Client, ClientError};
+use tinykv_proto::api::{AdminRequest, AdminResponse, ReadMode};
 use tinykv_transport::Rule;
 use tokio::time::Instant;
 
@@ -154,7 +154,7 @@ async fn partition_nemesis(cluster: &TestCluster, until: Instant, rng: &mut StdR
     cluster.heal();
 }
 
-async fn raft_states(cluster: &TestCluster) -> Vec<(u64, tinykv_node::api::RaftStateInfo)> {
+async fn raft_states(cluster: &TestCluster) -> Vec<(u64, tinykv_proto::api::RaftStateInfo)> {
     let mut out = Vec::new();
     for s in cluster.running() {
         if let Ok(AdminResponse::RaftState(p)) = cluster

@@ -8,7 +8,9 @@
 //! - [`engines`]: [`Engines`] — open (refusing foreign or corrupt data dirs), bootstrap, list
 //!   regions, consistent reads ([`ReadView`]).
 //! - [`keys`] and [`records`]: the key layout (DESIGN §3) and the postcard records stored
-//!   under it, with the region metadata types ([`Region`], [`Peer`], [`RegionEpoch`]).
+//!   under it. The region metadata types inside them ([`Region`], [`Peer`], [`RegionEpoch`])
+//!   come from tinykv-proto, shared with clients, and are re-exported here; [`conf_state`] is
+//!   the Raft membership of a region.
 //! - [`write_batch`]: group commit of many peers' readies with one fsync.
 //! - [`peer_storage`]: [`PeerStorage`], one per region peer.
 //! - [`apply`]: [`ApplyBatch`], user writes plus the apply state in one batch.
@@ -75,7 +77,7 @@ pub use records::{
     CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, INIT_EPOCH_CONF_VER, INIT_EPOCH_VER,
     IdAllocState, Peer, PeerRole, PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
     RaftApplyState, RaftLocalState, RaftTruncatedState, RangeEnd, Record, Region, RegionEpoch,
-    RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
+    RegionLocalState, StoreAddress, StoreIdent, StoreStarted, conf_state,
 };
 pub use snapshot::apply::apply_snapshot_file;
 pub use snapshot::build::build_snapshot;

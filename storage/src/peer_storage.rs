@@ -518,7 +518,7 @@ impl PeerStorage {
         Snapshot {
             data: file.descriptor().encode(),
             metadata: SnapshotMetadata {
-                conf_state: file.region.conf_state(),
+                conf_state: crate::records::conf_state(&file.region),
                 index: file.index,
                 term: file.term,
             },
@@ -546,7 +546,7 @@ impl SizeBudget {
 impl tinykv_raft::Storage for PeerStorage {
     fn initial_state(&self) -> tinykv_raft::StorageResult<RaftState> {
         let conf_state = if self.initialized {
-            self.region.conf_state()
+            crate::records::conf_state(&self.region)
         } else {
             ConfState::default()
         };

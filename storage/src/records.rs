@@ -1,4 +1,5 @@
-//! The records tinykv stores beside the log, and the region metadata the node works with.
+//! The records tinykv stores beside the log. The region metadata inside them ([`Region`],
+//! [`Peer`], [`RegionEpoch`]) is defined in tinykv-proto and re-exported here.
 //! All are encoded with postcard; decoding is strict (no trailing bytes) and fallible, and a
 //! failure names the key it came from.
 
@@ -8,134 +9,30 @@ use tinykv_raft::{ConfState, Entry, HardState};
 
 use crate::error::{Result, StorageError};
 
+pub use tinykv_proto::{CLUSTER_REGION_ID, Peer, PeerRole, RangeEnd, Region, RegionEpoch};
+
 /// The log index and term a bootstrapped region starts at, as in TinyKV: entries up to it are
 /// considered applied and compacted, so a new peer is brought up by snapshot.
 pub const RAFT_INIT_LOG_INDEX: u64 = 5;
 pub const RAFT_INIT_LOG_TERM: u64 = 5;
-/// The region a cluster is founded with. Its state machine also keeps the cluster's records
-/// (the id allocator, the stores seen running), so its snapshots carry them.
-pub const CLUSTER_REGION_ID: u64 = 1;
 /// Epoch of a freshly bootstrapped region.
 pub const INIT_EPOCH_VER: u64 = 1;
 pub const INIT_EPOCH_CONF_VER: u64 = 1;
 
-/// Versions of a region's shape: `conf_ver` moves on a membership change, `version` on a split
-/// or merge. Requests carry the epoch they were routed with, so stale routing is detected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RegionEpoch {
-    pub conf_ver: u64,
-    pub version: u64,
-}
-
-/// Whether a peer votes. A learner receives the log and applies it but neither votes nor
-/// counts toward a quorum: a store joins as one and is promoted once it has caught up.
-/// New variants go at the end: the encoding is positional.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum PeerRole {
-    #[default]
-    Voter,
-    Learner,
-}
-
-/// One replica of a region: the Raft peer id, the store that hosts it and its role. Peer ids
-/// come from the cluster's id allocator and are never reused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Peer {
-    pub id: u64,
-    pub store_id: u64,
-    pub role: PeerRole,
-}
-
-impl Peer {
-    pub fn voter(id: u64, store_id: u64) -> Peer {
-        Peer {
-            id,
-            store_id,
-            role: PeerRole::Voter,
-        }
-    }
-
-    pub fn learner(id: u64, store_id: u64) -> Peer {
-        Peer {
-            id,
-            store_id,
-            role: PeerRole::Learner,
-        }
-    }
-
-    pub fn is_learner(&self) -> bool {
-        self.role == PeerRole::Learner
-    }
-}
-
-/// A contiguous range of user keys `[start_key, end_key)` replicated by one Raft group. An empty
-/// `end_key` means unbounded.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Region {
-    pub id: u64,
-    pub start_key: Vec<u8>,
-    pub end_key: Vec<u8>,
-    pub epoch: RegionEpoch,
-    pub peers: Vec<Peer>,
-}
-
-impl Region {
-    /// Whether the user key falls in `[start_key, end_key)`.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        key >= self.start_key.as_slice()
-            && (self.end_key.is_empty() || key < self.end_key.as_slice())
-    }
-
-    /// The Raft membership this region's peers form.
-    pub fn conf_state(&self) -> ConfState {
-        let ids = |role| {
-            self.peers
-                .iter()
-                .filter(|p| p.role == role)
-                .map(|p| p.id)
-                .collect()
-        };
-        ConfState {
-            voters: ids(PeerRole::Voter),
-            learners: ids(PeerRole::Learner),
-        }
-    }
-
-    /// The peer this region has on `store_id`.
-    pub fn peer_on_store(&self, store_id: u64) -> Option<Peer> {
-        self.peers.iter().copied().find(|p| p.store_id == store_id)
-    }
-
-    /// Where the region ends, ordered so that an unbounded end sorts after every key: the key
-    /// of maps that find a key's region by range.
-    pub fn range_end(&self) -> RangeEnd {
-        RangeEnd::of(&self.end_key)
-    }
-
-    /// Whether this region shares a key with `[start, end)` (an empty end is unbounded).
-    pub fn overlaps_range(&self, start: &[u8], end: &[u8]) -> bool {
-        let starts_before_other_ends = end.is_empty() || self.start_key.as_slice() < end;
-        let other_starts_before_end = self.end_key.is_empty() || start < self.end_key.as_slice();
-        starts_before_other_ends && other_starts_before_end
-    }
-}
-
-/// The end of a key range as a map key: `Unbounded` (an empty end key) sorts after every key.
-/// The region holding key `k` is the first whose end is after `Key(k)`, if it starts at or
-/// before `k`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RangeEnd {
-    Key(Vec<u8>),
-    Unbounded,
-}
-
-impl RangeEnd {
-    pub fn of(end_key: &[u8]) -> RangeEnd {
-        if end_key.is_empty() {
-            RangeEnd::Unbounded
-        } else {
-            RangeEnd::Key(end_key.to_vec())
-        }
+/// The Raft membership `region`'s peers form. A free function rather than a method: the region
+/// types live in tinykv-proto, which does not depend on the Raft core.
+pub fn conf_state(region: &Region) -> ConfState {
+    let ids = |role| {
+        region
+            .peers
+            .iter()
+            .filter(|p| p.role == role)
+            .map(|p| p.id)
+            .collect()
+    };
+    ConfState {
+        voters: ids(PeerRole::Voter),
+        learners: ids(PeerRole::Learner),
     }
 }
 
@@ -467,22 +364,13 @@ mod tests {
     }
 
     #[test]
-    fn region_range_and_conf_state() {
+    fn conf_state_splits_voters_and_learners() {
         let r = Region {
             id: 1,
-            start_key: b"b".to_vec(),
-            end_key: b"d".to_vec(),
             peers: vec![Peer::voter(3, 1), Peer::voter(4, 2), Peer::learner(5, 3)],
             ..Region::default()
         };
-        assert!(!r.contains(b"a") && r.contains(b"b") && r.contains(b"c\xff") && !r.contains(b"d"));
-        let open = Region {
-            end_key: Vec::new(),
-            ..r.clone()
-        };
-        assert!(open.contains(b"\xff\xff"));
-        assert_eq!(r.conf_state().voters, vec![3, 4]);
-        assert_eq!(r.conf_state().learners, vec![5]);
-        assert_eq!(r.peer_on_store(2), Some(Peer::voter(4, 2)));
+        assert_eq!(conf_state(&r).voters, vec![3, 4]);
+        assert_eq!(conf_state(&r).learners, vec![5]);
     }
 }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::json;
+use tinykv_client::ClientError;
 use tinykv_lincheck::{OpKind, Operation};
-use tinykv_node::ClientError;
-use tinykv_node::api::KvError;
+use tinykv_proto::api::KvError;
 
 /// What a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]

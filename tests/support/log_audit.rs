@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tinykv_node::Client;
-use tinykv_node::api::{AdminRequest, AdminResponse};
+use tinykv_client::Client;
 use tinykv_node::cmd::{CmdBody, RaftCmd, WriteOp};
+use tinykv_proto::api::{AdminRequest, AdminResponse, RaftEntry, RaftEntryType};
 
 /// One committed entry as the audit saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ struct Seen {
     version: u64,
     split: bool,
     /// The entry's type and bytes: two stores must agree on them.
-    entry_type: tinykv_raft::EntryType,
+    entry_type: RaftEntryType,
     data: bytes::Bytes,
     /// The puts it carries, as (key, value).
     puts: Vec<(String, String)>,
@@ -191,10 +191,10 @@ impl Drop for LogAudit {
     }
 }
 
-fn record(state: &Mutex<State>, addr: SocketAddr, region: u64, entries: Vec<tinykv_raft::Entry>) {
+fn record(state: &Mutex<State>, addr: SocketAddr, region: u64, entries: Vec<RaftEntry>) {
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     for e in entries {
-        let cmd = (e.entry_type == tinykv_raft::EntryType::Normal && !e.data.is_empty())
+        let cmd = (e.entry_type == RaftEntryType::Normal && !e.data.is_empty())
             .then(|| RaftCmd::decode(&e.data).ok())
             .flatten();
         let seen = Seen {

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tinykv_node::api::{AdminRequest, AdminResponse, StoreStatus};
+use tinykv_client::{Client, ClientConfig};
 use tinykv_node::config::NodeConfig;
-use tinykv_node::fault::{FaultSpec, NetworkFault};
-use tinykv_node::{Client, ClientConfig};
+use tinykv_proto::api::{AdminRequest, AdminResponse, StoreStatus};
+use tinykv_proto::fault::{FaultSpec, NetworkFault};
 use tinykv_transport::TlsFiles;
 
 use super::{BIN, free_base_port, tinykv};

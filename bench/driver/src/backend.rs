@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use etcd_client::{ConnectOptions, KvClient};
-use tinykv_node::{Client, ClientConfig};
+use tinykv_client::{Client, ClientConfig};
 use tinykv_transport::TlsFiles;
 
 use crate::args::{Target, TlsArgs};

@@ -13,8 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tinykv_node::api::{AdminRequest, AdminResponse};
-use tinykv_node::{Client, ClientConfig, FIRST_REGION_ID};
+use tinykv_client::{Client, ClientConfig};
+use tinykv_proto::CLUSTER_REGION_ID;
+use tinykv_proto::api::{AdminRequest, AdminResponse};
 use tinykv_transport::TlsFiles;
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -243,7 +244,7 @@ async fn watch_for_leader(
                 let leader_addr = info
                     .regions
                     .iter()
-                    .find(|r| r.region.id == FIRST_REGION_ID)
+                    .find(|r| r.region.id == CLUSTER_REGION_ID)
                     .and_then(|r| r.leader_store)
                     .and_then(|s| info.stores.iter().find(|st| st.store_id == s))
                     .and_then(|st| st.addr.parse::<SocketAddr>().ok());
@@ -298,7 +299,7 @@ async fn settle(args: &FailoverArgs) -> Result<NodeStatus> {
         let leader_applied = status
             .nodes
             .iter()
-            .find(|n| n.leader_of.contains(&FIRST_REGION_ID))
+            .find(|n| n.leader_of.contains(&CLUSTER_REGION_ID))
             .map(|n| n.applied);
         if let Some(leader_applied) = leader_applied
             && status
@@ -309,7 +310,7 @@ async fn settle(args: &FailoverArgs) -> Result<NodeStatus> {
             return status
                 .nodes
                 .into_iter()
-                .find(|n| n.leader_of.contains(&FIRST_REGION_ID))
+                .find(|n| n.leader_of.contains(&CLUSTER_REGION_ID))
                 .ok_or_else(|| anyhow!("the leader vanished from the status"));
         }
         if Instant::now() >= deadline {

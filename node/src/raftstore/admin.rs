@@ -1,9 +1,9 @@
 //! Operator requests: membership changes, splits, leader transfer, log compaction, and the
 //! inspection answers of `status.rs`.
 
+use tinykv_proto::api::{AdminRequest, AdminResponse, AdminResult, KvError};
 use tokio::sync::oneshot;
 
-use crate::api::{AdminRequest, AdminResponse, AdminResult, KvError};
 use crate::peer::Reply;
 
 use super::membership::PeerChange;

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tinykv_client::{Client, ClientConfig};
 use tinykv_storage::{Engines, SplitLimits, StorageError};
 use tinykv_transport::TlsFiles;
 use tokio::sync::mpsc;
 
 use super::msg::StoreMsg;
-use crate::client::{Client, ClientConfig};
 use crate::config::NodeConfig;
 use crate::peer::Peer;
 use crate::split_check::SplitChecker;

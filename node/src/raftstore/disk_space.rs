@@ -8,10 +8,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tinykv_proto::api::KvError;
 use tinykv_storage::StorageError;
 use tracing::{info, warn};
 
-use crate::api::KvError;
 use crate::config::{ConfigError, NodeConfig};
 
 /// How often the raft loop looks at the filesystem. A statvfs costs about a microsecond; the

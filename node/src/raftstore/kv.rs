@@ -1,9 +1,9 @@
 //! Client reads and writes: the route check (right store, right region, current epoch) and
 //! handing the request to the region's leader.
 
+use tinykv_proto::api::{KvError, KvOp, KvRequest, KvResult};
 use tokio::sync::oneshot;
 
-use crate::api::{KvError, KvOp, KvRequest, KvResult};
 use crate::cmd::WriteOp;
 use crate::peer::{PendingRead, Reply, is_linearizable_read};
 

@@ -3,16 +3,13 @@
 //! once it has caught up; a leader never removes itself, nor a voter whose removal would leave
 //! no live quorum. Also the cluster's id allocator, which region 1's leader serves.
 
+use tinykv_proto::api::{AdminResponse, AdminResult, ConfChangeRefusal, KvError, MAX_ALLOC_IDS};
 use tinykv_raft::{ConfChange, ConfChangeType};
 use tokio::sync::oneshot;
 
 use super::store::Store;
-use crate::api::{AdminResponse, AdminResult, ConfChangeRefusal, KvError};
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd};
 use crate::peer::{Peer, Reply};
-
-/// The most ids one `AllocIds` hands out.
-pub const MAX_ALLOC_IDS: u32 = 1000;
 
 /// A membership change an operator (or a joining store) asks a region's leader for.
 pub(super) enum PeerChange {

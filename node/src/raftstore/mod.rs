@@ -35,7 +35,6 @@ mod tick;
 mod unreachable;
 
 pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
-pub(crate) use membership::MAX_ALLOC_IDS;
 pub(crate) use msg::StoreMsg;
 pub(crate) use status::describe_entry;
 pub(crate) use store::{Store, StoreParts};

@@ -1,9 +1,9 @@
 //! What the raft loop is asked to do: the messages its channel carries.
 
+use tinykv_proto::api::{AdminRequest, AdminResult, KvRequest, KvResult, StoreAddr};
 use tinykv_transport::{Received, ReceivedSnapshot};
 use tokio::sync::oneshot;
 
-use crate::api::{AdminRequest, AdminResult, KvRequest, KvResult, StoreAddr};
 use crate::message::RaftMessage;
 use crate::split_check::SplitCheckResult;
 

@@ -116,7 +116,7 @@ impl Outbox {
             index: desc.index,
             term: desc.term,
             crc32: Some(desc.checksum),
-            context: crate::api::encode(&envelope),
+            context: tinykv_proto::api::encode(&envelope),
         };
         let endpoint = self.endpoint.clone();
         let tx = self.tx.clone();

@@ -269,7 +269,10 @@ impl Store {
         &mut self,
         snap: ReceivedSnapshot,
     ) -> Result<(), StorageError> {
-        let msg: RaftMessage = match crate::api::decode("snapshot context", &snap.header.context) {
+        let msg: RaftMessage = match tinykv_proto::api::decode(
+            "snapshot context",
+            &snap.header.context,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 warn!(from = snap.from_store, error = %e, "dropping a snapshot with a bad context");

@@ -2,13 +2,13 @@
 //! persist all of them in one write batch and one fsync, send their messages, apply their
 //! committed entries in one apply batch, then answer reads and advance.
 
+use tinykv_proto::api::KvError;
 use tinykv_raft::{Ready, StateRole};
 use tinykv_storage::{AppliedBatch, ApplyBatch, SnapshotApplyStatus, StorageError, StoreAddress};
 use tracing::{info, warn};
 
 use super::snapshot_files::remove_received;
 use super::store::Store;
-use crate::api::KvError;
 use crate::peer::ApplyOutcome;
 
 /// The readies taken in a round, by region.

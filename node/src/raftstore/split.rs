@@ -5,14 +5,14 @@
 //! hand them the votes that arrived before they existed).
 
 use bytes::Bytes;
+use tinykv_client::Client;
+use tinykv_proto::api::{AdminRequest, AdminResult, KvError, NewRegionIds};
 use tinykv_storage::{PeerStorage, RegionEpoch, StorageError};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::msg::StoreMsg;
 use super::store::Store;
-use crate::api::{AdminRequest, AdminResult, KvError, NewRegionIds};
-use crate::client::Client;
 use crate::cmd::{CmdBody, RaftCmd};
 use crate::peer::{AppliedSplit, Peer, Reply};
 use crate::split_check::SplitCheckResult;
@@ -187,14 +187,14 @@ impl Store {
                     .get_or_try_init(|| Client::connect(config))
                     .await
                     .map_err(|e| e.to_string())?;
-                let count = crate::split::ids_needed(split_keys.len(), peers);
+                let count = tinykv_proto::split::ids_needed(split_keys.len(), peers);
                 let count = u32::try_from(count).map_err(|e| e.to_string())?;
                 let first = client.alloc_ids(count).await.map_err(|e| e.to_string())?;
                 let (reply, answer) = oneshot::channel();
                 let req = AdminRequest::SplitRegion {
                     region_id,
                     epoch,
-                    new_regions: crate::split::deal_ids(first, split_keys.len(), peers),
+                    new_regions: tinykv_proto::split::deal_ids(first, split_keys.len(), peers),
                     split_keys,
                 };
                 tx.send(StoreMsg::Admin { req, reply })

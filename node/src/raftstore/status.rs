@@ -1,11 +1,11 @@
 //! Inspection answers: the cluster and store status, a region's Raft state, log and checksum.
 
-use tinykv_raft::{ConfChange, StateRole};
-
-use crate::api::{
-    AdminResponse, AdminResult, ClusterInfo, KvError, LogEntryInfo, PeerStatus, RegionInfo,
-    SnapshotTransfer, StoreAddr, StoreStatus,
+use tinykv_proto::api::{
+    AdminResponse, AdminResult, ClusterInfo, KvError, LogEntryInfo, PeerStatus, RaftEntry,
+    RaftEntryType, RegionInfo, SnapshotTransfer, StoreAddr, StoreStatus,
 };
+use tinykv_raft::{ConfChange, Entry, EntryType, StateRole};
+
 use crate::cmd::{ChangePeer, RaftCmd};
 use crate::peer::Peer;
 
@@ -129,7 +129,9 @@ impl Store {
             .count()
             .max(1);
         entries.truncate(keep);
-        Ok(AdminResponse::RaftEntries(entries))
+        Ok(AdminResponse::RaftEntries(
+            entries.into_iter().map(wire_entry).collect(),
+        ))
     }
 
     pub(super) fn region_checksum(&self, region_id: u64) -> AdminResult {
@@ -228,5 +230,46 @@ pub(crate) fn describe_entry(e: &tinykv_raft::Entry) -> LogEntryInfo {
         entry_type: entry_type.to_string(),
         size: e.data.len() as u64,
         summary,
+    }
+}
+
+/// A stored entry as a `RaftEntries` answer carries it (tinykv-proto's copy of the type, which
+/// encodes to the same bytes).
+fn wire_entry(e: Entry) -> RaftEntry {
+    RaftEntry {
+        entry_type: match e.entry_type {
+            EntryType::Normal => RaftEntryType::Normal,
+            EntryType::ConfChange => RaftEntryType::ConfChange,
+        },
+        term: e.term,
+        index: e.index,
+        data: e.data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tinykv_proto::api;
+
+    use super::*;
+
+    /// Tools read `RaftEntries` answers as the Raft core's entries; the copy in tinykv-proto
+    /// must keep encoding the same way.
+    #[test]
+    fn wire_entries_encode_as_raft_entries() {
+        for entry_type in [EntryType::Normal, EntryType::ConfChange] {
+            let entry = Entry {
+                entry_type,
+                term: 3,
+                index: 300,
+                data: Bytes::from_static(b"cmd"),
+            };
+            let bytes = api::encode(&entry);
+            assert_eq!(api::encode(&wire_entry(entry.clone())), bytes);
+            let back: Entry =
+                api::decode("entry", &api::encode(&wire_entry(entry.clone()))).unwrap();
+            assert_eq!(back, entry);
+        }
     }
 }

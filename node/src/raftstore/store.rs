@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tinykv_proto::api::{KvError, StoreAddr};
 use tinykv_raft::{Config as RaftConfig, SnapshotStatus};
 use tinykv_storage::{Engines, PeerState, PeerStorage, StorageError, StoreAddress, WorkerHandles};
 use tinykv_transport::{Endpoint, Received};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::api::{KvError, StoreAddr};
 use crate::config::NodeConfig;
 use crate::message::RaftMessage;
 use crate::peer::Peer;

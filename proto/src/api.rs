@@ -5,10 +5,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-pub use tinykv_storage::PeerRole;
-use tinykv_storage::{Region, RegionEpoch};
 
 use crate::fault::FaultSpec;
+use crate::region::{Region, RegionEpoch};
 
 /// Encodes a service message (infallible for these types).
 pub fn encode<T: Serialize>(value: &T) -> Bytes {
@@ -254,6 +253,9 @@ pub struct ClusterInfo {
     pub started_stores: Vec<u64>,
 }
 
+/// The most ids one `AllocIds` request may ask for.
+pub const MAX_ALLOC_IDS: u32 = 1000;
+
 /// A region peer's Raft state, the same online and offline.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftStateInfo {
@@ -317,6 +319,27 @@ pub struct SnapshotTransfer {
     pub from_store: u64,
     pub bytes: u64,
     pub total: u64,
+}
+
+/// A committed log entry as `RaftEntries` carries it. The fields, their order and the variants
+/// of [`RaftEntryType`] are `tinykv_raft::Entry`'s, which the node stores and this answer
+/// carried before: the same bytes on the wire, without this crate depending on the Raft core.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftEntry {
+    pub entry_type: RaftEntryType,
+    pub term: u64,
+    pub index: u64,
+    pub data: Bytes,
+}
+
+/// What a log entry carries. New variants go at the end: the encoding is positional.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RaftEntryType {
+    /// A node's command; an entry with empty data is the no-op a new leader appends.
+    #[default]
+    Normal,
+    /// A membership change.
+    ConfChange,
 }
 
 /// Requests of the admin service.
@@ -410,7 +433,7 @@ pub enum AdminResponse {
         first: u64,
         count: u32,
     },
-    RaftEntries(Vec<tinykv_raft::Entry>),
+    RaftEntries(Vec<RaftEntry>),
     /// The regions a split left, left to right: the split region first.
     Split {
         regions: Vec<Region>,
