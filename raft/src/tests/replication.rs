@@ -122,18 +122,24 @@ fn one_round_of_proposals_and_a_commit_costs_one_append_per_follower() {
     }
 }
 
-/// A leader that skips commit broadcasts, its noop committed, and one proposal acknowledged
-/// by every follower: committed, with nothing sent for the commit alone.
-fn skipping_leader_with_a_committed_proposal(
-    data: &'static [u8],
-    barrier: bool,
-) -> (TestRaft, u64) {
+/// A leader of three that skips commit broadcasts, its noop committed.
+fn skipping_leader() -> TestRaft {
     let mut cfg = config(1, &[1, 2, 3], 10, 1);
     cfg.skip_bcast_commit = true;
     let mut r = new_raft_with(&cfg, MemStorage::new());
     r.become_candidate();
     r.become_leader();
     commit_noop(&mut r);
+    r
+}
+
+/// A leader that skips commit broadcasts, its noop committed, and one proposal acknowledged
+/// by every follower: committed, with nothing sent for the commit alone.
+fn skipping_leader_with_a_committed_proposal(
+    data: &'static [u8],
+    barrier: bool,
+) -> (TestRaft, u64) {
+    let mut r = skipping_leader();
     let li = r.raft_log.last_index();
     r.step(propose(1, data)).unwrap();
     if barrier {
@@ -189,12 +195,7 @@ fn a_named_index_commits_with_a_broadcast_even_when_commits_are_skipped() {
 
 #[test]
 fn a_membership_change_commits_with_a_broadcast_even_when_commits_are_skipped() {
-    let mut cfg = config(1, &[1, 2, 3], 10, 1);
-    cfg.skip_bcast_commit = true;
-    let mut r = new_raft_with(&cfg, MemStorage::new());
-    r.become_candidate();
-    r.become_leader();
-    commit_noop(&mut r);
+    let mut r = skipping_leader();
     let cc = crate::ConfChange {
         change_type: crate::ConfChangeType::AddLearnerNode,
         node_id: 4,
