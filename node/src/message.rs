@@ -14,4 +14,8 @@ pub struct RaftMessage {
     /// The region's range, so that a store can create a peer for a region it does not host yet.
     pub start_key: Vec<u8>,
     pub end_key: Vec<u8>,
+    /// A member's answer to a peer that is no longer in the region and does not know it (it
+    /// was removed while cut off): `epoch` is the member's, and the peer destroys itself
+    /// (TiKV's GC message). `message` carries nothing then.
+    pub is_tombstone: bool,
 }

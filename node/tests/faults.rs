@@ -330,10 +330,16 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
         region_id: 1,
         from_peer: Peer::voter(4, 4),
         to_peer: Peer::voter(before.peer, target),
-        epoch: Default::default(),
+        // A peer added by a membership change the target has not applied yet: a sender from
+        // an older membership than the target's would be told it was removed and ignored.
+        epoch: tinykv_storage::RegionEpoch {
+            conf_ver: 1000,
+            version: 1000,
+        },
         message,
         start_key: Vec::new(),
         end_key: Vec::new(),
+        is_tombstone: false,
     };
     let mut bad = Message::new(MessageType::Snapshot, 4, before.peer);
     bad.term = before.term;

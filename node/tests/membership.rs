@@ -626,9 +626,10 @@ async fn an_admin_request_finds_the_leader_after_the_cached_one_left() {
 /// the old membership. A wiped store that has since left, joining through that store as its
 /// seed, is judged by the newest membership any store holds, not by the seed's stale copy.
 /// Before, the seed's copy still listed it as a voter and the join was refused for good (the
-/// nemesis' rebuild of a wiped store gave up this way, seed 20261204).
+/// nemesis' rebuild of a wiped store gave up this way, seed 20261204). Once healed, the cut-off
+/// store learns from a member that it was removed and drops its copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_through_a_stale_seed_is_judged_by_the_newest_membership() {
+async fn a_removed_store_cut_off_from_its_region_misleads_no_join_and_cleans_up() {
     common::init_logs();
     let mut cluster = TestCluster::start(4).await;
     let client = Client::connect(client_of(&cluster, &[1, 2, 3, 4]))
@@ -680,5 +681,20 @@ async fn a_join_through_a_stale_seed_is_judged_by_the_newest_membership() {
         local_value(&cluster, lost, "before").await.as_deref(),
         Some(&b"1"[..])
     );
+
+    // Healed, the cut-off store's peer campaigns with its old membership; a member answers
+    // that it was removed, and it drops its copy of the region (before, it kept campaigning
+    // and holding the range for good).
+    cluster.heal();
+    eventually(
+        "the removed store drops its stale copy of region 1",
+        async || !hosts_region(&cluster, stale).await,
+    )
+    .await;
+    assert_eq!(local_value(&cluster, stale, "before").await, None);
+    client
+        .put("after", "2")
+        .await
+        .expect("a write after the cleanup");
     cluster.shutdown().await;
 }

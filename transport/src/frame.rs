@@ -12,7 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// the payloads of version 1 no longer decode; nodes of the two builds refuse each other clearly.
 /// 3: routing errors carry the answering store's regions (regions split), so a client of an
 /// older build is refused by version rather than misreading them.
-pub const FRAME_VERSION: u8 = 3;
+/// 4: a store's Raft message envelope can tell a removed peer to destroy itself.
+pub const FRAME_VERSION: u8 = 4;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 5;
 /// Default cap on one frame's payload.

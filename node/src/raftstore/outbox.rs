@@ -62,6 +62,7 @@ impl Outbox {
             start_key: region.start_key.clone(),
             end_key: region.end_key.clone(),
             message: msg,
+            is_tombstone: false,
         };
         if is_snapshot {
             self.send_snapshot(envelope);
@@ -71,6 +72,23 @@ impl Outbox {
             .entry(to_peer.store_id)
             .or_default()
             .push(envelope);
+    }
+
+    /// Tells `to`, which sent `peer` a message from a membership older than `peer`'s and is not
+    /// in the region any more, that it was removed: it destroys itself.
+    pub(super) fn send_tombstone(&mut self, peer: &Peer, to: tinykv_storage::Peer) {
+        let region = peer.region();
+        let envelope = RaftMessage {
+            region_id: peer.region_id(),
+            from_peer: peer.meta,
+            to_peer: to,
+            epoch: region.epoch,
+            start_key: region.start_key.clone(),
+            end_key: region.end_key.clone(),
+            message: tinykv_raft::Message::default(),
+            is_tombstone: true,
+        };
+        self.queued.entry(to.store_id).or_default().push(envelope);
     }
 
     /// Hands the queued messages to the transport, one batch per store. When a batch is not

@@ -37,6 +37,9 @@ impl Store {
             return Ok(());
         }
         let region_id = msg.region_id;
+        if msg.is_tombstone {
+            return self.on_tombstone_message(&msg);
+        }
         if let Some(ready) = self.installing.get(&region_id) {
             // The peer is held while its snapshot's data is written; Raft sends again.
             let installing = ready
@@ -44,15 +47,9 @@ impl Store {
                 .as_ref()
                 .map(|s| (s.metadata.term, s.metadata.index));
             if let Some(snap) = &msg.message.snapshot
-                && msg.message.msg_type == MessageType::Snapshot
                 && installing != Some((snap.metadata.term, snap.metadata.index))
             {
-                remove_received(&tinykv_storage::snapshot::received_path(
-                    self.engines.snap_dir(),
-                    region_id,
-                    snap.metadata.term,
-                    snap.metadata.index,
-                ));
+                self.remove_snapshot_file(&msg);
             }
             debug!(
                 region = region_id,
@@ -69,17 +66,8 @@ impl Store {
             self.destroy_peer(region_id)?;
         }
         if !self.peers.contains_key(&region_id) && !self.maybe_create_peer(&msg) {
-            if msg.message.msg_type == MessageType::Snapshot
-                && let Some(snap) = &msg.message.snapshot
-            {
-                // No peer takes it: its file would stay until the disk fills.
-                remove_received(&tinykv_storage::snapshot::received_path(
-                    self.engines.snap_dir(),
-                    region_id,
-                    snap.metadata.term,
-                    snap.metadata.index,
-                ));
-            }
+            // No peer takes it: its file would stay until the disk fills.
+            self.remove_snapshot_file(&msg);
             return Ok(());
         }
         let Some(peer) = self.peers.get_mut(&region_id) else {
@@ -92,6 +80,23 @@ impl Store {
                 me = peer.meta.id,
                 "dropping a message for another peer id"
             );
+            return Ok(());
+        }
+        let region = peer.region();
+        if msg.epoch.conf_ver < region.epoch.conf_ver
+            && !region.peers.iter().any(|p| p.id == msg.from_peer.id)
+        {
+            // The sender was removed from the region and has not learned it (it was cut off
+            // when the change committed): nothing it says counts, and it would campaign and
+            // hold the region's range on its store for good. Tell it.
+            debug!(
+                region = region_id,
+                peer = msg.from_peer.id,
+                store = msg.from_peer.store_id,
+                "message from a removed peer; telling it to destroy itself"
+            );
+            self.outbox.send_tombstone(peer, msg.from_peer);
+            self.remove_snapshot_file(&msg);
             return Ok(());
         }
         let snapshot = (msg.message.msg_type == MessageType::Snapshot).then(|| {
@@ -151,6 +156,41 @@ impl Store {
             remove_received(&path);
         }
         Ok(())
+    }
+
+    /// Removes the file a snapshot message brought when nothing will take it.
+    fn remove_snapshot_file(&self, msg: &RaftMessage) {
+        if msg.message.msg_type != MessageType::Snapshot {
+            return;
+        }
+        if let Some(snap) = &msg.message.snapshot {
+            remove_received(&tinykv_storage::snapshot::received_path(
+                self.engines.snap_dir(),
+                msg.region_id,
+                snap.metadata.term,
+                snap.metadata.index,
+            ));
+        }
+    }
+
+    /// A member of the region says this store's peer was removed: the peer is destroyed when it
+    /// is the one addressed and the member's membership is newer than the peer's.
+    fn on_tombstone_message(&mut self, msg: &RaftMessage) -> Result<(), StorageError> {
+        let region_id = msg.region_id;
+        let Some(peer) = self.peers.get(&region_id) else {
+            return Ok(());
+        };
+        let newer = msg.epoch.conf_ver > peer.region().epoch.conf_ver;
+        if peer.meta.id != msg.to_peer.id || !newer || self.installing.contains_key(&region_id) {
+            return Ok(());
+        }
+        info!(
+            region = region_id,
+            peer = peer.meta.id,
+            told_by = msg.from_peer.id,
+            "this peer was removed from its region while cut off; destroying it"
+        );
+        self.destroy_peer(region_id)
     }
 
     /// Drops this store's peer of `region_id` and everything it kept: it was removed from the
