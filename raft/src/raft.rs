@@ -401,6 +401,43 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// The log index at which this leader's group is at rest, or `None`. At rest means every
+    /// peer holds the whole log, all of it is committed and applied here, and no proposal,
+    /// read, snapshot or leader transfer is under way: until something new happens the group
+    /// needs no ticks, so the node may let it hibernate.
+    pub(crate) fn settled_index(&self) -> Option<u64> {
+        if self.role != StateRole::Leader
+            || self.lead_transferee.is_some()
+            || self.bcast_pending
+            || !self.msgs.is_empty()
+            || !self.read_states.is_empty()
+            || !self.pending_read_requests.is_empty()
+            || self.read_only.pending_count() > 0
+            || !self.raft_log.unstable_entries().is_empty()
+            || self.raft_log.pending_snapshot().is_some()
+        {
+            return None;
+        }
+        let last = self.raft_log.last_index();
+        if self.raft_log.committed != last || self.raft_log.applied != last {
+            return None;
+        }
+        self.prs
+            .progress
+            .values()
+            .all(|p| p.matched == last && p.state == ProgressState::Replicate)
+            .then_some(last)
+    }
+
+    /// A leader sends a heartbeat round now (waking from hibernation: followers learn it is
+    /// alive before their election timers run out). Nothing otherwise.
+    pub(crate) fn ping(&mut self) {
+        if self.role == StateRole::Leader {
+            self.heartbeat_elapsed = 0;
+            self.bcast_heartbeat();
+        }
+    }
+
     fn bcast_heartbeat(&mut self) {
         // Repeating the newest pending read's context lets a later round confirm it if the
         // first round was lost.
@@ -489,6 +526,11 @@ impl<S: Storage> Raft<S> {
             pr.recent_active = true;
         }
         self.pending_conf_index = self.last_unapplied_conf_change();
+        if self.pending_conf_index > self.raft_log.committed {
+            // A membership change the last leader proposed and did not see commit: followers
+            // must learn its commit at once, as if this leader had proposed it.
+            self.commit_barriers.push(self.pending_conf_index);
+        }
         self.append_entry(vec![Entry::default()]);
     }
 

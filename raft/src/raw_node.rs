@@ -230,6 +230,18 @@ impl<S: Storage> RawNode<S> {
         self.raft.broadcast_commit_of(index);
     }
 
+    /// On a leader whose group is at rest, the index it rests at: every peer holds the whole
+    /// log, all of it is committed and applied here, and no proposal, read, snapshot or leader
+    /// transfer is under way. The node uses it to decide that a group may hibernate.
+    pub fn settled_index(&self) -> Option<u64> {
+        self.raft.settled_index()
+    }
+
+    /// On a leader, sends a heartbeat round now; nothing otherwise.
+    pub fn ping(&mut self) {
+        self.raft.ping();
+    }
+
     /// Apply a committed conf change to the node's membership; returns the new membership.
     pub fn apply_conf_change(&mut self, cc: &ConfChange) -> ConfState {
         self.raft.apply_conf_change(cc)

@@ -61,7 +61,6 @@ impl ReadOnly {
         self.queue.back().cloned()
     }
 
-    #[cfg(test)]
     pub(crate) fn pending_count(&self) -> usize {
         self.queue.len()
     }

@@ -6,6 +6,7 @@ mod check_quorum;
 mod conf_change;
 mod election;
 mod flow_control;
+mod hibernation;
 mod leader_transfer;
 mod pre_vote;
 mod raw_node;

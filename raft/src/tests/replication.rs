@@ -805,3 +805,51 @@ fn next_index_advances_optimistically_only_while_replicating() {
         assert_eq!(r.prs.get(2).unwrap().next_idx, want_next, "{state:?}");
     }
 }
+
+#[test]
+fn a_new_leader_broadcasts_the_commit_of_a_membership_change_it_inherited() {
+    // Node 1 holds a conf change (index 2) that the old leader proposed and did not commit.
+    let mut store = MemStorage::new();
+    let cc = crate::ConfChange {
+        change_type: crate::ConfChangeType::AddLearnerNode,
+        node_id: 4,
+        ..crate::ConfChange::default()
+    };
+    store
+        .append(&[
+            ent(1, 1),
+            Entry {
+                entry_type: crate::EntryType::ConfChange,
+                data: cc.encode(),
+                ..ent(2, 1)
+            },
+        ])
+        .unwrap();
+    store.set_hard_state(HardState {
+        term: 1,
+        vote: 0,
+        commit: 1,
+    });
+    let mut cfg = config(1, &[1, 2, 3], 10, 1);
+    cfg.skip_bcast_commit = true;
+    cfg.applied = 1;
+    let mut r = new_raft_with(&cfg, store);
+    r.become_candidate();
+    r.become_leader();
+    let li = r.raft_log.last_index();
+    assert_eq!(li, 3, "the noop follows the conf change");
+    r.bcast_append();
+    for m in read_messages(&mut r) {
+        // Followers already hold 1..=2; answer for the noop.
+        r.step(Message {
+            term: m.term,
+            index: li,
+            ..msg(m.to, 1, MessageType::AppendResponse)
+        })
+        .unwrap();
+    }
+    assert_eq!(r.raft_log.committed, li);
+    let msgs = read_messages(&mut r);
+    assert_eq!(msgs.len(), 2, "the conf change's commit goes out: {msgs:?}");
+    assert!(msgs.iter().all(|m| m.commit == li && m.entries.is_empty()));
+}
