@@ -36,7 +36,7 @@ use rand::{Rng, SeedableRng};
 use support::history::{self, History, Outcome, Request};
 use support::log_audit::LogAudit;
 use support::nemesis::{
-    Cluster, Cut, NftTable, admin_until, cut_between, find_leader, hook_spec_for,
+    Cluster, Cut, NftTable, admin_until, cut_between, find_leader, hook_spec_for, store_status,
 };
 use tinykv_client::{Client, ClientConfig};
 use tinykv_proto::api::{AdminRequest, AdminResponse, ReadMode, RegionInfo};
@@ -154,6 +154,8 @@ struct Nemesis<'a> {
     /// The step at which a store new to the cluster joins (once a run).
     join_new_at: u64,
     steps: u64,
+    /// Set while the clients are to send nothing (so that regions hibernate).
+    quiet: Arc<AtomicBool>,
 }
 
 impl Nemesis<'_> {
@@ -246,7 +248,7 @@ impl Nemesis<'_> {
             return;
         }
         let ids = self.cluster.ids();
-        match self.rng.random_range(0..100u32) {
+        match self.rng.random_range(0..106u32) {
             0..13 => {
                 let id = ids[self.rng.random_range(0..ids.len())];
                 self.kill_restart("kill-random", id);
@@ -295,11 +297,77 @@ impl Nemesis<'_> {
                 }
             }
             92..96 => self.split(),
-            _ => {
+            96..100 => {
                 let to = ids[self.rng.random_range(0..ids.len())];
                 self.transfer_leader(to);
             }
+            100..103 => self.quiet_then("hibernating-kill-leader"),
+            _ => self.quiet_then("hibernating-pause-leader"),
         }
+    }
+
+    /// Lets the clients pause until a region hibernates, then kills (-9) or pauses (SIGSTOP)
+    /// the store leading it, and lets the clients go on: with nothing ticking in the region,
+    /// only the lost store (or a request to a follower) can wake the followers to elect.
+    fn quiet_then(&mut self, kind: &str) {
+        self.quiet.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let target = loop {
+            if let Some(found) = self.hibernating_leader() {
+                break Some(found);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            // The state lives in other processes; asking again is the only way to see it.
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let Some((id, region)) = target else {
+            self.quiet.store(false, Ordering::Relaxed);
+            self.count(&format!("{kind}-skipped"));
+            self.note(&format!(
+                "{kind}: no region hibernated within 20 s, skipped"
+            ));
+            return;
+        };
+        self.count(kind);
+        self.note(&format!(
+            "{kind}: region {region} hibernates, led by store {id}"
+        ));
+        if kind.ends_with("kill-leader") {
+            self.note(&format!("{kind}: kill -9 store {id}"));
+            self.cluster.kill(id);
+            self.quiet.store(false, Ordering::Relaxed);
+            self.hold(500, 6_000);
+            self.cluster.start(id);
+            self.await_up(id);
+            self.note(&format!("{kind}: store {id} restarted and answering"));
+        } else {
+            self.note(&format!("{kind}: SIGSTOP store {id}"));
+            self.cluster.pause(id);
+            self.quiet.store(false, Ordering::Relaxed);
+            self.hold(500, 8_000);
+            self.cluster.resume(id);
+            self.note(&format!("{kind}: SIGCONT store {id}"));
+        }
+    }
+
+    /// A live store leading a hibernating region, and the region.
+    fn hibernating_leader(&mut self) -> Option<(u64, u64)> {
+        for id in self.cluster.live() {
+            let addr = self.cluster.node(id).addr;
+            let Some(status) = self.rt.block_on(store_status(self.admin, addr)) else {
+                continue;
+            };
+            if let Some(p) = status
+                .peers
+                .iter()
+                .find(|p| p.hibernating && p.role == "leader")
+            {
+                return Some((id, p.state.region));
+            }
+        }
+        None
     }
 
     /// Removes store `id`'s peer (moving leadership first if it leads), waits, and adds the
@@ -706,7 +774,7 @@ async fn client_loop(
     seed: u64,
     config: ClientConfig,
     history: History,
-    stop: Arc<AtomicBool>,
+    [stop, quiet]: [Arc<AtomicBool>; 2],
 ) {
     let client = loop {
         match Client::connect(config.clone()).await {
@@ -720,6 +788,11 @@ async fn client_loop(
     let mut rng = StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        if quiet.load(Ordering::Relaxed) {
+            // The nemesis lets regions hibernate; it says when to go on.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
         let key = keys[rng.random_range(0..keys.len())].clone();
         let request = match rng.random_range(0..100u32) {
             0..35 => {
@@ -1049,6 +1122,7 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
     }
     let history = History::new();
     let stop = Arc::new(AtomicBool::new(false));
+    let quiet = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (1..=CLIENTS)
         .map(|id| {
             rt.spawn(client_loop(
@@ -1056,7 +1130,7 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
                 seed,
                 cluster.client_config(CLIENT_TIMEOUT),
                 history.clone(),
-                stop.clone(),
+                [stop.clone(), quiet.clone()],
             ))
         })
         .collect();
@@ -1075,6 +1149,7 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         audit: &audit,
         join_new_at: StdRng::seed_from_u64(seed ^ 0x6a6f_696e).random_range(3..12),
         steps: 0,
+        quiet: quiet.clone(),
     };
     nemesis.note(&format!(
         "seed {seed}, {secs} s of faults, nft {}",

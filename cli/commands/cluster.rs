@@ -542,6 +542,11 @@ async fn status(global: &GlobalArgs, dir: Option<&Path>) -> CliResult {
     Ok(())
 }
 
+/// How many of a store's peers hibernate.
+fn hibernating(s: &StoreStatus) -> usize {
+    s.peers.iter().filter(|p| p.hibernating).count()
+}
+
 /// The term and applied index reported for a store: those of its lowest-numbered region.
 fn headline(s: &StoreStatus) -> (u64, u64) {
     s.peers
@@ -565,11 +570,12 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
                         let peers: Vec<Value> = s
                             .peers
                             .iter()
-                            .map(|p| json!({ "region": p.state.region, "peer": p.state.peer, "role": p.role, "term": p.state.term, "commit": p.state.commit, "applied": p.state.applied }))
+                            .map(|p| json!({ "region": p.state.region, "peer": p.state.peer, "role": p.role, "term": p.state.term, "commit": p.state.commit, "applied": p.state.applied, "hibernating": p.hibernating }))
                             .collect();
                         v["leaders"] = json!(leader_of.len());
                         v["leader_of"] = json!(leader_of);
                         v["regions"] = json!(s.peers.len());
+                        v["hibernating"] = json!(hibernating(s));
                         v["term"] = json!(term);
                         v["applied"] = json!(applied);
                         v["disk_bytes"] = json!(s.disk_bytes);
@@ -579,6 +585,7 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
                         v["leader_of"] = json!([]);
                         v["leaders"] = json!(0);
                         v["regions"] = json!(0);
+                        v["hibernating"] = json!(0);
                         v["term"] = Value::Null;
                         v["applied"] = Value::Null;
                     }
@@ -589,7 +596,8 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
         }
         Output::Table => {
             let mut t = Table::new(&[
-                "ID", "ADDRESS", "PID", "STATE", "REGIONS", "LEADERS", "TERM", "APPLIED", "DISK",
+                "ID", "ADDRESS", "PID", "STATE", "REGIONS", "LEADERS", "ASLEEP", "TERM", "APPLIED",
+                "DISK",
             ]);
             for n in statuses {
                 let pid = n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
@@ -603,6 +611,7 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
                             "up".into(),
                             s.peers.len().to_string(),
                             s.leader_of.len().to_string(),
+                            hibernating(s).to_string(),
                             term.to_string(),
                             applied.to_string(),
                             human_bytes(s.disk_bytes),
@@ -613,6 +622,7 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
                         n.addr.to_string(),
                         pid,
                         "down".into(),
+                        "-".into(),
                         "-".into(),
                         "-".into(),
                         "-".into(),

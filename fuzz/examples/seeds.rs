@@ -56,7 +56,7 @@ fn raft_message() -> RaftMessage {
         message,
         start_key: b"a".to_vec(),
         end_key: b"m".to_vec(),
-        is_tombstone: false,
+        signal: Default::default(),
     }
 }
 

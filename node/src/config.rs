@@ -205,6 +205,9 @@ pub struct RaftConfig {
     /// A learner is promoted to voter only while its log is at most this many entries behind
     /// the leader's.
     pub learner_max_lag: u64,
+    /// A region at rest (every peer holds the whole log, nothing waiting) stops ticking until
+    /// something new reaches it; see `hibernation.rs`.
+    pub hibernate_regions: bool,
 }
 
 impl Default for RaftConfig {
@@ -222,6 +225,7 @@ impl Default for RaftConfig {
             log_gc_count_limit: 10_000,
             log_gc_size_limit: ByteSize::mib(72),
             learner_max_lag: 1_000,
+            hibernate_regions: true,
         }
     }
 }
@@ -588,6 +592,10 @@ impl NodeConfig {
              \x20 # A joining store is added as a learner and promoted to voter once its log is\n\
              \x20 # at most this many entries behind the leader's.\n\
              \x20 learner-max-lag: {maxlag}\n\
+             \x20 # A region at rest (every replica holds the whole log, no request waiting)\n\
+             \x20 # stops ticking and heartbeating until a request, a message or the loss of a\n\
+             \x20 # store wakes it, so idle regions cost next to nothing (TiKV's hibernate-regions).\n\
+             \x20 hibernate-regions: {hibernate}\n\
              snapshot:\n\
              \x20 # Shared by all outgoing snapshots of the node; 0 is unlimited.\n\
              \x20 max-bytes-per-sec: {rate}\n\
@@ -629,6 +637,7 @@ impl NodeConfig {
             gclimit = r.log_gc_count_limit,
             gcsize = r.log_gc_size_limit,
             maxlag = r.learner_max_lag,
+            hibernate = r.hibernate_regions,
             rate = s.max_bytes_per_sec,
             chunk = s.chunk_size,
             sends = s.concurrent_send_limit,

@@ -8,6 +8,7 @@
 pub mod cmd;
 pub mod config;
 pub mod fault;
+mod hibernation;
 pub mod inspect;
 mod log_gc;
 pub mod message;

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
+use crate::hibernation::Hibernation;
 use crate::proposals::ProposalQueue;
 use crate::read_queue::ReadQueue;
 
@@ -160,6 +161,8 @@ pub(crate) struct Peer {
     /// Approximate bytes of the log entries kept (applied since the last compaction, scaled
     /// down by each compaction; 0 after a restart), for `raft.log-gc-size-limit`.
     pub log_size: u64,
+    /// Whether this peer ticks; see `hibernation.rs`.
+    pub sleep: Hibernation,
 }
 
 impl Peer {
@@ -191,6 +194,7 @@ impl Peer {
             size_diff: 0,
             approximate: None,
             log_size: 0,
+            sleep: Hibernation::Awake,
         })
     }
 
@@ -217,13 +221,27 @@ impl Peer {
         self.heard.insert(peer_id, Instant::now());
     }
 
-    /// Whether `peer_id` is this peer or was heard from within `window`.
+    /// Whether `peer_id` is this peer or was heard from within `window`. While the region
+    /// hibernates every member counts as alive: the loss of a store wakes the region, and the
+    /// peers on that store then count as heard from when it went to sleep.
     pub fn is_alive(&self, peer_id: u64, window: Duration) -> bool {
         peer_id == self.meta.id
+            || (self.sleep.is_asleep() && self.region().peers.iter().any(|p| p.id == peer_id))
             || self
                 .heard
                 .get(&peer_id)
                 .is_some_and(|t| t.elapsed() < window)
+    }
+
+    /// Counts every member as heard from just now, except those on `lost_store`: the region
+    /// wakes from hibernation, during which nothing was heard and nobody was lost but them.
+    pub fn heard_from_all_but(&mut self, lost_store: Option<u64>) {
+        let now = Instant::now();
+        for p in &self.raw.store().region().peers {
+            if p.id != self.meta.id && Some(p.store_id) != lost_store {
+                self.heard.insert(p.id, now);
+            }
+        }
     }
 
     /// The region's peers not heard from within `window`.

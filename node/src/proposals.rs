@@ -54,7 +54,6 @@ impl<R> ProposalQueue<R> {
         self.queue.len()
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

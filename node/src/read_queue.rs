@@ -138,7 +138,6 @@ impl<R> ReadQueue<R> {
         out
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.incoming.is_empty() && self.rounds.is_empty()
     }

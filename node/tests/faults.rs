@@ -339,7 +339,7 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
         message,
         start_key: Vec::new(),
         end_key: Vec::new(),
-        is_tombstone: false,
+        signal: Default::default(),
     };
     let mut bad = Message::new(MessageType::Snapshot, 4, before.peer);
     bad.term = before.term;

@@ -282,6 +282,8 @@ pub struct PeerStatus {
     pub pending_proposals: u64,
     /// On a leader, the peers it has not heard from within two election timeouts.
     pub down_peers: Vec<u64>,
+    /// The region is at rest and this peer does not tick (hibernating).
+    pub hibernating: bool,
 }
 
 /// One log entry, described.

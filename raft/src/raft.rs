@@ -425,7 +425,9 @@ impl<S: Storage> Raft<S> {
         self.prs
             .progress
             .values()
-            .all(|p| p.matched == last && p.state == ProgressState::Replicate)
+            // A follower probed since it was reported unreachable holds everything all the same;
+            // the next append takes it back to replicating.
+            .all(|p| p.matched == last && p.state != ProgressState::Snapshot)
             .then_some(last)
     }
 

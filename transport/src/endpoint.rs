@@ -84,7 +84,10 @@ pub struct Events<M> {
     pub messages: Inbox<M>,
     /// Verified snapshots, already acknowledged to the sender.
     pub snapshots: mpsc::Receiver<ReceivedSnapshot>,
-    /// Store ids whose connection attempt or send failed; feed to `report_unreachable`.
+    /// Store ids whose connection attempt or send failed, or whose connection was lost (timed
+    /// out, reset or closed by the peer); feed to `report_unreachable`. A lost connection is
+    /// reported even when nothing was being sent, so a node whose regions send nothing while
+    /// idle still learns that a store went away.
     pub unreachable: mpsc::Receiver<u64>,
 }
 
@@ -200,6 +203,7 @@ where
             tasks: Mutex::new(JoinSet::new()),
         });
         shared.spawn(accept_loop(shared.clone()));
+        shared.spawn(report_cut_off_stores(shared.clone()));
         info!(store = shared.config.store_id, addr = ?shared.quic.local_addr().ok(), "transport endpoint listening");
         Ok((
             Self {
@@ -489,6 +493,13 @@ impl<M> Shared<M> {
             })??;
         Counters::add(&self.counters.connections_dialed, 1);
         debug!(store, %addr, "connected to peer");
+        let watched = fresh.clone();
+        let unreachable = self.unreachable_tx.clone();
+        self.spawn(async move {
+            if is_lost(&watched.closed().await) {
+                let _ = unreachable.try_send(store);
+            }
+        });
         *conn = Some(fresh.clone());
         Ok(fresh)
     }
@@ -654,20 +665,61 @@ where
         tokio::select! {
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => shared.spawn(serve_uni(shared.clone(), identity.clone(), recv)),
-                Err(err) => return log_connection_end(remote, &identity, &err),
+                Err(err) => return log_connection_end(&shared, remote, &identity, &err),
             },
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     calls.push(serve_bi(shared.clone(), conn.clone(), identity.clone(), send, recv));
                 }
-                Err(err) => return log_connection_end(remote, &identity, &err),
+                Err(err) => return log_connection_end(&shared, remote, &identity, &err),
             },
             Some(()) = calls.next(), if !calls.is_empty() => {}
         }
     }
 }
 
-fn log_connection_end(remote: SocketAddr, identity: &Identity, err: &quinn::ConnectionError) {
+/// Whether a connection ended because the other side went away (timed out, reset, closed it),
+/// rather than because this endpoint closed it.
+fn is_lost(err: &quinn::ConnectionError) -> bool {
+    !matches!(err, quinn::ConnectionError::LocallyClosed)
+}
+
+/// Reports, once a second, the stores the fault filter cuts off, as a real partition shows:
+/// the connection to them times out and every attempt to dial them fails.
+async fn report_cut_off_stores<M>(shared: Arc<Shared<M>>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if !shared.filter.is_active() {
+            continue;
+        }
+        let known: Vec<u64> = shared
+            .addr_book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        for store in known {
+            if shared.filter.cuts_off(store) {
+                shared.report_unreachable(store);
+            }
+        }
+    }
+}
+
+fn log_connection_end<M>(
+    shared: &Shared<M>,
+    remote: SocketAddr,
+    identity: &Identity,
+    err: &quinn::ConnectionError,
+) {
+    if let Identity::Store(store) = identity
+        && is_lost(err)
+    {
+        shared.report_unreachable(*store);
+    }
     match err {
         quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => {
             debug!(%remote, %identity, "connection closed")

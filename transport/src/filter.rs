@@ -186,6 +186,32 @@ impl Filter {
         self.lock().rules.clone()
     }
 
+    /// Whether any rules are set.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Whether the rules cut `store` off entirely in at least one direction (blocked, or all
+    /// its Raft traffic dropped): over a real network its connection would time out.
+    pub fn cuts_off(&self, store: u64) -> bool {
+        if !self.is_active() {
+            return false;
+        }
+        let state = self.lock();
+        [Direction::Outgoing, Direction::Incoming]
+            .iter()
+            .any(|&way| {
+                state.rules.iter().any(|r| {
+                    r.matches(way, Traffic::Raft, store)
+                        && match r.action {
+                            Action::Block => true,
+                            Action::Drop { fraction } => fraction >= 1.0,
+                            Action::Delay(_) => false,
+                        }
+                })
+            })
+    }
+
     /// Decides the fate of traffic of `kind` going `way` (Outgoing or Incoming) to/from `store`.
     /// Block wins over Drop, which wins over Delay; delays of several rules do not add up.
     pub fn check(&self, way: Direction, kind: Traffic, store: u64) -> Verdict {

@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 3: routing errors carry the answering store's regions (regions split), so a client of an
 /// older build is refused by version rather than misreading them.
 /// 4: a store's Raft message envelope can tell a removed peer to destroy itself.
-pub const FRAME_VERSION: u8 = 4;
+/// 5: the envelope carries a signal (tombstone, hibernate, wake up) instead of a flag.
+pub const FRAME_VERSION: u8 = 5;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 5;
 /// Default cap on one frame's payload.

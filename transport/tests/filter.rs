@@ -165,3 +165,32 @@ async fn delay_holds_messages_back() {
         sent.elapsed()
     );
 }
+
+/// A store the filter cuts off is reported as a partition would show it (its connection times
+/// out), also while nothing is sent to it: a node whose regions are idle must still notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_store_is_reported_though_nothing_is_sent() {
+    let pki = Pki::new();
+    let mut a = start(&pki, 1);
+    let b = start(&pki, 2);
+    let c = start(&pki, 3);
+    introduce(&[&a, &b, &c]);
+    a.endpoint
+        .filter()
+        .set(vec![Rule::drop_all(&[2]).only(Direction::Incoming)]);
+    assert_eq!(within(a.events.unreachable.recv()).await, Some(2));
+    assert_eq!(
+        within(a.events.unreachable.recv()).await,
+        Some(2),
+        "and again"
+    );
+    // A delay or a partial drop cuts nobody off.
+    a.endpoint.filter().set(vec![
+        Rule::delay(&[2], Duration::from_millis(10)),
+        Rule::drop_fraction(&[3], 0.5),
+    ]);
+    while a.events.unreachable.try_recv().is_ok() {}
+    assert!(!a.endpoint.filter().cuts_off(2) && !a.endpoint.filter().cuts_off(3));
+    a.endpoint.filter().set(vec![Rule::block(&[])]);
+    assert!(a.endpoint.filter().cuts_off(2) && a.endpoint.filter().cuts_off(3));
+}

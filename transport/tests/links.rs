@@ -162,3 +162,29 @@ async fn link_survives_the_peer_restarting_on_the_same_port() {
     }
     assert!(a.endpoint.stats().connections_dialed >= 2);
 }
+
+/// Both ways a node can learn, with nothing to send, that a store went away: the connection it
+/// dialed ends, or the one the store dialed ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_reported_though_nothing_is_sent() {
+    for dialer_is_a in [true, false] {
+        let pki = Pki::new();
+        let mut a = start(&pki, 1);
+        let mut b = start(&pki, 2);
+        introduce(&[&a, &b]);
+        if dialer_is_a {
+            a.endpoint.send(2, &msg(0)).unwrap();
+            assert!(within(b.events.messages.recv()).await.is_some());
+        } else {
+            b.endpoint.send(1, &msg(0)).unwrap();
+            assert!(within(a.events.messages.recv()).await.is_some());
+        }
+        assert!(a.events.unreachable.try_recv().is_err(), "nothing lost yet");
+        b.endpoint.shutdown().await;
+        assert_eq!(
+            within(a.events.unreachable.recv()).await,
+            Some(2),
+            "dialer is a: {dialer_is_a}"
+        );
+    }
+}

@@ -18,6 +18,7 @@
 mod admin;
 mod auto_split;
 mod disk_space;
+mod hibernate;
 mod kv;
 mod membership;
 mod msg;

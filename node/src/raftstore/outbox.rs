@@ -11,7 +11,7 @@ use tinykv_transport::{Endpoint, SnapshotMeta};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::message::RaftMessage;
+use crate::message::{RaftMessage, Signal};
 use crate::peer::Peer;
 
 use super::msg::StoreMsg;
@@ -62,7 +62,7 @@ impl Outbox {
             start_key: region.start_key.clone(),
             end_key: region.end_key.clone(),
             message: msg,
-            is_tombstone: false,
+            signal: Signal::Raft,
         };
         if is_snapshot {
             self.send_snapshot(envelope);
@@ -74,9 +74,10 @@ impl Outbox {
             .push(envelope);
     }
 
-    /// Tells `to`, which sent `peer` a message from a membership older than `peer`'s and is not
-    /// in the region any more, that it was removed: it destroys itself.
-    pub(super) fn send_tombstone(&mut self, peer: &Peer, to: tinykv_storage::Peer) {
+    /// Queues `signal` from `peer` to `to` for [`Outbox::flush`]. A tombstone goes to a peer
+    /// that sent `peer` a message from a membership older than `peer`'s and is not in the region
+    /// any more: it destroys itself.
+    pub(super) fn send_signal(&mut self, peer: &Peer, to: tinykv_storage::Peer, signal: Signal) {
         let region = peer.region();
         let envelope = RaftMessage {
             region_id: peer.region_id(),
@@ -86,7 +87,7 @@ impl Outbox {
             start_key: region.start_key.clone(),
             end_key: region.end_key.clone(),
             message: tinykv_raft::Message::default(),
-            is_tombstone: true,
+            signal,
         };
         self.queued.entry(to.store_id).or_default().push(envelope);
     }

@@ -7,9 +7,10 @@ use tinykv_storage::{PeerState, PeerStorage, SnapshotDescriptor, StorageError};
 use tinykv_transport::ReceivedSnapshot;
 use tracing::{debug, info, warn};
 
-use crate::message::RaftMessage;
+use crate::message::{RaftMessage, Signal};
 use crate::peer::Peer;
 
+use super::hibernate::keeps_asleep;
 use super::snapshot_files::remove_received;
 use super::store::Store;
 
@@ -37,7 +38,7 @@ impl Store {
             return Ok(());
         }
         let region_id = msg.region_id;
-        if msg.is_tombstone {
+        if msg.signal == Signal::Tombstone {
             return self.on_tombstone_message(&msg);
         }
         if let Some(ready) = self.installing.get(&region_id) {
@@ -95,10 +96,22 @@ impl Store {
                 store = msg.from_peer.store_id,
                 "message from a removed peer; telling it to destroy itself"
             );
-            self.outbox.send_tombstone(peer, msg.from_peer);
+            self.outbox
+                .send_signal(peer, msg.from_peer, Signal::Tombstone);
             self.remove_snapshot_file(&msg);
             return Ok(());
         }
+        if msg.signal != Signal::Raft {
+            peer.heard_from(msg.from_peer.id);
+            self.on_signal(&msg);
+            return Ok(());
+        }
+        if peer.sleep.is_asleep() && !keeps_asleep(&msg.message, peer.raw.raft().term()) {
+            self.wake(region_id, None);
+        }
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return Ok(());
+        };
         let snapshot = (msg.message.msg_type == MessageType::Snapshot).then(|| {
             let m = msg.message.snapshot.as_ref().map(|s| s.metadata.clone());
             m.unwrap_or_default()

@@ -26,6 +26,7 @@ impl Store {
             std::mem::take(&mut self.active).into_iter().collect()
         };
         self.start_reads(&active);
+        self.wake_busy_leaders(&active);
         let mut readies = self.collect_and_persist(&active)?;
         // A ready that brought a snapshot waits, its peer held, until the snapshot's data is in
         // place; those whose data now is go on with this round.

@@ -192,6 +192,7 @@ pub(super) fn peer_status(peer: &Peer, alive_window: std::time::Duration) -> Pee
         } else {
             Vec::new()
         },
+        hibernating: peer.sleep.is_asleep(),
     }
 }
 

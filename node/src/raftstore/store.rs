@@ -59,7 +59,7 @@ pub(crate) struct Store {
     pub(super) splits: AutoSplit,
     /// Regions touched since the last ready round (stepped, proposed to, ticked): the round
     /// looks at these only, so a round costs what the regions with work cost, not what every
-    /// region of the store would. A tick touches every region.
+    /// region of the store would. A tick touches every region that is not hibernating.
     pub(super) active: BTreeSet<u64>,
     /// Regions whose snapshot data the snapshot worker is writing, with the ready that brought
     /// the snapshot. Such a peer is held (no steps, ticks, readies or requests) while the rest of
@@ -281,19 +281,26 @@ impl Store {
                 if !self.unreachable.should_report(store_id, Instant::now()) {
                     return Ok(false);
                 }
+                let mut regions = Vec::new();
                 for (region_id, peer) in self.peers.iter_mut() {
                     if let Some(p) = peer.region().peer_on_store(store_id) {
                         peer.raw.report_unreachable(p.id);
-                        self.active.insert(*region_id);
+                        regions.push(*region_id);
                     }
                 }
+                // A hibernating region cannot tell a lost store on its own: with no ticks,
+                // the followers of a dead leader would never start an election.
+                for region_id in regions {
+                    self.active.insert(region_id);
+                    self.wake(region_id, Some(store_id));
+                }
             }
-            StoreMsg::Tick => {
-                self.all_active = true;
-                self.on_tick()
-            }
+            StoreMsg::Tick => self.on_tick(),
             StoreMsg::Kv { req, reply } => {
                 self.active.insert(req.region_id);
+                // A follower asked too: its leader may be gone without a store being lost
+                // (paused), and only a ticking follower can elect another.
+                self.wake(req.region_id, None);
                 self.on_kv(req, reply)
             }
             StoreMsg::Admin { req, reply } => {

@@ -1,5 +1,6 @@
-//! What the loop does on every tick: Raft ticks, log GC, snapshot file housekeeping, and
-//! recording stores that started.
+//! What the loop does on every tick: Raft ticks of the regions not hibernating (and asking
+//! leaders at rest to hibernate), log GC, snapshot file housekeeping, and recording stores
+//! that started.
 
 use tracing::debug;
 
@@ -15,17 +16,25 @@ impl Store {
         self.ticks += 1;
         self.disk.on_tick(self.ticks);
         let gc = self.ticks.is_multiple_of(self.gc_every_ticks);
-        let r = &self.config.raft;
-        let limits = GcLimits {
-            threshold: r.log_gc_threshold,
-            count_limit: r.log_gc_count_limit,
-            size_limit: r.log_gc_size_limit.0,
-        };
+        let limits = self.gc_limits();
+        // Before Raft's tick: a heartbeat it sends would leave the group not at rest.
+        let leaders: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| {
+                p.is_leader() && !p.sleep.is_asleep() && !self.installing.contains_key(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for region_id in leaders {
+            self.consider_hibernating(region_id);
+        }
         for (region_id, peer) in self.peers.iter_mut() {
-            if self.installing.contains_key(region_id) {
+            if self.installing.contains_key(region_id) || peer.sleep.is_asleep() {
                 continue;
             }
             peer.raw.tick();
+            self.active.insert(*region_id);
             if gc && peer.is_leader() {
                 maybe_compact(peer, Some(limits), None);
             }
@@ -73,32 +82,22 @@ impl Store {
     }
 }
 
+impl Store {
+    pub(super) fn gc_limits(&self) -> GcLimits {
+        let r = &self.config.raft;
+        GcLimits {
+            threshold: r.log_gc_threshold,
+            count_limit: r.log_gc_count_limit,
+            size_limit: r.log_gc_size_limit.0,
+        }
+    }
+}
+
 /// Proposes `CompactLog` where the GC rules say (`limits`), or as far as it can go when an
 /// operator asks (`None`). `reply`, if given, is answered either way.
 pub(super) fn maybe_compact(peer: &mut Peer, limits: Option<GcLimits>, reply: Option<Reply>) {
     let storage = peer.raw.store();
-    let applied = storage.applied_index();
-    let first = storage.truncated_state().index + 1;
-    let index = match limits {
-        None => (applied > first).then(|| applied - 1),
-        Some(limits) => {
-            let me = peer.meta.id;
-            let view = LogView {
-                first,
-                applied,
-                size: peer.log_size,
-                matched: peer
-                    .raw
-                    .status()
-                    .progress
-                    .iter()
-                    .filter(|(id, _)| *id != me)
-                    .map(|(_, p)| p.matched)
-                    .collect(),
-            };
-            compact_index(&view, limits)
-        }
-    };
+    let index = compact_to(peer, limits);
     let term = index.and_then(|i| tinykv_raft::Storage::term(storage, i).ok().map(|t| (i, t)));
     let Some((index, term)) = term else {
         if let Some(r) = reply {
@@ -119,6 +118,33 @@ pub(super) fn maybe_compact(peer: &mut Peer, limits: Option<GcLimits>, reply: Op
             if let Err(e) = peer.raw.propose(cmd.encode()) {
                 debug!(region = peer.region_id(), error = %e, "compaction not proposed");
             }
+        }
+    }
+}
+
+/// Where [`maybe_compact`] would compact the log to, if anywhere.
+pub(super) fn compact_to(peer: &Peer, limits: Option<GcLimits>) -> Option<u64> {
+    let storage = peer.raw.store();
+    let applied = storage.applied_index();
+    let first = storage.truncated_state().index + 1;
+    match limits {
+        None => (applied > first).then(|| applied - 1),
+        Some(limits) => {
+            let me = peer.meta.id;
+            let view = LogView {
+                first,
+                applied,
+                size: peer.log_size,
+                matched: peer
+                    .raw
+                    .status()
+                    .progress
+                    .iter()
+                    .filter(|(id, _)| *id != me)
+                    .map(|(_, p)| p.matched)
+                    .collect(),
+            };
+            compact_index(&view, limits)
         }
     }
 }

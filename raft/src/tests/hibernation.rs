@@ -96,12 +96,19 @@ fn a_pending_read_unsettles_until_it_is_answered() {
 }
 
 #[test]
-fn a_follower_being_probed_or_a_transfer_unsettles() {
+fn a_snapshot_in_flight_or_a_transfer_unsettles_a_probe_does_not() {
     let mut r = settled_leader();
+    let last = r.raft_log.last_index();
     r.prs.get_mut(2).unwrap().become_probe();
-    assert_eq!(r.settled_index(), None, "follower 2 is probed");
+    assert_eq!(
+        r.settled_index(),
+        Some(last),
+        "probed after an unreachable report, follower 2 still holds everything"
+    );
+    r.prs.get_mut(2).unwrap().become_snapshot(last);
+    assert_eq!(r.settled_index(), None, "a snapshot is in flight to 2");
     r.prs.get_mut(2).unwrap().become_replicate();
-    assert_eq!(r.settled_index(), Some(r.raft_log.last_index()));
+    assert_eq!(r.settled_index(), Some(last));
     r.step(msg(3, 1, MessageType::TransferLeader)).unwrap();
     assert_eq!(r.settled_index(), None, "a transfer is under way");
     assert_eq!(r.prs.get(3).unwrap().state, ProgressState::Replicate);
