@@ -5,6 +5,7 @@
 //! tinykv-proto; the Rust client library, which a store uses to reach the cluster's id
 //! allocator, is tinykv-client.
 
+mod apply;
 pub mod cmd;
 pub mod config;
 pub mod fault;
@@ -16,6 +17,7 @@ mod peer;
 mod proposals;
 mod raftstore;
 mod read_queue;
+mod reply;
 mod server;
 mod service;
 mod split;

@@ -4,7 +4,7 @@
 use tinykv_proto::api::{AdminRequest, AdminResponse, AdminResult, KvError};
 use tokio::sync::oneshot;
 
-use crate::peer::Reply;
+use crate::reply::Reply;
 
 use super::membership::PeerChange;
 use super::status::peer_status;

@@ -5,7 +5,8 @@ use tinykv_proto::api::{KvError, KvOp, KvRequest, KvResult};
 use tokio::sync::oneshot;
 
 use crate::cmd::WriteOp;
-use crate::peer::{PendingRead, Reply, is_linearizable_read};
+use crate::peer::is_linearizable_read;
+use crate::reply::{PendingRead, Reply};
 
 use super::store::Store;
 

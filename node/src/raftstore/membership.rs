@@ -9,7 +9,8 @@ use tokio::sync::oneshot;
 
 use super::store::Store;
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd};
-use crate::peer::{Peer, Reply};
+use crate::peer::Peer;
+use crate::reply::Reply;
 
 /// A membership change an operator (or a joining store) asks a region's leader for.
 pub(super) enum PeerChange {

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::snapshot_files::remove_received;
 use super::store::Store;
-use crate::peer::ApplyOutcome;
+use crate::apply::ApplyOutcome;
 
 /// The readies taken in a round, by region.
 type Readies = Vec<(u64, Ready)>;

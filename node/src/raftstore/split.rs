@@ -13,8 +13,10 @@ use tracing::{debug, info, warn};
 
 use super::msg::StoreMsg;
 use super::store::Store;
+use crate::apply::AppliedSplit;
 use crate::cmd::{CmdBody, RaftCmd};
-use crate::peer::{AppliedSplit, Peer, Reply};
+use crate::peer::Peer;
+use crate::reply::Reply;
 use crate::split_check::SplitCheckResult;
 
 impl Store {

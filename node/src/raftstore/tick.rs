@@ -6,7 +6,8 @@ use tracing::debug;
 
 use crate::cmd::{CmdBody, RaftCmd};
 use crate::log_gc::{GcLimits, LogView, compact_index};
-use crate::peer::{Peer, Reply};
+use crate::peer::Peer;
+use crate::reply::Reply;
 
 use super::snapshot_files::prune_generated_snapshots;
 use super::store::Store;

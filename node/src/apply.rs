@@ -1,0 +1,401 @@
+//! Applying a peer's committed entries into the store's apply batch: writes, log compaction,
+//! membership changes, splits, store records and id allocations, and what each asks of the
+//! store once the batch is committed (`ApplyOutcome`).
+
+use tinykv_proto::api::{AdminResponse, KvError};
+use tinykv_raft::{ConfChange, ConfChangeType, Entry, EntryType};
+use tinykv_storage::{ApplyBatch, PeerRole, PeerState, RaftApplyState, Region, RegionLocalState};
+use tracing::{debug, info, warn};
+
+use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
+use crate::peer::{Peer, key_not_in_region};
+use crate::reply::Answer;
+
+/// Where a cluster founded before the id allocator existed starts allocating: above every
+/// peer id the earlier scheme (`(conf_ver + 1) × 1,000,000 + store id`) could have given,
+/// since `conf_ver` has only grown since. Computed from the replicated region, so every
+/// replica starts at the same id.
+fn legacy_id_floor(region: &Region) -> u64 {
+    region
+        .epoch
+        .conf_ver
+        .saturating_add(2)
+        .saturating_mul(1_000_000)
+}
+
+/// A membership change this store must act on after the apply batch is committed.
+#[derive(Debug)]
+pub(crate) struct AppliedChange {
+    pub store_id: u64,
+    pub addr: String,
+    pub added: bool,
+}
+
+/// What applying a ready's committed entries produced for the store.
+#[derive(Debug, Default)]
+pub(crate) struct ApplyOutcome {
+    pub answers: Vec<Answer>,
+    pub changes: Vec<AppliedChange>,
+    /// This peer was removed from its region: destroy it after the batch is committed.
+    pub removed_self: bool,
+    /// Stores recorded as started.
+    pub started: Vec<u64>,
+    /// Splits applied, in log order.
+    pub splits: Vec<AppliedSplit>,
+}
+
+/// A split applied on this store: the region as it is now and the regions it created. Only the
+/// new regions in `created` were written by this apply: one this store already had (a peer
+/// created by a message of the new region's leader before the split applied here) is left to
+/// be filled by that leader's snapshot, since it may have voted already.
+#[derive(Debug)]
+pub(crate) struct AppliedSplit {
+    pub derived: Region,
+    pub new: Vec<Region>,
+    pub created: Vec<u64>,
+}
+
+impl Peer {
+    /// Applies committed entries into `batch`. Entries are applied in order; the apply state
+    /// (applied index, truncated state) goes into the same batch.
+    pub fn apply_entries(&mut self, entries: &[Entry], batch: &mut ApplyBatch) -> ApplyOutcome {
+        let mut out = ApplyOutcome::default();
+        let Some(last) = entries.last() else {
+            return out;
+        };
+        let region_id = self.region_id();
+        let mut apply_state: RaftApplyState = *self.raw.store().apply_state();
+        let mut region = self.region().clone();
+        let mut region_changed = false;
+        for entry in entries {
+            let settled = self.proposals.settle(entry.index, entry.term);
+            for stale in settled.stale {
+                out.answers
+                    .push(Answer::Failed(stale, KvError::StaleCommand));
+            }
+            let reply = settled.done;
+            // What this entry's command sees as applied: a CompactLog up to an index inside this
+            // batch (a follower catching up applies hundreds at once) must not be refused as
+            // beyond the applied index.
+            apply_state.applied_index = entry.index;
+            self.log_size += entry.data.len() as u64;
+            let result = match entry.entry_type {
+                EntryType::Normal if entry.data.is_empty() => Ok(None),
+                EntryType::Normal => {
+                    let splits = out.splits.len();
+                    let r = self.apply_cmd(entry, &mut region, batch, &mut apply_state, &mut out);
+                    region_changed |= out.splits.len() != splits;
+                    r
+                }
+                EntryType::ConfChange => {
+                    let r = self.apply_conf_change(entry, &mut region, &mut out);
+                    region_changed = true;
+                    r.map(|()| None)
+                }
+            };
+            if let Some(reply) = reply {
+                out.answers.push(match result {
+                    Ok(None) => Answer::Done(reply),
+                    Ok(Some(resp)) => Answer::With(reply, resp),
+                    Err(e) => Answer::Failed(reply, e),
+                });
+            }
+        }
+        apply_state.applied_index = last.index;
+        batch.set_apply_state(region_id, apply_state);
+        if region_changed {
+            let state = if out.removed_self {
+                PeerState::Tombstone
+            } else {
+                PeerState::Normal
+            };
+            batch.set_region_state(RegionLocalState { state, region });
+        }
+        out
+    }
+
+    fn apply_cmd(
+        &mut self,
+        entry: &Entry,
+        region: &mut Region,
+        batch: &mut ApplyBatch,
+        apply_state: &mut RaftApplyState,
+        out: &mut ApplyOutcome,
+    ) -> Result<Option<AdminResponse>, KvError> {
+        let cmd = match RaftCmd::decode(&entry.data) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                // Every node skips the same undecodable entry, so replicas stay identical.
+                warn!(region = region.id, index = entry.index, error = %e, "skipping an undecodable entry");
+                return Err(KvError::Api(e));
+            }
+        };
+        if cmd.region_id != region.id {
+            return Err(KvError::RegionNotFound {
+                region_id: cmd.region_id,
+            });
+        }
+        match cmd.body {
+            CmdBody::Write(ops) => {
+                if cmd.epoch.version != region.epoch.version {
+                    return Err(KvError::EpochNotMatch {
+                        regions: vec![region.clone()],
+                    });
+                }
+                for op in &ops {
+                    let key = match op {
+                        WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+                    };
+                    if !region.contains(key) {
+                        return Err(key_not_in_region(key, region));
+                    }
+                }
+                for op in ops {
+                    let r = match op {
+                        WriteOp::Put { key, value } => {
+                            self.size_diff += (key.len() + value.len()) as u64;
+                            batch.put(region, &key, &value)
+                        }
+                        WriteOp::Delete { key } => batch.delete(region, &key),
+                    };
+                    r.map_err(|e| KvError::Storage(e.to_string()))?;
+                }
+                Ok(None)
+            }
+            CmdBody::CompactLog { index, term } => {
+                let first = apply_state.truncated_state.index + 1;
+                if apply_state.compact_to(index, term) {
+                    self.log_size = crate::log_gc::size_after_compaction(
+                        self.log_size,
+                        first,
+                        apply_state.applied_index,
+                        index,
+                    );
+                    debug!(region = region.id, index, term, "log compacted");
+                }
+                Ok(None)
+            }
+            CmdBody::StoreStarted { store_id } => {
+                batch.set_store_started(store_id);
+                out.started.push(store_id);
+                Ok(None)
+            }
+            CmdBody::AllocIds { count } => {
+                let (first, count) = self.apply_alloc_ids(count, region, batch)?;
+                Ok(Some(AdminResponse::Ids { first, count }))
+            }
+            CmdBody::Split {
+                split_keys,
+                new_regions,
+            } => {
+                if cmd.epoch != region.epoch {
+                    return Err(KvError::EpochNotMatch {
+                        regions: vec![region.clone()],
+                    });
+                }
+                let (derived, new) = crate::split::split_region(region, &split_keys, &new_regions)
+                    .map_err(KvError::BadRequest)?;
+                let mut created = Vec::new();
+                for r in &new {
+                    let existing = self
+                        .raw
+                        .store()
+                        .engines()
+                        .region_state(r.id)
+                        .map_err(|e| KvError::Storage(e.to_string()))?;
+                    if existing.is_none() {
+                        batch.init_split_region(r);
+                        created.push(r.id);
+                    } else {
+                        info!(
+                            region = r.id,
+                            "the split's new region exists on this store already; \
+                             it is left to its leader's snapshot"
+                        );
+                    }
+                }
+                info!(
+                    region = region.id,
+                    index = entry.index,
+                    new = ?new.iter().map(|r| r.id).collect::<Vec<_>>(),
+                    "region split"
+                );
+                *region = derived.clone();
+                let mut regions = vec![derived.clone()];
+                regions.extend(new.iter().cloned());
+                out.splits.push(AppliedSplit {
+                    derived,
+                    new,
+                    created,
+                });
+                Ok(Some(AdminResponse::Split { regions }))
+            }
+        }
+    }
+
+    fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+        region: &mut Region,
+        out: &mut ApplyOutcome,
+    ) -> Result<(), KvError> {
+        let Some(cc) = ConfChange::decode(&entry.data) else {
+            warn!(
+                region = region.id,
+                index = entry.index,
+                "skipping an undecodable conf change"
+            );
+            return Err(KvError::Storage("undecodable conf change".into()));
+        };
+        let change = ChangePeer::decode(&cc.context).ok();
+        if cc.change_type == ConfChangeType::RemoveNode {
+            self.apply_removal(&cc, change, region, out);
+            return Ok(());
+        }
+        let Some(change) = change else {
+            warn!(
+                region = region.id,
+                index = entry.index,
+                "add-peer without its store; ignored"
+            );
+            return Err(KvError::Storage("add-peer without its store".into()));
+        };
+        let learner = cc.change_type == ConfChangeType::AddLearnerNode;
+        let existing = region
+            .peers
+            .iter_mut()
+            .find(|p| p.id == cc.node_id || p.store_id == change.store_id);
+        match existing {
+            Some(p) if p.id == cc.node_id && p.is_learner() && !learner => {
+                p.role = PeerRole::Voter;
+                region.epoch.conf_ver += 1;
+                info!(
+                    region = region.id,
+                    peer = p.id,
+                    store = p.store_id,
+                    "learner promoted"
+                );
+            }
+            Some(p) => {
+                // Already there (a retried proposal), or the store holds another peer of the
+                // region: nothing changes, and Raft's membership stays the region's.
+                debug!(
+                    region = region.id,
+                    peer = cc.node_id,
+                    existing = p.id,
+                    "add-peer changes nothing"
+                );
+                return Ok(());
+            }
+            None => {
+                let peer = if learner {
+                    tinykv_storage::Peer::learner(cc.node_id, change.store_id)
+                } else {
+                    tinykv_storage::Peer::voter(cc.node_id, change.store_id)
+                };
+                region.peers.push(peer);
+                region.epoch.conf_ver += 1;
+                self.remember_peer(peer);
+                info!(
+                    region = region.id,
+                    peer = peer.id,
+                    store = peer.store_id,
+                    role = ?peer.role,
+                    "peer added"
+                );
+                out.changes.push(AppliedChange {
+                    store_id: change.store_id,
+                    addr: change.addr,
+                    added: true,
+                });
+            }
+        }
+        self.raw.apply_conf_change(&cc);
+        Ok(())
+    }
+
+    fn apply_removal(
+        &mut self,
+        cc: &ConfChange,
+        change: Option<ChangePeer>,
+        region: &mut Region,
+        out: &mut ApplyOutcome,
+    ) {
+        let store_id = change
+            .map(|c| c.store_id)
+            .or_else(|| self.peer_by_id(cc.node_id).map(|p| p.store_id));
+        let before = region.peers.len();
+        region.peers.retain(|p| p.id != cc.node_id);
+        if region.peers.len() != before {
+            region.epoch.conf_ver += 1;
+            info!(region = region.id, peer = cc.node_id, "peer removed");
+            if let Some(store_id) = store_id {
+                out.changes.push(AppliedChange {
+                    store_id,
+                    addr: String::new(),
+                    added: false,
+                });
+            }
+        }
+        if cc.node_id == self.meta.id {
+            out.removed_self = true;
+            self.removed = true;
+        }
+        self.raw.apply_conf_change(cc);
+    }
+
+    /// Hands out `count` ids from the cluster's allocator, which region 1 keeps. Every replica
+    /// computes the same range from the same log, so the allocation is as durable as its entry.
+    fn apply_alloc_ids(
+        &mut self,
+        count: u32,
+        region: &Region,
+        batch: &mut ApplyBatch,
+    ) -> Result<(u64, u32), KvError> {
+        if region.id != tinykv_storage::CLUSTER_REGION_ID {
+            return Err(KvError::Storage(format!(
+                "region {} keeps no id allocator",
+                region.id
+            )));
+        }
+        let next = match self.next_id {
+            Some(n) => n,
+            None => self
+                .raw
+                .store()
+                .engines()
+                .id_alloc()
+                .map_err(|e| KvError::Storage(e.to_string()))?
+                .map_or_else(|| legacy_id_floor(region), |a| a.next_id),
+        };
+        let end = next.saturating_add(u64::from(count));
+        self.next_id = Some(end);
+        batch.set_id_alloc(tinykv_storage::IdAllocState { next_id: end });
+        Ok((next, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster founded before the allocator gave peer ids `(conf_ver + 1) × 1,000,000 +
+    /// store id` at each change; its first allocation must start above all of them.
+    #[test]
+    fn a_legacy_cluster_allocates_above_every_id_it_gave() {
+        for conf_ver in [1u64, 2, 7, 1_000] {
+            let region = Region {
+                id: 1,
+                epoch: tinykv_storage::RegionEpoch {
+                    conf_ver,
+                    version: 1,
+                },
+                ..Region::default()
+            };
+            // The largest id the old scheme could have given by this `conf_ver`: a change
+            // proposed at `conf_ver - 1`, on the largest store id below the stride.
+            let largest_given = conf_ver * 1_000_000 + 999_999;
+            assert!(legacy_id_floor(&region) > largest_given);
+        }
+    }
+}
