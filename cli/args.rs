@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "tinykv",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TINYKV_COMMIT"), ")"),
     about = "A Raft-replicated key-value store over QUIC with mutual TLS",
     propagate_version = true
 )]
@@ -53,7 +53,9 @@ pub struct GlobalArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
+    /// Aligned columns for people.
     Table,
+    /// One JSON document for scripts.
     Json,
 }
 
@@ -86,7 +88,12 @@ pub enum Command {
     #[command(subcommand)]
     Compact(CompactCmd),
     /// Hand a region's leadership to the peer on another store.
-    TransferLeader { region: u64, store: u64 },
+    TransferLeader {
+        /// The region's id.
+        region: u64,
+        /// The store whose peer of the region is to lead it.
+        store: u64,
+    },
     /// Make a CA and certificates.
     #[command(subcommand)]
     Cert(CertCmd),
@@ -95,12 +102,18 @@ pub enum Command {
     Config(ConfigCmd),
     /// Load a running cluster and report throughput and latency.
     Bench(BenchArgs),
+    /// Print a shell completion script: `tinykv completion bash > /etc/bash_completion.d/tinykv`.
+    Completion {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
     /// Start a local cluster; runs in the foreground until Ctrl-C unless --detach.
     Up {
+        /// How many nodes to start.
         #[arg(long, default_value_t = 3)]
         nodes: u64,
         /// Where certificates, configs, data and logs go.
@@ -115,6 +128,7 @@ pub enum ClusterCmd {
     },
     /// Stop what `cluster up --detach` started.
     Down {
+        /// The directory `cluster up` made.
         #[arg(long, default_value = "tinykv-playground")]
         dir: PathBuf,
         /// Also remove the directory.
@@ -123,6 +137,8 @@ pub enum ClusterCmd {
     },
     /// Each node's state, regions, term and indices; exit code 6 when a node is down.
     Status {
+        /// A directory `cluster up` made: its nodes are listed with their pids, down ones
+        /// too. Without it, the nodes of --endpoints are asked.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -178,34 +194,44 @@ pub struct NodeStartArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum KvCmd {
+    /// Write a key; answered once the write is applied on a quorum.
     Put {
         // The id differs from the global --key (the client key file) so clap keeps them apart.
+        /// The key.
         #[arg(id = "user_key", value_name = "KEY")]
         key: String,
         /// The value; `-` reads it from standard input.
         value: String,
     },
+    /// Read a key (linearizable unless --stale); exits 5 when it is absent.
     Get {
         // The id differs from the global --key (the client key file) so clap keeps them apart.
+        /// The key.
         #[arg(id = "user_key", value_name = "KEY")]
         key: String,
         /// Serve from any node's applied state (may be stale).
         #[arg(long)]
         stale: bool,
     },
+    /// Delete a key (deleting an absent key succeeds).
     Delete {
         // The id differs from the global --key (the client key file) so clap keeps them apart.
+        /// The key.
         #[arg(id = "user_key", value_name = "KEY")]
         key: String,
     },
+    /// List keys and values in key order, across regions.
     Scan {
+        /// Inclusive start; empty for the first key.
         #[arg(long, default_value = "")]
         from: String,
         /// Exclusive end; empty for no end.
         #[arg(long, default_value = "")]
         to: String,
+        /// At most this many pairs.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Serve from any node's applied state (may be stale).
         #[arg(long)]
         stale: bool,
     },
@@ -242,13 +268,19 @@ pub enum RegionCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum RaftCmd {
+    /// A region's hard state (term, vote, commit), applied index and log bounds.
     State {
+        /// The region's id.
         region: u64,
     },
+    /// A region's log entries, described (at most 1,000).
     Log {
+        /// The region's id.
         region: u64,
+        /// The first index to show (default: the first kept).
         #[arg(long)]
         from: Option<u64>,
+        /// The index to stop before (default: past the last).
         #[arg(long)]
         to: Option<u64>,
     },
@@ -256,18 +288,27 @@ pub enum RaftCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCmd {
-    Trigger { region: u64 },
+    /// Have the region's leader build a snapshot now.
+    Trigger {
+        /// The region's id.
+        region: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CompactCmd {
-    Log { region: u64 },
+    /// Have the region's leader compact its log up to what it applied.
+    Log {
+        /// The region's id.
+        region: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CertCmd {
     /// Create a cluster CA in DIR.
     InitCa {
+        /// The directory for ca.pem and ca-key.pem.
         #[arg(long)]
         out: PathBuf,
     },
@@ -275,11 +316,13 @@ pub enum CertCmd {
     Issue {
         /// `store-ID` for a node, any name with --client.
         name: String,
+        /// The directory `cert init-ca` wrote.
         #[arg(long)]
         ca_dir: PathBuf,
         /// Extra host names or IPs the certificate is valid for.
         #[arg(long)]
         san: Vec<String>,
+        /// A client certificate (for the command line or an application), not a node's.
         #[arg(long)]
         client: bool,
         /// Where to write NAME.pem and NAME-key.pem (default: the CA directory).
@@ -293,17 +336,24 @@ pub enum ConfigCmd {
     /// Print a complete configuration with comments.
     Default,
     /// Validate a configuration file.
-    Check { file: PathBuf },
+    Check {
+        /// The YAML file to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// Concurrent clients, each with one request in flight.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
+    /// How long to run (put, get, mixed).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: std::time::Duration,
+    /// Bytes of each value written.
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
+    /// What the clients do.
     #[arg(long, value_enum, default_value_t = BenchOp::Put)]
     pub op: BenchOp,
     /// Distinct keys the load touches.
@@ -321,4 +371,49 @@ pub enum BenchOp {
     Mixed,
     /// Writes each of the --keys keys once, in order, then stops (pre-loading a cluster).
     Fill,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, argument and choice a user can type says what it is for.
+    #[test]
+    fn every_command_argument_and_choice_has_help() {
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tinykv", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if cmd.get_about().is_none() {
+            missing.push(path.to_string());
+        }
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() {
+                missing.push(format!("{path} <{id}>"));
+            }
+            // A shell's name needs no gloss.
+            if path.ends_with(" completion") {
+                continue;
+            }
+            if !arg.get_action().takes_values() {
+                continue;
+            }
+            for value in arg.get_possible_values() {
+                if value.get_help().is_none() {
+                    missing.push(format!("{path} <{id}> {}", value.get_name()));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
 }

@@ -30,5 +30,21 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Cert(cmd) => cert::run(&global, cmd),
         Command::Config(cmd) => config::run(cmd),
         Command::Bench(args) => bench::run(&global, args).await,
+        Command::Completion { shell } => completion(shell),
+    }
+}
+
+/// Prints the completion script for `shell`. A reader that stops early (`| head`) is no error.
+fn completion(shell: clap_complete::Shell) -> CliResult {
+    use std::io::Write;
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tinykv", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(crate::exit::CliError::failed(format!(
+            "cannot write the completion script: {e}"
+        ))),
     }
 }
