@@ -1,0 +1,92 @@
+//! The apply state of a run of writes is written lazily: a restart applies those writes again
+//! over data that already holds them and ends with the same data, and anything that must not be
+//! applied twice writes the apply state with it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestCluster;
+use tinykv_proto::api::{AdminRequest, AdminResponse};
+use tinykv_storage::{Engines, OpenOptions};
+use tokio::time::Instant;
+
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Region 1's (applied index in memory, applied index written, commit written) on `store`,
+/// the last two read from its data dir after it stopped.
+fn written_state(cluster: &TestCluster, store: u64) -> (u64, u64) {
+    let dir = &cluster.configs[(store - 1) as usize].data_dir;
+    let (engines, _) = Engines::open(dir, OpenOptions::default()).expect("open");
+    let applied = engines.apply_state(1).unwrap().unwrap().applied_index;
+    let commit = engines.raft_state(1).unwrap().unwrap().hard_state.commit;
+    (applied, commit)
+}
+
+async fn applied(cluster: &TestCluster, store: u64) -> u64 {
+    match cluster
+        .node(store)
+        .admin(AdminRequest::RaftState { region_id: 1 })
+        .await
+    {
+        Ok(AdminResponse::RaftState(s)) => s.state.applied,
+        other => panic!("raft state: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_applied_again_after_a_restart_leave_the_same_data() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(1).await;
+    let client = cluster.client().await;
+    // Overwrites and deletes, one round each, so that replaying them out of place would show.
+    for i in 0..30u32 {
+        client.put("a", format!("a{i}")).await.unwrap();
+        if i % 3 == 0 {
+            client.delete("b").await.unwrap();
+        } else {
+            client.put("b", format!("b{i}")).await.unwrap();
+        }
+    }
+    let before = applied(&cluster, 1).await;
+    cluster.stop(1).await;
+    let (written, commit) = written_state(&cluster, 1);
+    assert!(
+        written < before && commit >= before,
+        "the run of writes left the written apply state behind: written {written}, applied \
+         {before}, commit {commit}"
+    );
+
+    cluster.restart(1).await;
+    eventually("store 1 applies again what it had", async || {
+        applied(&cluster, 1).await >= before
+    })
+    .await;
+    let client = cluster.client().await;
+    assert_eq!(client.get("a").await.unwrap().as_deref(), Some(&b"a29"[..]));
+    assert_eq!(client.get("b").await.unwrap().as_deref(), Some(&b"b29"[..]));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_must_not_apply_twice_writes_the_apply_state() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(1).await;
+    let client = cluster.client().await;
+    for i in 0..5u32 {
+        client.put("k", format!("v{i}")).await.unwrap();
+    }
+    // An id allocation is answered with the ids it gave: applied twice it would give others.
+    let ids = client.alloc_ids(3).await.unwrap();
+    let after = applied(&cluster, 1).await;
+    cluster.stop(1).await;
+    let (written, _) = written_state(&cluster, 1);
+    assert_eq!(written, after, "ids {ids:?}");
+    cluster.shutdown().await;
+}
