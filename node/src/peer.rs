@@ -132,6 +132,16 @@ impl Peer {
         }
     }
 
+    /// The ids of the region's other members (voters and learners).
+    pub fn other_members(&self) -> Vec<u64> {
+        self.region()
+            .peers
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| *id != self.meta.id)
+            .collect()
+    }
+
     /// The region's peers not heard from within `window`.
     pub fn down_peers(&self, window: Duration) -> Vec<u64> {
         self.region()

@@ -4,20 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use tinykv_proto::api::{AdminRequest, AdminResponse};
 use tinykv_storage::{Engines, OpenOptions};
-use tokio::time::Instant;
-
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Region 1's (applied index in memory, applied index written, commit written) on `store`,
 /// the last two read from its data dir after it stopped.

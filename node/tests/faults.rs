@@ -5,12 +5,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use tinykv_node::Node;
 use tinykv_proto::api::{
     AdminRequest, AdminResponse, ConfChangeRefusal, KvError, KvOp, ReadMode, StoreAddr,
 };
-use tokio::time::Instant;
 
 fn put(k: &str, v: &str) -> KvOp {
     KvOp::Put {
@@ -32,14 +31,6 @@ async fn raft_state(cluster: &TestCluster, store: u64) -> tinykv_proto::api::Raf
 
 async fn is_leader(cluster: &TestCluster, store: u64) -> bool {
     matches!(cluster.node(store).admin(AdminRequest::StoreStatus).await, Ok(AdminResponse::StoreStatus(s)) if s.leader_of.contains(&1))
-}
-
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,17 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use tinykv_proto::api::{AdminRequest, AdminResponse, PeerStatus};
-use tokio::time::Instant;
-
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Store `store`'s peer of region 1, if the store answers.
 async fn region1(cluster: &TestCluster, store: u64) -> Option<PeerStatus> {
@@ -62,6 +53,19 @@ async fn new_leader(cluster: &TestCluster, stores: &[u64], not: u64, above: u64)
     found
 }
 
+/// A 3-store cluster whose region 1 holds `k` = `v1` and hibernates on every store: the client,
+/// the term it rests in, its leader and the other stores.
+async fn hibernating_cluster() -> (TestCluster, tinykv_client::Client, u64, u64, Vec<u64>) {
+    common::init_logs();
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    client.put("k", "v1").await.unwrap();
+    let term = all_asleep(&cluster, &[1, 2, 3]).await;
+    let leader = cluster.leader(1).await;
+    let others: Vec<u64> = (1..=3).filter(|s| *s != leader).collect();
+    (cluster, client, term, leader, others)
+}
+
 /// Puts `k` = `value` until a put succeeds: the client may first reach the old leader, whose
 /// proposal is then overwritten (the same value put again is harmless).
 async fn put_until_done(client: &tinykv_client::Client, value: &'static str) {
@@ -73,12 +77,7 @@ async fn put_until_done(client: &tinykv_client::Client, value: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_region_hibernates_and_a_write_wakes_it_without_an_election() {
-    common::init_logs();
-    let cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
-    client.put("k", "v1").await.unwrap();
-    let term = all_asleep(&cluster, &[1, 2, 3]).await;
-    let leader = cluster.leader(1).await;
+    let (cluster, client, term, leader, _) = hibernating_cluster().await;
     let asleep = region1(&cluster, leader).await.unwrap();
     assert!(
         asleep.down_peers.is_empty(),
@@ -111,14 +110,8 @@ async fn an_idle_region_hibernates_and_a_write_wakes_it_without_an_election() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_follower_rejoins_a_hibernating_region_without_an_election() {
-    common::init_logs();
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
-    client.put("k", "v").await.unwrap();
-    let term = all_asleep(&cluster, &[1, 2, 3]).await;
-    let leader = cluster.leader(1).await;
-    let follower = (1..=3).find(|s| *s != leader).unwrap();
-    cluster.restart(follower).await;
+    let (mut cluster, _client, term, leader, others) = hibernating_cluster().await;
+    cluster.restart(others[0]).await;
     // The restarted follower ticks and, hearing no one, asks for votes; the leader wakes
     // and heartbeats, and the follower follows it. Pre-vote keeps the term.
     let again = all_asleep(&cluster, &[1, 2, 3]).await;
@@ -129,13 +122,7 @@ async fn a_restarted_follower_rejoins_a_hibernating_region_without_an_election()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_of_a_hibernating_leader_that_is_cut_off_elect_another() {
-    common::init_logs();
-    let cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
-    client.put("k", "v1").await.unwrap();
-    let term = all_asleep(&cluster, &[1, 2, 3]).await;
-    let leader = cluster.leader(1).await;
-    let others: Vec<u64> = (1..=3).filter(|s| *s != leader).collect();
+    let (cluster, client, term, leader, others) = hibernating_cluster().await;
     cluster.partition(&[vec![leader], others.clone()]);
     // Nothing is sent in a hibernating region: only the lost connection to the leader's
     // store can wake the followers.
@@ -155,13 +142,7 @@ async fn followers_of_a_hibernating_leader_that_is_cut_off_elect_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_of_a_hibernating_leader_that_stops_elect_another() {
-    common::init_logs();
-    let mut cluster = TestCluster::start(3).await;
-    let client = cluster.client().await;
-    client.put("k", "v1").await.unwrap();
-    let term = all_asleep(&cluster, &[1, 2, 3]).await;
-    let leader = cluster.leader(1).await;
-    let others: Vec<u64> = (1..=3).filter(|s| *s != leader).collect();
+    let (mut cluster, client, term, leader, others) = hibernating_cluster().await;
     cluster.stop(leader).await;
     new_leader(&cluster, &others, leader, term).await;
     put_until_done(&client, "v2").await;

@@ -8,20 +8,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use tinykv_client::{Client, ClientError};
 use tinykv_node::{JoinAs, Node};
 use tinykv_proto::api::{AdminRequest, AdminResponse, ConfChangeRefusal, KvError, RegionInfo};
 use tinykv_storage::PeerRole;
 use tokio::time::Instant;
-
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn region_one(client: &Client) -> RegionInfo {
     let info = client.cluster().await.expect("cluster");

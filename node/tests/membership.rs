@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use tinykv_client::{Client, ClientConfig, ClientError};
 use tinykv_node::{JoinAs, Node};
 use tinykv_proto::api::{
@@ -16,14 +16,6 @@ use tinykv_proto::api::{
 use tinykv_storage::{Engines, OpenOptions, PeerState};
 use tinykv_transport::{Direction, Rule};
 use tokio::time::Instant;
-
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn raft_log(cluster: &TestCluster, store: u64) -> Vec<LogEntryInfo> {
     match cluster

@@ -6,22 +6,13 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use tinykv_client::{Client, ClientError};
 use tinykv_proto::api::{
     AdminRequest, AdminResponse, KvError, KvOp, KvResponse, NewRegionIds, ReadMode,
 };
 use tinykv_proto::fault::{FaultSpec, MAX_SNAPSHOT_DELAY};
 use tinykv_storage::Region;
-use tokio::time::Instant;
-
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn key(i: u32) -> Bytes {
     Bytes::from(format!("k{i:03}"))

@@ -22,13 +22,7 @@ impl Store {
         let Some(peer) = self.peers.get_mut(&region_id) else {
             return;
         };
-        let others: Vec<u64> = peer
-            .region()
-            .peers
-            .iter()
-            .map(|p| p.id)
-            .filter(|id| *id != peer.meta.id)
-            .collect();
+        let others = peer.other_members();
         let at_rest = peer.raw.settled_index().filter(|_| {
             !peer.raw.has_ready()
                 && peer.proposals.is_empty()
@@ -81,13 +75,7 @@ impl Store {
                 }
             }
             Signal::Hibernated { term, index } => {
-                let others: Vec<u64> = peer
-                    .region()
-                    .peers
-                    .iter()
-                    .map(|p| p.id)
-                    .filter(|id| *id != peer.meta.id)
-                    .collect();
+                let others = peer.other_members();
                 if peer.is_leader() && peer.sleep.agreed(msg.from_peer.id, term, index, &others) {
                     debug!(region = region_id, index, "region hibernates");
                 }

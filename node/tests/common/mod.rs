@@ -10,3 +10,15 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// Polls `cond` until it holds, failing the test after 30 s with `what`.
+pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -355,3 +355,12 @@ pub(crate) fn conf(voters: &[u64], learners: &[u64]) -> ConfState {
         learners: learners.to_vec(),
     }
 }
+
+/// An append response accepting everything the append `m` carried.
+pub(crate) fn accept(m: &Message) -> Message {
+    Message {
+        term: m.term,
+        index: m.index + m.entries.len() as u64,
+        ..msg(m.to, m.from, MessageType::AppendResponse)
+    }
+}

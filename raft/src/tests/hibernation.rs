@@ -4,15 +4,6 @@
 use super::harness::*;
 use crate::{MemStorage, Message, MessageType, ProgressState};
 
-/// An append response accepting everything `m` carried.
-fn accept(m: &Message) -> Message {
-    Message {
-        term: m.term,
-        index: m.index + m.entries.len() as u64,
-        ..msg(m.to, m.from, MessageType::AppendResponse)
-    }
-}
-
 /// Answers every append the leader sends with an acceptance until it sends no more, then
 /// applies what committed.
 fn replicate_all(r: &mut TestRaft) {

@@ -6,15 +6,6 @@ use bytes::Bytes;
 use super::harness::*;
 use crate::{Entry, Error, HardState, MemStorage, Message, MessageType, ProgressState, StateRole};
 
-/// An append response accepting everything `m` carried.
-fn accept(m: &Message) -> Message {
-    Message {
-        term: m.term,
-        index: m.index + m.entries.len() as u64,
-        ..msg(m.to, m.from, MessageType::AppendResponse)
-    }
-}
-
 /// Acknowledges the new leader's noop from every follower and applies it.
 fn commit_noop(r: &mut TestRaft) {
     r.bcast_append();
