@@ -57,7 +57,7 @@ async fn new_leader(cluster: &TestCluster, stores: &[u64], not: u64, above: u64)
 /// the term it rests in, its leader and the other stores.
 async fn hibernating_cluster() -> (TestCluster, tinykv_client::Client, u64, u64, Vec<u64>) {
     common::init_logs();
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, |c| c.raft.hibernate_regions = true).await;
     let client = cluster.client().await;
     client.put("k", "v1").await.unwrap();
     let term = all_asleep(&cluster, &[1, 2, 3]).await;
