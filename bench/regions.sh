@@ -5,7 +5,7 @@
 #   2. the same fill with `region: {split-size: 1MiB, max-size: 2MiB}`;
 #   3. 16-client puts with 1 region, then with the key space split into 64 regions by hand:
 #      QPS and the nodes' CPU per put;
-#   4. the nodes' idle CPU while they hold 1,000 regions.
+#   4. the nodes' idle CPU while they hold 1,000 regions (with hibernate-regions on).
 # Usage: bench/regions.sh [path/to/tinykv]   (default: target/dist/tinykv, else target/release)
 # Environment: FILL_MIB, PUT_SECS (default 10), IDLE_SECS (default 30), BASE_PORT (24160),
 #   STEPS (default "1 2 3 4": which of the steps above to run).
@@ -28,8 +28,8 @@ WORK=$(mktemp -d /tmp/tinykv-regions.XXXXXX)
 trap '"$BIN" cluster down --dir "$WORK/pg" --clean >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 HZ=$(getconf CLK_TCK)
 
-# Starts a fresh playground; `KEY=VALUE` arguments replace keys of the configs' `region:`
-# section (split-size=1MiB ...).
+# Starts a fresh playground; `KEY=VALUE` arguments replace keys of the configs (split-size=1MiB,
+# hibernate-regions=true ...).
 up() {
   "$BIN" cluster down --dir "$WORK/pg" --clean >/dev/null 2>&1 || true
   "$BIN" cluster up --dir "$WORK/pg" --base-port "$BASE_PORT" --detach >/dev/null
@@ -124,7 +124,7 @@ if step 3; then
 fi
 
 if step 4; then
-  up
+  up hibernate-regions=true
   split_evenly 1000
   n=$(regions)
   sleep 5
