@@ -19,7 +19,7 @@
 //! on every store, a bounded Raft log everywhere, and a cluster that still takes writes.
 //!
 //! `TINYKV_CHAOS_SEED` (default 7) picks the schedule, `TINYKV_CHAOS_SECS` (default 120) how long
-//! faults are injected. A failing run keeps its directory (seed, fault schedule as executed,
+//! faults are injected, `TINYKV_CHAOS_LOG` (default `info`) the nodes' log filter. A failing run keeps its directory (seed, fault schedule as executed,
 //! history as JSON lines, node logs) and prints it with the command that replays the seed.
 
 mod support;
@@ -598,10 +598,21 @@ impl Nemesis<'_> {
             if !regions.is_empty() && missing.is_empty() {
                 return;
             }
-            assert!(
-                started.elapsed() < SETTLE_CAP,
-                "regions still miss stores (region, store) {missing:?} after {SETTLE_CAP:?}"
-            );
+            if started.elapsed() >= SETTLE_CAP {
+                let regions: BTreeSet<u64> = missing.iter().map(|(r, _)| *r).collect();
+                let states: Vec<String> = regions
+                    .iter()
+                    .map(|r| {
+                        let states = raft_states(self.rt, self.admin, self.cluster, *r);
+                        format!("region {r}:\n{states}")
+                    })
+                    .collect();
+                panic!(
+                    "regions still miss stores (region, store) {missing:?} after {SETTLE_CAP:?}; \
+                     Raft per store:\n{}",
+                    states.concat()
+                );
+            }
             let stores: BTreeSet<u64> = missing.iter().map(|(_, s)| *s).collect();
             for id in stores {
                 self.add_back("heal", id);
@@ -1001,12 +1012,40 @@ fn converged(
             }
             _ => {
                 return Err(format!(
-                    "region {region_id}: (applied, crc32, keys) per store {seen:?}"
+                    "region {region_id}: (applied, crc32, keys) per store {seen:?}; Raft per store:\n{}",
+                    raft_states(rt, admin, cluster, region_id)
                 ));
             }
         }
     }
     Ok((applied, keys))
+}
+
+/// Every store's live Raft view of `region_id`, a line each, with the leader's progress of
+/// the other peers: what tells a follower left behind from a leader that stopped sending.
+fn raft_states(
+    rt: &tokio::runtime::Runtime,
+    admin: &Client,
+    cluster: &Cluster,
+    region_id: u64,
+) -> String {
+    rt.block_on(async {
+        let mut out = String::new();
+        for node in &cluster.nodes {
+            let line = match admin
+                .admin(node.addr, AdminRequest::RaftState { region_id })
+                .await
+            {
+                Ok(AdminResponse::RaftState(s)) => format!(
+                    "{} leader {} {:?} progress {:?}",
+                    s.role, s.leader_peer, s.state, s.progress
+                ),
+                other => format!("{other:?}"),
+            };
+            out.push_str(&format!("  store {}: {line}\n", node.id));
+        }
+        out
+    })
 }
 
 /// Polls until every store's log of every region holds at most `LOG_BOUND` entries past its

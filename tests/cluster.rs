@@ -337,21 +337,48 @@ fn a_three_process_cluster_through_the_command_line() {
         (r.code == 0).then_some(())
     });
 
-    // `raft state` online equals offline for the same node, once stopped.
-    let follower = survivors[0].clone();
-    let follower_store = (1..=3).find(|&s| s != leader).expect("a survivor");
-    let online = wait_for("a settled raft state", CAP, || {
-        let a = raft_state(&env, &follower)?;
+    // Online, the leader also tells what it knows of every other peer: the two live ones hold
+    // its whole log, the killed one has not answered lately.
+    wait_for("the leader's view of the other peers", CAP, || {
+        let state = survivors
+            .iter()
+            .find_map(|a| raft_state(&env, a).filter(|s| s["role"] == "leader"))?;
+        let last = state["last_index"].as_u64()?;
+        let progress = state["progress"].as_array()?;
+        let holding = progress
+            .iter()
+            .filter(|p| p["matched"].as_u64() == Some(last) && p["state"] == "replicate")
+            .count();
+        let silent = progress
+            .iter()
+            .filter(|p| p["recent_active"] == false)
+            .count();
+        (progress.len() == 3 && holding == 2 && silent == 1).then_some(())
+    });
+
+    // `raft state` online equals offline for the same node, once stopped, but for what only a
+    // running peer knows.
+    let survivor = survivors[0].clone();
+    let survivor_store = (1..=3).find(|&s| s != leader).expect("a survivor");
+    let mut online = wait_for("a settled raft state", CAP, || {
+        let a = raft_state(&env, &survivor)?;
         std::thread::sleep(Duration::from_millis(500));
-        let b = raft_state(&env, &follower)?;
+        let b = raft_state(&env, &survivor)?;
         (a == b).then_some(b)
     });
+    assert!(
+        online["role"] == "leader" || online["role"] == "follower",
+        "{online}"
+    );
+    for live_only in ["role", "leader_peer", "hibernating", "progress"] {
+        online.as_object_mut().map(|o| o.remove(live_only));
+    }
     let down = tinykv(&["cluster", "down", "--dir", &dir_s, "-o", "json"])
         .ok()
         .json();
     assert_eq!(down["stopped"].as_array().map(Vec::len), Some(3), "{down}");
     let _ = join.wait();
-    let data = dir.join(format!("node{follower_store}/data"));
+    let data = dir.join(format!("node{survivor_store}/data"));
     let offline = tinykv(&[
         "raft",
         "state",

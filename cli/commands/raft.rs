@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 use tinykv_node::inspect::{self, InspectError};
-use tinykv_proto::api::{AdminRequest, AdminResponse, LogEntryInfo, RaftStateInfo};
+use tinykv_proto::api::{AdminRequest, AdminResponse, LogEntryInfo, PeerStatus, RaftStateInfo};
 use tinykv_storage::{Engines, OpenOptions};
 
 use crate::args::{GlobalArgs, Output, RaftCmd};
@@ -19,21 +19,19 @@ const MAX_LOG_ENTRIES: u64 = 1000;
 
 pub async fn run(global: &GlobalArgs, cmd: RaftCmd) -> CliResult {
     match cmd {
-        RaftCmd::State { region } => {
-            let state = match &global.data_dir {
-                Some(dir) => {
-                    let engines = open_offline(dir)?;
-                    inspect::raft_state(&engines, region).map_err(|e| inspect_error(dir, e))?
-                }
-                None => match admin_first(global, AdminRequest::RaftState { region_id: region })
-                    .await?
-                {
-                    AdminResponse::RaftState(status) => status.state,
-                    other => return Err(unexpected(&other)),
-                },
-            };
-            print_state(global.output, &state);
-        }
+        RaftCmd::State { region } => match &global.data_dir {
+            Some(dir) => {
+                let engines = open_offline(dir)?;
+                let state =
+                    inspect::raft_state(&engines, region).map_err(|e| inspect_error(dir, e))?;
+                print_state(global.output, &state);
+            }
+            None => match admin_first(global, AdminRequest::RaftState { region_id: region }).await?
+            {
+                AdminResponse::RaftState(status) => print_live_state(global.output, &status),
+                other => return Err(unexpected(&other)),
+            },
+        },
         RaftCmd::Log { region, from, to } => {
             let (from, to) = (from.unwrap_or(0), to.unwrap_or(0));
             let entries = match &global.data_dir {
@@ -159,25 +157,73 @@ fn unexpected(answer: &AdminResponse) -> CliError {
 fn print_state(output: Output, s: &RaftStateInfo) {
     match output {
         Output::Json => print_json(&json!(s)),
+        Output::Table => state_table(s).print(),
+    }
+}
+
+/// A running peer's state, its role and, on a leader, what it knows of every other peer: the
+/// place to look when one follower stays behind.
+fn print_live_state(output: Output, status: &PeerStatus) {
+    match output {
+        Output::Json => {
+            let mut doc = json!(status.state);
+            doc["role"] = json!(status.role);
+            doc["leader_peer"] = json!(status.leader_peer);
+            doc["hibernating"] = json!(status.hibernating);
+            doc["progress"] = json!(status.progress);
+            print_json(&doc);
+        }
         Output::Table => {
-            let mut t = Table::new(&["FIELD", "VALUE"]);
-            for (name, value) in [
-                ("region", s.region),
-                ("peer", s.peer),
-                ("term", s.term),
-                ("vote", s.vote),
-                ("commit", s.commit),
-                ("applied", s.applied),
-                ("truncated_index", s.truncated_index),
-                ("truncated_term", s.truncated_term),
-                ("last_index", s.last_index),
-                ("last_term", s.last_term),
-            ] {
-                t.row(vec![name.to_string(), value.to_string()]);
+            let mut t = state_table(&status.state);
+            t.row(vec!["role".into(), status.role.clone()]);
+            t.row(vec!["leader_peer".into(), status.leader_peer.to_string()]);
+            t.row(vec!["hibernating".into(), status.hibernating.to_string()]);
+            t.print();
+            if status.progress.is_empty() {
+                return;
+            }
+            println!();
+            let mut t = Table::new(&[
+                "PEER", "MATCHED", "NEXT", "STATE", "PAUSED", "SNAPSHOT", "ACTIVE", "LEARNER",
+            ]);
+            for p in &status.progress {
+                t.row(vec![
+                    p.peer.to_string(),
+                    p.matched.to_string(),
+                    p.next.to_string(),
+                    p.state.clone(),
+                    yes_no(p.paused),
+                    p.pending_snapshot.to_string(),
+                    yes_no(p.recent_active),
+                    yes_no(p.learner),
+                ]);
             }
             t.print();
         }
     }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+fn state_table(s: &RaftStateInfo) -> Table {
+    let mut t = Table::new(&["FIELD", "VALUE"]);
+    for (name, value) in [
+        ("region", s.region),
+        ("peer", s.peer),
+        ("term", s.term),
+        ("vote", s.vote),
+        ("commit", s.commit),
+        ("applied", s.applied),
+        ("truncated_index", s.truncated_index),
+        ("truncated_term", s.truncated_term),
+        ("last_index", s.last_index),
+        ("last_term", s.last_term),
+    ] {
+        t.row(vec![name.to_string(), value.to_string()]);
+    }
+    t
 }
 
 fn print_log(output: Output, region: u64, entries: &[LogEntryInfo]) {

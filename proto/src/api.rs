@@ -185,8 +185,9 @@ pub enum ConfChangeRefusal {
     /// A learner is promoted only once it has caught up (`raft.learner-max-lag`): promoted
     /// earlier, it would count toward the quorum while it cannot yet acknowledge anything.
     #[error(
-        "the learner on store {store_id} has {matched} of the leader's {last_index} entries, \
-         more than {max_lag} behind; wait for it to catch up"
+        "the learner on store {store_id} has {matched} of the leader's {last_index} entries; \
+         it is promoted once it has answered and is at most {max_lag} behind: wait for it to \
+         catch up"
     )]
     LearnerBehind {
         store_id: u64,
@@ -284,6 +285,27 @@ pub struct PeerStatus {
     pub down_peers: Vec<u64>,
     /// The region is at rest and this peer does not tick (hibernating).
     pub hibernating: bool,
+    /// On a leader, what it knows of each other peer's log; empty elsewhere.
+    pub progress: Vec<PeerProgressInfo>,
+}
+
+/// A leader's view of one follower or learner: how far their logs agree and how it sends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerProgressInfo {
+    pub peer: u64,
+    /// The highest index known to be in the peer's log.
+    pub matched: u64,
+    /// The next index the leader sends.
+    pub next: u64,
+    /// "probe" (finding where the logs agree), "replicate" (streaming) or "snapshot".
+    pub state: String,
+    /// Nothing new goes out until the peer answers.
+    pub paused: bool,
+    /// The index of the snapshot in flight, in state "snapshot"; else 0.
+    pub pending_snapshot: u64,
+    /// Heard from within the current election timeout.
+    pub recent_active: bool,
+    pub learner: bool,
 }
 
 /// One log entry, described.

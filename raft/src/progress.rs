@@ -132,6 +132,7 @@ impl Progress {
             pending_snapshot: self.pending_snapshot,
             recent_active: self.recent_active,
             is_learner: self.is_learner,
+            paused: self.is_paused(),
         }
     }
 }

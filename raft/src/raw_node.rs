@@ -107,6 +107,9 @@ pub struct PeerProgress {
     pub pending_snapshot: u64,
     pub recent_active: bool,
     pub is_learner: bool,
+    /// The leader sends this peer nothing new until it answers (a probe out, the inflight
+    /// window full, or a snapshot in flight).
+    pub paused: bool,
 }
 
 /// A snapshot of a node's Raft state, for inspection.

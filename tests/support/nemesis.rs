@@ -223,7 +223,11 @@ impl Cluster {
         cmd.args(["node", verb, "--config"])
             .arg(&node.config_path)
             .args(join_args)
-            .env("RUST_LOG", "info")
+            // TINYKV_CHAOS_LOG raises the nodes' log level to replay a failure in detail.
+            .env(
+                "RUST_LOG",
+                std::env::var("TINYKV_CHAOS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);

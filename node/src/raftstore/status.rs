@@ -1,10 +1,10 @@
 //! Inspection answers: the cluster and store status, a region's Raft state, log and checksum.
 
 use tinykv_proto::api::{
-    AdminResponse, AdminResult, ClusterInfo, KvError, LogEntryInfo, PeerStatus, RaftEntry,
-    RaftEntryType, RegionInfo, SnapshotTransfer, StoreAddr, StoreStatus,
+    AdminResponse, AdminResult, ClusterInfo, KvError, LogEntryInfo, PeerProgressInfo, PeerStatus,
+    RaftEntry, RaftEntryType, RegionInfo, SnapshotTransfer, StoreAddr, StoreStatus,
 };
-use tinykv_raft::{ConfChange, Entry, EntryType, StateRole};
+use tinykv_raft::{ConfChange, Entry, EntryType, ProgressState, StateRole};
 
 use crate::cmd::{ChangePeer, RaftCmd};
 use crate::peer::Peer;
@@ -193,6 +193,29 @@ pub(super) fn peer_status(peer: &Peer, alive_window: std::time::Duration) -> Pee
             Vec::new()
         },
         hibernating: peer.sleep.is_asleep(),
+        progress: status
+            .progress
+            .iter()
+            .filter(|(id, _)| *id != peer.meta.id)
+            .map(|(id, p)| PeerProgressInfo {
+                peer: *id,
+                matched: p.matched,
+                next: p.next_idx,
+                state: progress_state_name(p.state).to_string(),
+                paused: p.paused,
+                pending_snapshot: p.pending_snapshot,
+                recent_active: p.recent_active,
+                learner: p.is_learner,
+            })
+            .collect(),
+    }
+}
+
+fn progress_state_name(state: ProgressState) -> &'static str {
+    match state {
+        ProgressState::Probe => "probe",
+        ProgressState::Replicate => "replicate",
+        ProgressState::Snapshot => "snapshot",
     }
 }
 
