@@ -690,3 +690,62 @@ async fn a_removed_store_cut_off_from_its_region_misleads_no_join_and_cleans_up(
         .expect("a write after the cleanup");
     cluster.shutdown().await;
 }
+
+/// A store that was down while another joined, and caught up by a snapshot, never applied the
+/// entry that carried the joiner's address. Once the joiner leads, the store must still answer
+/// it: it asks the stores it knows where the joiner is. Before, its answers had nowhere to go,
+/// and the leader, hearing nothing, never sent it more; it stayed behind for good (the nemesis
+/// found this after a `join-new-store` and a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_missed_a_join_learns_the_joiners_address() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let away = (1..=3).find(|s| *s != leader).unwrap();
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    client.put("before", "1").await.unwrap();
+    cluster.stop(away).await;
+
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let config = cluster.node_config(4, addr, Vec::new());
+    let seed = cluster.configs[(leader - 1) as usize].listen_addr;
+    cluster.configs.push(config.clone());
+    cluster.nodes.push(Some(join(config, seed).await));
+    // The away store can only come back by snapshot: the join's entries are compacted.
+    let compact = AdminRequest::CompactLog { region_id: 1 };
+    assert!(matches!(
+        client.admin_leader(1, compact).await,
+        Ok(AdminResponse::Done)
+    ));
+    eventually("the log is compacted past the join", async || {
+        raft_state(&cluster, leader).await.truncated_index > 3
+    })
+    .await;
+    cluster.restart(away).await;
+    eventually("the away store catches up by snapshot", async || {
+        caught_up(&cluster, away).await
+    })
+    .await;
+
+    let transfer = AdminRequest::TransferLeader {
+        region_id: 1,
+        to_store: 4,
+    };
+    eventually("store 4 leads region 1", async || {
+        let _ = client.admin_leader(1, transfer.clone()).await;
+        leads(&cluster, 4).await
+    })
+    .await;
+    client.put("after", "2").await.unwrap();
+    eventually("the away store follows the joiner", async || {
+        raft_state(&cluster, away).await.applied >= raft_state(&cluster, 4).await.applied
+    })
+    .await;
+    assert_eq!(
+        local_value(&cluster, away, "after").await.as_deref(),
+        Some(&b"2"[..])
+    );
+    cluster.shutdown().await;
+}

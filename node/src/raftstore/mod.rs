@@ -13,7 +13,8 @@
 //!   one fsync), send, apply (one batch), answer and advance.
 //! - Leaf parts the handlers use: `ranges.rs` (regions by key range), `outbox.rs` (outgoing
 //!   messages and snapshot sends), `pending_votes.rs`, `auto_split.rs`, `disk_space.rs`,
-//!   `snapshot_files.rs`, `raft_config.rs`, `unreachable.rs`.
+//!   `snapshot_files.rs`, `raft_config.rs`, `unreachable.rs`, `resolve.rs` (asking other
+//!   stores for an address this store does not know).
 
 mod admin;
 mod auto_split;
@@ -28,6 +29,7 @@ mod raft_config;
 mod raft_message;
 mod ranges;
 mod ready;
+mod resolve;
 mod snapshot_files;
 mod split;
 mod status;

@@ -25,7 +25,7 @@ use super::outbox::Outbox;
 use super::pending_votes::PendingVotes;
 use super::raft_config::raft_config;
 use super::ranges::RegionRanges;
-use super::unreachable::UnreachableReports;
+use super::unreachable::StoreBackoff;
 
 /// The most messages the loop takes before it processes readies.
 pub(super) const MAX_BATCH: usize = 4096;
@@ -65,7 +65,10 @@ pub(crate) struct Store {
     /// the snapshot. Such a peer is held (no steps, ticks, readies or requests) while the rest of
     /// the store goes on; its ready continues in the first round after the data is in place.
     pub(super) installing: BTreeMap<u64, tinykv_raft::Ready>,
-    pub(super) unreachable: UnreachableReports,
+    /// Reports of unreachable stores to their regions, at most one per backoff.
+    pub(super) unreachable: StoreBackoff,
+    /// Lookups of store addresses this store does not know (`resolve.rs`).
+    pub(super) address_lookups: StoreBackoff,
     pub(super) all_active: bool,
 }
 
@@ -127,7 +130,8 @@ impl Store {
             splits,
             active: BTreeSet::new(),
             installing: BTreeMap::new(),
-            unreachable: UnreachableReports::default(),
+            unreachable: StoreBackoff::default(),
+            address_lookups: StoreBackoff::default(),
             all_active: true,
         };
         store.started_stores = store.engines.started_stores()?.into_iter().collect();
@@ -278,7 +282,8 @@ impl Store {
                 }
             }
             StoreMsg::Unreachable(store_id) => {
-                if !self.unreachable.should_report(store_id, Instant::now()) {
+                self.look_up_if_unknown(store_id);
+                if !self.unreachable.should_act(store_id, Instant::now()) {
                     return Ok(false);
                 }
                 let mut regions = Vec::new();
