@@ -206,8 +206,7 @@ pub struct RaftConfig {
     /// the leader's.
     pub learner_max_lag: u64,
     /// A region at rest (every peer holds the whole log, nothing waiting) stops ticking until
-    /// something new reaches it; see `hibernation.rs`. Off by default until a nemesis finding
-    /// (a follower left behind after a hibernating region's leader was killed) is fixed.
+    /// something new reaches it; see `hibernation.rs`.
     pub hibernate_regions: bool,
 }
 
@@ -226,7 +225,7 @@ impl Default for RaftConfig {
             log_gc_count_limit: 10_000,
             log_gc_size_limit: ByteSize::mib(72),
             learner_max_lag: 1_000,
-            hibernate_regions: false,
+            hibernate_regions: true,
         }
     }
 }
@@ -596,7 +595,6 @@ impl NodeConfig {
              \x20 # A region at rest (every replica holds the whole log, no request waiting)\n\
              \x20 # stops ticking and heartbeating until a request, a message or the loss of a\n\
              \x20 # store wakes it, so idle regions cost next to nothing (TiKV's hibernate-regions).\n\
-             \x20 # Off by default for now (see the README).\n\
              \x20 hibernate-regions: {hibernate}\n\
              snapshot:\n\
              \x20 # Shared by all outgoing snapshots of the node; 0 is unlimited.\n\
