@@ -252,6 +252,20 @@ fn addr_of(cluster: &TestCluster, store: u64) -> String {
         .to_string()
 }
 
+/// Three stores with one write applied: the cluster, region 1's leader, one of its followers
+/// and a client of all three stores.
+async fn three_stores_with_a_write() -> (TestCluster, u64, u64, Client) {
+    common::init_logs();
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let follower = (1..=3).find(|s| *s != leader).unwrap();
+    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
+        .await
+        .expect("client");
+    client.put("before", "1").await.unwrap();
+    (cluster, leader, follower, client)
+}
+
 /// How long a test waits for a learner to catch up before promoting it.
 const PROMOTE_WAIT: Duration = Duration::from_secs(30);
 
@@ -315,14 +329,7 @@ async fn a_removal_that_leaves_no_live_quorum_is_refused() {
 /// the region listed it as a voter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_left_is_added_back_under_a_new_peer_id() {
-    common::init_logs();
-    let mut cluster = TestCluster::start(3).await;
-    let leader = cluster.leader(1).await;
-    let gone = (1..=3).find(|s| *s != leader).unwrap();
-    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
-        .await
-        .expect("client");
-    client.put("before", "1").await.unwrap();
+    let (mut cluster, _, gone, client) = three_stores_with_a_write().await;
     eventually("the store applied the write", async || {
         local_value(&cluster, gone, "before").await.is_some()
     })
@@ -373,14 +380,7 @@ async fn a_store_that_left_is_added_back_under_a_new_peer_id() {
 /// dropped as meant for another peer and the store never came back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_readded_while_down_replaces_its_old_peer() {
-    common::init_logs();
-    let mut cluster = TestCluster::start(3).await;
-    let leader = cluster.leader(1).await;
-    let away = (1..=3).find(|s| *s != leader).unwrap();
-    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
-        .await
-        .expect("client");
-    client.put("before", "1").await.unwrap();
+    let (mut cluster, _, away, client) = three_stores_with_a_write().await;
     let old_peer = peer_status(&cluster, away).await.state.peer;
     cluster.stop(away).await;
     client.remove_peer(1, away).await.expect("remove");
@@ -412,14 +412,7 @@ async fn a_store_readded_while_down_replaces_its_old_peer() {
 /// up under a new peer id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_store_is_rebuilt_by_leave_then_join() {
-    common::init_logs();
-    let mut cluster = TestCluster::start(3).await;
-    let leader = cluster.leader(1).await;
-    let lost = (1..=3).find(|s| *s != leader).unwrap();
-    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
-        .await
-        .expect("client");
-    client.put("before", "1").await.unwrap();
+    let (mut cluster, leader, lost, client) = three_stores_with_a_write().await;
     let old_peer = peer_status(&cluster, lost).await.state.peer;
     cluster.stop(lost).await;
     let config = cluster.configs[(lost - 1) as usize].clone();
@@ -469,14 +462,7 @@ async fn rebuild(
 /// documented rebuild (leave, then join) works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_founding_store_is_refused_at_start_and_rebuilt_by_join() {
-    common::init_logs();
-    let mut cluster = TestCluster::start(3).await;
-    let leader = cluster.leader(1).await;
-    let lost = (1..=3).find(|s| *s != leader).unwrap();
-    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
-        .await
-        .expect("client");
-    client.put("before", "1").await.unwrap();
+    let (mut cluster, leader, lost, client) = three_stores_with_a_write().await;
     let old_peer = peer_status(&cluster, lost).await.state.peer;
     eventually("every store is recorded as started", async || {
         let info = cluster.node(lost).admin(AdminRequest::Cluster).await;
@@ -698,14 +684,7 @@ async fn a_removed_store_cut_off_from_its_region_misleads_no_join_and_cleans_up(
 /// found this after a `join-new-store` and a restart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_missed_a_join_learns_the_joiners_address() {
-    common::init_logs();
-    let mut cluster = TestCluster::start(3).await;
-    let leader = cluster.leader(1).await;
-    let away = (1..=3).find(|s| *s != leader).unwrap();
-    let client = Client::connect(client_of(&cluster, &[1, 2, 3]))
-        .await
-        .expect("client");
-    client.put("before", "1").await.unwrap();
+    let (mut cluster, leader, away, client) = three_stores_with_a_write().await;
     cluster.stop(away).await;
 
     let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
