@@ -75,7 +75,7 @@ pub enum Command {
     /// Read and write keys.
     #[command(subcommand)]
     Kv(KvCmd),
-    /// Inspect regions.
+    /// Inspect regions, online (-e) or offline (--data-dir).
     #[command(subcommand)]
     Region(RegionCmd),
     /// Inspect a region's Raft state and log, online (-e) or offline (--data-dir).
@@ -240,14 +240,15 @@ pub enum KvCmd {
 #[derive(Subcommand, Debug)]
 pub enum RegionCmd {
     /// Every region of the cluster in key order: range, epoch, peers and roles, leader,
-    /// approximate size and keys.
+    /// approximate size and keys; with --data-dir, the regions a stopped store holds (state,
+    /// keys counted) and the store addresses it knows.
     List,
-    /// One region, as its leader describes it.
+    /// One region, as its leader describes it (with --data-dir, as a stopped store holds it).
     Show {
         /// The region's id.
         id: u64,
     },
-    /// The region that holds a key.
+    /// The region that holds a key (with --data-dir, among a stopped store's regions).
     Locate {
         // The id differs from the global --key (the client key file) so clap keeps them apart.
         /// The user key.

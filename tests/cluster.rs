@@ -403,6 +403,58 @@ fn a_three_process_cluster_through_the_command_line() {
     .ok()
     .json();
     assert_eq!(offline_right["region"], json!(right), "{offline_right}");
+
+    // The stopped store's own regions and store directory: the two halves of the split, as the
+    // running cluster listed them, with no leader (only a running store knows one) and their
+    // keys counted; `locate` finds k15 in the right half.
+    let data_s = data.to_str().expect("utf-8");
+    let stored = tinykv(&["region", "list", "--data-dir", data_s, "-o", "json"])
+        .ok()
+        .json();
+    let ids = |doc: &Value| -> Vec<u64> {
+        doc["regions"]
+            .as_array()
+            .map(|rs| rs.iter().filter_map(|r| r["id"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&stored), ids(&listed), "{stored}");
+    let halves = stored["regions"].as_array().cloned().expect("regions");
+    assert!(
+        halves
+            .iter()
+            .all(|r| r["state"] == "normal" && r["leader_store"].is_null()),
+        "{stored}"
+    );
+    assert_eq!(halves[0]["end"], json!("k10"), "{stored}");
+    assert_eq!(halves[1]["start"], json!("k10"), "{stored}");
+    assert!(
+        halves[1]["approximate_keys"].as_u64() >= Some(5),
+        "k10..k14 at least: {stored}"
+    );
+    assert_eq!(stored["store_id"], json!(survivor_store), "{stored}");
+    let known: Vec<u64> = stored["stores"]
+        .as_array()
+        .map(|ss| ss.iter().filter_map(|s| s["store_id"].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(known.contains(&4) && known.contains(&leader), "{stored}");
+    let located = tinykv(&[
+        "region",
+        "locate",
+        "k15",
+        "--data-dir",
+        data_s,
+        "-o",
+        "json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(located["id"], json!(right), "{located}");
+    let table = tinykv(&["region", "list", "--data-dir", data_s]).ok();
+    assert!(
+        table.stdout.starts_with("ID") && table.stdout.contains("knows: store"),
+        "{}",
+        table.stdout
+    );
     let online_table = tinykv(&[
         "raft",
         "log",

@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod kv;
 mod node;
+mod offline;
 mod raft;
 mod region;
 

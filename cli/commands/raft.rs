@@ -2,16 +2,14 @@
 //! dir, printed the same way), and the leader-side admin verbs `snapshot trigger`, `compact log`
 //! and `transfer-leader`.
 
-use std::path::Path;
-
 use serde_json::json;
-use tinykv_node::inspect::{self, InspectError};
+use tinykv_node::inspect;
 use tinykv_proto::api::{AdminRequest, AdminResponse, LogEntryInfo, PeerStatus, RaftStateInfo};
-use tinykv_storage::{Engines, OpenOptions};
 
 use crate::args::{GlobalArgs, Output, RaftCmd};
+use crate::commands::offline::{inspect_error, open_offline};
 use crate::connect;
-use crate::exit::{CliError, CliResult, Exit};
+use crate::exit::{CliError, CliResult};
 use crate::output::{Table, print_json};
 
 /// At most this many entries per `raft log`, the same cap the node applies online.
@@ -120,33 +118,6 @@ async fn admin_first(global: &GlobalArgs, req: AdminRequest) -> CliResult<AdminR
     let client = connect::client(global).await?;
     let addr = client.endpoints()[0];
     Ok(client.admin(addr, req).await?)
-}
-
-fn open_offline(dir: &Path) -> CliResult<Engines> {
-    if !dir.is_dir() {
-        return Err(CliError::new(
-            Exit::NotFound,
-            format!("data dir {} does not exist", dir.display()),
-        )
-        .hint("pass the node's data-dir (see its config file)"));
-    }
-    Engines::open(dir, OpenOptions::default())
-        .map(|(engines, _)| engines)
-        .map_err(|e| {
-            CliError::failed(format!("cannot open data dir {}: {e}", dir.display())).hint(
-                "offline inspection needs the node stopped; for a running node use -e HOST:PORT",
-            )
-        })
-}
-
-fn inspect_error(dir: &Path, e: InspectError) -> CliError {
-    match e {
-        InspectError::RegionNotFound(_) => {
-            CliError::new(Exit::NotFound, format!("{e} ({})", dir.display()))
-                .hint("`tinykv region list` names the regions")
-        }
-        InspectError::Storage(_) => CliError::failed(format!("reading {}: {e}", dir.display())),
-    }
 }
 
 fn unexpected(answer: &AdminResponse) -> CliError {

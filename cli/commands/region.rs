@@ -1,15 +1,24 @@
 //! `region list|show|locate|split`: every store is asked for the regions it hosts, and each
-//! region is shown as its leader describes it.
+//! region is shown as its leader describes it. With `--data-dir`, `list|show|locate` read a
+//! stopped store's own regions and store directory instead.
 
 use serde_json::{Value, json};
 use tinykv_proto::api::{ClusterInfo, RegionInfo};
 
+use std::path::Path;
+
+use tinykv_node::inspect::{self, StoredRegion};
+
 use crate::args::{GlobalArgs, Output, RegionCmd};
+use crate::commands::offline::{inspect_error, open_offline};
 use crate::connect;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{Table, bytes_json, bytes_text, human_bytes, print_json};
 
 pub async fn run(global: &GlobalArgs, cmd: RegionCmd) -> CliResult {
+    if let Some(dir) = &global.data_dir {
+        return offline(global.output, dir, &cmd);
+    }
     let client = connect::client(global).await?;
     if let RegionCmd::Split { region, split_keys } = &cmd {
         return split(global, &client, *region, split_keys).await;
@@ -118,15 +127,6 @@ fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
         "ID", "START", "END", "EPOCH", "PEERS", "LEADER", "APPLIED", "SIZE", "KEYS",
     ]);
     for r in regions {
-        let peers: Vec<String> = r
-            .region
-            .peers
-            .iter()
-            .map(|p| {
-                let learner = if p.is_learner() { " (learner)" } else { "" };
-                format!("{}@store{}{learner}", p.id, p.store_id)
-            })
-            .collect();
         let leader = match r.leader_store {
             Some(store) => {
                 let addr = info
@@ -143,7 +143,7 @@ fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
             key_bound(&r.region.start_key),
             key_bound(&r.region.end_key),
             format!("v{}/c{}", r.region.epoch.version, r.region.epoch.conf_ver),
-            peers.join(","),
+            peers_text(r),
             leader,
             r.applied.to_string(),
             human_bytes(r.approximate_size),
@@ -153,10 +153,120 @@ fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
     table
 }
 
+/// `id@storeN` for each peer, learners marked.
+fn peers_text(r: &RegionInfo) -> String {
+    let peers: Vec<String> = r
+        .region
+        .peers
+        .iter()
+        .map(|p| {
+            let learner = if p.is_learner() { " (learner)" } else { "" };
+            format!("{}@store{}{learner}", p.id, p.store_id)
+        })
+        .collect();
+    peers.join(",")
+}
+
 fn key_bound(key: &[u8]) -> String {
     if key.is_empty() {
         "-".to_string()
     } else {
         bytes_text(key)
     }
+}
+
+/// `region list|show|locate` over a stopped store's data dir: the regions it holds (tombstones
+/// too), measured by a pass over their keys, and the store addresses it recorded.
+fn offline(output: Output, dir: &Path, cmd: &RegionCmd) -> CliResult {
+    let engines = open_offline(dir)?;
+    let all = inspect::regions(&engines).map_err(|e| inspect_error(dir, e))?;
+    let (store_id, stores) = inspect::stores(&engines).map_err(|e| inspect_error(dir, e))?;
+    let live = |r: &&StoredRegion| r.state != "tombstone";
+    let regions: Vec<&StoredRegion> = match cmd {
+        RegionCmd::List => all.iter().collect(),
+        RegionCmd::Show { id } => {
+            let r = all
+                .iter()
+                .find(|r| r.info.region.id == *id)
+                .ok_or_else(|| {
+                    CliError::new(
+                        Exit::NotFound,
+                        format!("region {id} is not in this data dir ({})", dir.display()),
+                    )
+                    .hint("`tinykv region list --data-dir DIR` names its regions")
+                })?;
+            vec![r]
+        }
+        RegionCmd::Locate { key } => {
+            let r = all
+                .iter()
+                .filter(live)
+                .find(|r| r.info.region.contains(key.as_bytes()))
+                .ok_or_else(|| {
+                    CliError::new(
+                        Exit::NotFound,
+                        format!("no region of this data dir holds key {key:?}"),
+                    )
+                    .hint("each store holds only some regions; try another store's data dir")
+                })?;
+            vec![r]
+        }
+        RegionCmd::Split { .. } => {
+            return Err(CliError::new(
+                Exit::Usage,
+                "a split is proposed to a running region's leader",
+            )
+            .hint("pass -e HOST:PORT instead of --data-dir"));
+        }
+    };
+    match output {
+        Output::Json => {
+            let json_of = |r: &StoredRegion| {
+                let mut v = region_json(&r.info);
+                v["state"] = json!(r.state);
+                v
+            };
+            match cmd {
+                RegionCmd::List => {
+                    let list: Vec<Value> = regions.iter().map(|r| json_of(r)).collect();
+                    let stores: Vec<Value> = stores
+                        .iter()
+                        .map(|s| json!({ "store_id": s.store_id, "addr": s.addr }))
+                        .collect();
+                    print_json(&json!({ "store_id": store_id, "regions": list, "stores": stores }));
+                }
+                _ => print_json(&json_of(regions[0])),
+            }
+        }
+        Output::Table => {
+            let mut table = Table::new(&[
+                "ID", "START", "END", "EPOCH", "PEERS", "STATE", "APPLIED", "SIZE", "KEYS",
+            ]);
+            for r in &regions {
+                table.row(vec![
+                    r.info.region.id.to_string(),
+                    key_bound(&r.info.region.start_key),
+                    key_bound(&r.info.region.end_key),
+                    format!(
+                        "v{}/c{}",
+                        r.info.region.epoch.version, r.info.region.epoch.conf_ver
+                    ),
+                    peers_text(&r.info),
+                    r.state.to_string(),
+                    r.info.applied.to_string(),
+                    human_bytes(r.info.approximate_size),
+                    r.info.approximate_keys.to_string(),
+                ]);
+            }
+            table.print();
+            if matches!(cmd, RegionCmd::List) {
+                let known: Vec<String> = stores
+                    .iter()
+                    .map(|s| format!("store {} at {}", s.store_id, s.addr))
+                    .collect();
+                println!("\nstore {store_id} knows: {}", known.join(", "));
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,11 @@
-//! Reading a store's Raft state straight from its data dir, for a stopped node. The running
-//! node's admin service answers with the same builders, so online and offline output agree.
+//! Reading a store's Raft state, regions and store directory straight from its data dir, for a
+//! stopped node. The running node's admin service answers with the same builders, so online and
+//! offline output agree.
 
-use tinykv_proto::api::{LogEntryInfo, RaftStateInfo};
-use tinykv_storage::{Engines, RaftApplyState, RaftLocalState, StorageError};
+use tinykv_proto::api::{LogEntryInfo, RaftStateInfo, RegionInfo, StoreAddr};
+use tinykv_storage::{
+    Engines, PeerState, RaftApplyState, RaftLocalState, SplitLimits, StorageError,
+};
 
 /// Builds the state record from what storage holds.
 pub fn raft_state_info(
@@ -73,4 +76,68 @@ pub fn raft_log(
         .iter()
         .map(crate::raftstore::describe_entry)
         .collect())
+}
+
+/// A region as a stopped store holds it: its record and local state, its applied index and its
+/// data measured by one pass over its keys. No leader: that is known only while the store runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRegion {
+    pub info: RegionInfo,
+    /// "normal", "applying" (a snapshot was being installed) or "tombstone" (the store left it).
+    pub state: &'static str,
+}
+
+/// Every region recorded in `engines`, in key order (tombstones, which have no range left, last).
+pub fn regions(engines: &Engines) -> Result<Vec<StoredRegion>, InspectError> {
+    let measure_all = SplitLimits {
+        split_size: u64::MAX,
+        max_size: u64::MAX,
+        split_keys: u64::MAX,
+        max_keys: u64::MAX,
+        max_split_keys: 0,
+    };
+    let mut out = Vec::new();
+    for local in engines.regions()? {
+        let size = match local.state {
+            PeerState::Tombstone => Default::default(),
+            _ => engines.check_split(&local.region, &measure_all)?,
+        };
+        let applied = engines
+            .apply_state(local.region.id)?
+            .unwrap_or_default()
+            .applied_index;
+        out.push(StoredRegion {
+            state: match local.state {
+                PeerState::Normal => "normal",
+                PeerState::Applying => "applying",
+                PeerState::Tombstone => "tombstone",
+            },
+            info: RegionInfo {
+                region: local.region,
+                leader_store: None,
+                applied,
+                approximate_size: size.size,
+                approximate_keys: size.keys,
+            },
+        });
+    }
+    out.sort_by(|a, b| {
+        let key = |r: &StoredRegion| (r.state == "tombstone", r.info.region.start_key.clone());
+        key(a).cmp(&key(b))
+    });
+    Ok(out)
+}
+
+/// This store's id (0 before its first start) and the other stores' addresses it recorded.
+pub fn stores(engines: &Engines) -> Result<(u64, Vec<StoreAddr>), InspectError> {
+    let store_id = engines.store_ident()?.map_or(0, |i| i.store_id);
+    let stores = engines
+        .store_addrs()?
+        .into_iter()
+        .map(|a| StoreAddr {
+            store_id: a.store_id,
+            addr: a.addr,
+        })
+        .collect();
+    Ok((store_id, stores))
 }
