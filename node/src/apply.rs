@@ -31,6 +31,13 @@ pub(crate) struct AppliedChange {
     pub added: bool,
 }
 
+/// How far a region's applied index may run ahead of the one written to disk. Entries that only
+/// put and delete keys may be applied again after a crash without changing the data, so their
+/// apply state is written with the next entry that is not one of them, or once this many
+/// entries went by (what a restart applies twice). Anything else (a membership change, a
+/// split, a log compaction, an id allocation) writes it in its own batch.
+const APPLY_STATE_LAG: u64 = 256;
+
 /// What applying a ready's committed entries produced for the store.
 #[derive(Debug, Default)]
 pub(crate) struct ApplyOutcome {
@@ -42,6 +49,8 @@ pub(crate) struct ApplyOutcome {
     pub started: Vec<u64>,
     /// Splits applied, in log order.
     pub splits: Vec<AppliedSplit>,
+    /// An entry applied that must not be applied twice: anything but a write (or the noop).
+    pub not_replayable: bool,
 }
 
 /// A split applied on this store: the region as it is now and the regions it created. Only the
@@ -88,6 +97,7 @@ impl Peer {
                     r
                 }
                 EntryType::ConfChange => {
+                    out.not_replayable = true;
                     let r = self.apply_conf_change(entry, &mut region, &mut out);
                     region_changed = true;
                     r.map(|()| None)
@@ -102,7 +112,15 @@ impl Peer {
             }
         }
         apply_state.applied_index = last.index;
-        batch.set_apply_state(region_id, apply_state);
+        let replayable = !out.not_replayable
+            && !region_changed
+            && last.index.saturating_sub(self.apply_state_written) < APPLY_STATE_LAG;
+        if replayable {
+            batch.note_apply_state(region_id, apply_state);
+        } else {
+            batch.set_apply_state(region_id, apply_state);
+            self.apply_state_written = last.index;
+        }
         if region_changed {
             let state = if out.removed_self {
                 PeerState::Tombstone
@@ -135,6 +153,7 @@ impl Peer {
                 region_id: cmd.region_id,
             });
         }
+        out.not_replayable |= !matches!(cmd.body, CmdBody::Write(_));
         match cmd.body {
             CmdBody::Write(ops) => {
                 if cmd.epoch.version != region.epoch.version {

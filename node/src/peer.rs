@@ -46,6 +46,9 @@ pub(crate) struct Peer {
     pub log_size: u64,
     /// Whether this peer ticks; see `hibernation.rs`.
     pub sleep: Hibernation,
+    /// The applied index of the apply state last written to disk (it may trail the applied
+    /// index by a run of writes; see `apply.rs`).
+    pub apply_state_written: u64,
 }
 
 impl Peer {
@@ -55,7 +58,8 @@ impl Peer {
         mut config: RaftConfig,
     ) -> Result<Peer, tinykv_raft::Error> {
         config.id = meta.id;
-        config.applied = storage.applied_index();
+        let applied = storage.applied_index();
+        config.applied = applied;
         config.seed = meta.id ^ (meta.store_id << 32) ^ storage.region_id().rotate_left(17);
         let mut peer_cache = HashMap::new();
         for p in &storage.region().peers {
@@ -78,6 +82,7 @@ impl Peer {
             approximate: None,
             log_size: 0,
             sleep: Hibernation::Awake,
+            apply_state_written: applied,
         })
     }
 

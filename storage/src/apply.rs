@@ -51,6 +51,14 @@ impl ApplyBatch {
         self.apply_states.insert(region_id, state);
     }
 
+    /// Records how far the region has applied for the peer to pick up, without writing it: after
+    /// a crash the region applies again from the apply state last written. Only for entries
+    /// that may be applied twice: puts and deletes, replayed in log order over data that already
+    /// holds their effect, leave the same data.
+    pub fn note_apply_state(&mut self, region_id: u64, state: RaftApplyState) {
+        self.apply_states.insert(region_id, state);
+    }
+
     /// Records a region's new shape (membership change, split).
     pub fn set_region_state(&mut self, state: RegionLocalState) {
         self.engines.put_region_state(&mut self.batch, &state);

@@ -154,6 +154,8 @@ impl Store {
             for p in peer.region().peers.clone() {
                 peer.remember_peer(p);
             }
+            // The install wrote the snapshot's apply state.
+            peer.apply_state_written = peer.raw.store().applied_index();
             self.ranges.insert(peer.region());
             // The snapshot replaced the state machine, the allocator of region 1 with it.
             peer.next_id = None;
