@@ -398,7 +398,43 @@ impl Engines {
         )
     }
 
+    /// A region's Raft state. The record is written when the term or the vote changes, when a
+    /// snapshot is installed and when the log's end moves back (a conflicting suffix deleted),
+    /// not with every append or commit: the log's end is read from the log itself (every entry
+    /// past the recorded end was appended and none was deleted since), and the commit index is
+    /// at least what was applied. Raft does not need the commit index to be durable; a peer
+    /// learns it again from its leader.
     pub fn raft_state(&self, region_id: u64) -> Result<Option<RaftLocalState>> {
+        let Some(mut state) = self.written_raft_state(region_id)? else {
+            return Ok(None);
+        };
+        if let Some(last) = self
+            .raft()
+            .prefix(keys::raft_log_prefix(region_id))
+            .next_back()
+        {
+            let (key, value) = last.into_inner()?;
+            let entry = Entry::decode(RAFT_KEYSPACE, &key, &value)?;
+            if entry.index > state.last_index {
+                state.last_index = entry.index;
+                state.last_term = entry.term;
+            }
+        }
+        if let Some(apply) = self.apply_state(region_id)? {
+            let truncated = apply.truncated_state;
+            if truncated.index > state.last_index {
+                // Compacted and collected up to the end of a log whose end was never recorded.
+                state.last_index = truncated.index;
+                state.last_term = truncated.term;
+            }
+            let commit = &mut state.hard_state.commit;
+            *commit = (*commit).max(apply.applied_index).min(state.last_index);
+        }
+        Ok(Some(state))
+    }
+
+    /// The Raft state record as last written; see [`Engines::raft_state`].
+    pub fn written_raft_state(&self, region_id: u64) -> Result<Option<RaftLocalState>> {
         read_record(self.raft(), RAFT_KEYSPACE, &keys::raft_state_key(region_id))
     }
 

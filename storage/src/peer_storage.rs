@@ -345,7 +345,15 @@ impl PeerStorage {
         if let Some(hs) = ready.hard_state {
             raft_state.hard_state = hs;
         }
-        if raft_state != self.raft_state || installed.is_some() {
+        // What `Engines::raft_state` cannot read back from the log and the apply state: the
+        // term and vote, and an end of the log that moved back. Appends and commits alone
+        // leave the record as it was (one write less per region per round).
+        let (old, new) = (&self.raft_state, &raft_state);
+        let must_write = installed.is_some()
+            || new.hard_state.term != old.hard_state.term
+            || new.hard_state.vote != old.hard_state.vote
+            || new.last_index < old.last_index;
+        if must_write {
             wb.batch.insert(
                 self.engines.raft(),
                 keys::raft_state_key(region_id),

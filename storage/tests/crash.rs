@@ -19,6 +19,9 @@ use tinykv_storage::{RAFT_INIT_LOG_INDEX, StoreIdent};
 
 const CHILD_DIR: &str = "TINYKV_CRASH_CHILD_DIR";
 const CHILD_SEED: &str = "TINYKV_CRASH_CHILD_SEED";
+/// What the parent knows is committed: the commit index is not durable with every batch, and a
+/// restarted peer learns it again from its leader (here, the parent).
+const CHILD_COMMIT: &str = "TINYKV_CRASH_CHILD_COMMIT";
 const KILL_POINTS: usize = 60;
 const SEED: u64 = 0x7e57_c0de;
 
@@ -68,7 +71,8 @@ impl Batch {
 fn kill_nine_at_random_points_loses_nothing_committed() {
     if let Ok(dir) = std::env::var(CHILD_DIR) {
         let seed = std::env::var(CHILD_SEED).unwrap().parse().unwrap();
-        run_child(Path::new(&dir), seed);
+        let commit = std::env::var(CHILD_COMMIT).unwrap().parse().unwrap();
+        run_child(Path::new(&dir), seed, commit);
     }
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
@@ -87,6 +91,7 @@ fn kill_nine_at_random_points_loses_nothing_committed() {
             ])
             .env(CHILD_DIR, dir.path())
             .env(CHILD_SEED, (SEED + round as u64).to_string())
+            .env(CHILD_COMMIT, model.commit.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -194,7 +199,7 @@ impl Model {
         };
         let matches = |m: &Model| {
             (m.last_index == last || (m.last_index == 0 && last == RAFT_INIT_LOG_INDEX))
-                && (m.commit == raft.hard_state.commit || m.last_index == 0)
+                && (raft.hard_state.commit <= m.commit || m.last_index == 0)
                 && stored.iter().all(|e| m.log.get(&e.index) == Some(&e.term))
         };
         assert!(
@@ -238,7 +243,8 @@ impl Model {
         );
         let kv = node.engines.scan(b"", b"", usize::MAX).unwrap();
         assert_eq!(kv.len() as u64, applied.saturating_sub(RAFT_INIT_LOG_INDEX));
-        let terms: BTreeMap<u64, u64> = candidates.iter().find(|m| matches(m)).unwrap().log.clone();
+        let matched = candidates.iter().find(|m| matches(m)).unwrap();
+        let (terms, commit) = (matched.log.clone(), matched.commit);
         for (key, value) in kv {
             let index: u64 = std::str::from_utf8(&key[1..]).unwrap().parse().unwrap();
             assert!(index <= applied);
@@ -253,14 +259,14 @@ impl Model {
         self.log = terms;
         self.log.split_off(&(last + 1));
         self.last_index = if self.log.is_empty() { 0 } else { last };
-        self.commit = raft.hard_state.commit;
+        self.commit = commit.max(raft.hard_state.commit);
         self.reported_applied = applied;
         applied
     }
 }
 
 /// The child: never returns; the parent kills it.
-fn run_child(dir: &Path, seed: u64) -> ! {
+fn run_child(dir: &Path, seed: u64, leader_commit: u64) -> ! {
     let node = Node::open(dir);
     if node.engines.store_ident().unwrap().is_none() {
         node.engines
@@ -277,17 +283,19 @@ fn run_child(dir: &Path, seed: u64) -> ! {
     let mut ps = node.peer(1);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut batches = 0u64;
+    let mut known_commit = leader_commit;
     loop {
         let hs = ps.raft_state().hard_state;
+        known_commit = known_commit.max(hs.commit);
         let last = ps.last_index().unwrap();
-        let (first, term) = if last > hs.commit && rng.random_bool(0.2) {
-            (rng.random_range(hs.commit + 1..=last), hs.term + 1)
+        let (first, term) = if last > known_commit && rng.random_bool(0.2) {
+            (rng.random_range(known_commit + 1..=last), hs.term + 1)
         } else {
             (last + 1, hs.term.max(6))
         };
         let count = rng.random_range(1..=16);
         let new_last = first + count - 1;
-        let commit = rng.random_range(hs.commit..=new_last);
+        let commit = rng.random_range(known_commit..=new_last);
         let batch = Batch {
             first,
             count,

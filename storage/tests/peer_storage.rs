@@ -95,6 +95,65 @@ fn append_overwrites_a_conflicting_suffix_and_deletes_past_the_new_last() {
     assert_eq!(ps.initial_state().unwrap().hard_state, hs);
 }
 
+/// The Raft state record is written only for what the log cannot tell (term, vote, an end that
+/// moved back); a reopen reads the end of the log from the log.
+#[test]
+fn appends_and_commits_leave_the_record_and_a_reopen_reads_the_end_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::bootstrap(dir.path(), 1, &region(1, b"", b""));
+    let mut ps = node.peer(1);
+    let hs = HardState {
+        term: 6,
+        vote: 1,
+        commit: 5,
+    };
+    persist(&node.engines, &mut ps, &ready(entries(6..=8, 6), Some(hs)));
+    let written = node.engines.written_raft_state(1).unwrap().unwrap();
+    assert_eq!((written.hard_state, written.last_index), (hs, 8));
+    let committed = HardState { commit: 9, ..hs };
+    persist(
+        &node.engines,
+        &mut ps,
+        &ready(entries(9..=12, 6), Some(committed)),
+    );
+    assert_eq!(ps.last_index().unwrap(), 12);
+    let written = node.engines.written_raft_state(1).unwrap().unwrap();
+    assert_eq!(
+        (written.hard_state, written.last_index),
+        (hs, 8),
+        "an append and a commit rewrote the record"
+    );
+    let read = node.engines.raft_state(1).unwrap().unwrap();
+    assert_eq!((read.last_index, read.last_term), (12, 6));
+    // Nothing was applied past 5, and a commit that was not written is learnt again.
+    assert_eq!(read.hard_state, hs);
+
+    // A new leader cuts the log back to 10: the record says so, or the reopen would find 10
+    // as the end only by luck of what was deleted.
+    let newer = HardState {
+        term: 7,
+        vote: 0,
+        commit: 9,
+    };
+    persist(
+        &node.engines,
+        &mut ps,
+        &ready(entries(10..=10, 7), Some(newer)),
+    );
+    let written = node.engines.written_raft_state(1).unwrap().unwrap();
+    assert_eq!((written.last_index, written.last_term), (10, 7));
+    persist(&node.engines, &mut ps, &ready(entries(11..=14, 7), None));
+    drop(ps);
+    drop(node);
+    let node = Node::open(dir.path());
+    let ps = node.peer(1);
+    assert_eq!(ps.last_index().unwrap(), 14);
+    assert_eq!(ps.term(14).unwrap(), 7);
+    assert_eq!(ps.term(9).unwrap(), 6);
+    assert_eq!(ps.initial_state().unwrap().hard_state, newer);
+    assert_eq!(stored_log_indexes(&node, 1), (6..=14).collect::<Vec<_>>());
+}
+
 #[test]
 fn entries_across_the_truncated_boundary_and_size_limits() {
     let dir = tempfile::tempdir().unwrap();
