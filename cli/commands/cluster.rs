@@ -195,6 +195,35 @@ fn check_port_free(addr: SocketAddr) -> CliResult {
     })
 }
 
+/// The node's status server (TCP, by default its port + 100) must be free too.
+fn check_status_port_free(config: &NodeConfig) -> CliResult {
+    let Some(addr) = config
+        .status_addr()
+        .map_err(|e| CliError::usage(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    std::net::TcpListener::bind(addr).map(drop).map_err(|e| {
+        CliError::failed(format!(
+            "TCP port {} for store {}'s status server is taken ({e})",
+            addr.port(),
+            config.store_id
+        ))
+        .hint("stop what holds it, or choose other ports with --base-port")
+    })
+}
+
+/// Where each node serves `/metrics`, `/health` and `/status`, as comment lines.
+fn status_text(nodes: &[PlayNode]) -> String {
+    let mut out = String::from("# status servers (Prometheus /metrics, /health, /status):\n");
+    for n in nodes {
+        if let Ok(Some(addr)) = n.config.status_addr() {
+            out.push_str(&format!("#   store {}: http://{addr}\n", n.config.store_id));
+        }
+    }
+    out
+}
+
 fn spawn_node(node: &PlayNode) -> CliResult<Child> {
     let exe = std::env::current_exe().map_err(|e| {
         CliError::failed(format!(
@@ -273,6 +302,7 @@ async fn up(global: &GlobalArgs, dir: &Path, n: u64, base_port: u16, detach: boo
             continue;
         }
         check_port_free(node.config.listen_addr)?;
+        check_status_port_free(&node.config)?;
         children.push((i, spawn_node(node)?));
     }
     let env_path = dir.join("env");
@@ -302,6 +332,7 @@ async fn up(global: &GlobalArgs, dir: &Path, n: u64, base_port: u16, detach: boo
             env_path.display()
         );
         print!("{}", env_text(&dir, &nodes));
+        print!("{}", status_text(&nodes));
     }
     if detach {
         return Ok(());

@@ -51,6 +51,8 @@ pub(crate) struct ApplyOutcome {
     pub splits: Vec<AppliedSplit>,
     /// An entry applied that must not be applied twice: anything but a write (or the noop).
     pub not_replayable: bool,
+    /// How long each proposal answered here waited from its proposal.
+    pub proposal_waits: Vec<std::time::Duration>,
 }
 
 /// A split applied on this store: the region as it is now and the regions it created. Only the
@@ -83,6 +85,7 @@ impl Peer {
                     .push(Answer::Failed(stale, KvError::StaleCommand));
             }
             let reply = settled.done;
+            out.proposal_waits.extend(settled.waited);
             // What this entry's command sees as applied: a CompactLog up to an index inside this
             // batch (a follower catching up applies hundreds at once) must not be refused as
             // beyond the applied index.

@@ -340,6 +340,10 @@ pub struct NodeConfig {
     pub listen_addr: SocketAddr,
     /// The address other nodes and clients dial; defaults to `listen-addr`.
     pub advertise_addr: Option<SocketAddr>,
+    /// The TCP address of the HTTP status server (`/metrics`, `/health`, `/status`). Unset:
+    /// `listen-addr`'s host with its port + 100 (TiKV's 20160 and 20180 are 20 apart; ours
+    /// leave room for a playground's nodes). Empty: no status server.
+    pub status_addr: Option<String>,
     pub data_dir: PathBuf,
     /// The founding members, `ID=HOST:PORT` each, the same list on every founding node. Empty for
     /// a node that joins a running cluster.
@@ -364,6 +368,7 @@ impl Default for NodeConfig {
             store_id: 1,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 20160)),
             advertise_addr: None,
+            status_addr: None,
             data_dir: PathBuf::from("tinykv-data"),
             initial_cluster: Vec::new(),
             initial_cluster_token: "tinykv".to_string(),
@@ -447,6 +452,32 @@ impl NodeConfig {
         self.advertise_addr.unwrap_or(self.listen_addr)
     }
 
+    /// Where the status server listens, or `None` when `status-addr` is empty.
+    pub fn status_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "status-addr",
+            message,
+        };
+        match self.status_addr.as_deref().map(str::trim) {
+            Some("") => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                invalid(format!(
+                    "`{text}` is not an address like 127.0.0.1:20260 (empty turns the status \
+                     server off)"
+                ))
+            }),
+            None => {
+                let port = self.listen_addr.port().checked_add(100).ok_or_else(|| {
+                    invalid(format!(
+                        "listen-addr's port {} + 100 is not a port: set status-addr",
+                        self.listen_addr.port()
+                    ))
+                })?;
+                Ok(Some(SocketAddr::new(self.listen_addr.ip(), port)))
+            }
+        }
+    }
+
     /// The id that ties a data dir to its cluster, derived from the token (FNV-1a, stable
     /// across versions and platforms).
     pub fn cluster_id(&self) -> u64 {
@@ -462,6 +493,7 @@ impl NodeConfig {
         if self.initial_cluster_token.is_empty() {
             return invalid("initial-cluster-token", "must not be empty".into());
         }
+        self.status_addr()?;
         if !self.initial_cluster.is_empty() {
             let mut ids: Vec<u64> = self.initial_cluster.iter().map(|m| m.store_id).collect();
             ids.sort_unstable();
@@ -560,6 +592,9 @@ impl NodeConfig {
              listen-addr: {listen}\n\
              # Address others dial; defaults to listen-addr.\n\
              advertise-addr: null\n\
+             # TCP address of the HTTP status server: /metrics (Prometheus), /health, /status.\n\
+             # null: listen-addr's host, port + 100; '' turns it off.\n\
+             status-addr: null\n\
              # Where the node keeps its data (fjall) and snapshots.\n\
              data-dir: {data_dir}\n\
              # Founding members, ID=HOST:PORT, the same list on each founding node; empty to join.\n\

@@ -13,6 +13,7 @@ mod hibernation;
 pub mod inspect;
 mod log_gc;
 pub mod message;
+pub mod metrics;
 mod peer;
 mod proposals;
 mod raftstore;
@@ -22,6 +23,7 @@ mod server;
 mod service;
 mod split;
 mod split_check;
+mod status_server;
 
 pub use server::{FIRST_REGION_ID, JoinAs, Node, NodeError};
 pub mod testing;

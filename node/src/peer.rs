@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use tinykv_proto::api::{KvError, KvOp, KvResponse, KvResult, ReadMode};
 use tinykv_raft::{ConfChange, Config as RaftConfig, RawNode, StateRole};
 use tinykv_storage::{PeerStorage, Region, RegionEpoch};
@@ -49,6 +50,8 @@ pub(crate) struct Peer {
     /// The applied index of the apply state last written to disk (it may trail the applied
     /// index by a run of writes; see `apply.rs`).
     pub apply_state_written: u64,
+    /// The store's count of proposals that reached the log (a metric).
+    pub proposed: Counter,
 }
 
 impl Peer {
@@ -56,6 +59,7 @@ impl Peer {
         meta: tinykv_storage::Peer,
         storage: PeerStorage,
         mut config: RaftConfig,
+        proposed: Counter,
     ) -> Result<Peer, tinykv_raft::Error> {
         config.id = meta.id;
         let applied = storage.applied_index();
@@ -83,6 +87,7 @@ impl Peer {
             log_size: 0,
             sleep: Hibernation::Awake,
             apply_state_written: applied,
+            proposed,
         })
     }
 
@@ -182,6 +187,7 @@ impl Peer {
     pub fn propose_cmd(&mut self, cmd: RaftCmd, reply: Reply) -> Option<u64> {
         match self.raw.propose(cmd.encode()) {
             Ok(p) => {
+                self.proposed.inc();
                 for stale in self.proposals.push(p.index, p.term, reply) {
                     stale.fail(KvError::StaleCommand);
                 }
@@ -203,6 +209,7 @@ impl Peer {
     pub fn propose_conf_change(&mut self, cc: ConfChange, reply: Reply) {
         match self.raw.propose_conf_change(cc) {
             Ok(p) => {
+                self.proposed.inc();
                 for stale in self.proposals.push(p.index, p.term, reply) {
                     stale.fail(KvError::StaleCommand);
                 }

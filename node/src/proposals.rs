@@ -3,6 +3,7 @@
 //! moved on without it (another entry took its index, or the peer lost its leadership).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 /// One waiting proposal; `reply` is whatever answers the caller.
 #[derive(Debug)]
@@ -10,6 +11,8 @@ pub struct Proposal<R> {
     pub index: u64,
     pub term: u64,
     pub reply: R,
+    /// When it was proposed, for the proposal latency metric.
+    pub at: Instant,
 }
 
 /// Proposals in log order (a leader's proposals get increasing indices).
@@ -33,6 +36,8 @@ pub struct Settled<R> {
     pub done: Option<R>,
     /// Proposals overtaken by this entry: answer them `StaleCommand`.
     pub stale: Vec<R>,
+    /// How long the fulfilled proposal waited for its entry to apply.
+    pub waited: Option<Duration>,
 }
 
 impl<R> ProposalQueue<R> {
@@ -46,7 +51,12 @@ impl<R> ProposalQueue<R> {
                 stale.push(p.reply);
             }
         }
-        self.queue.push_back(Proposal { index, term, reply });
+        self.queue.push_back(Proposal {
+            index,
+            term,
+            reply,
+            at: Instant::now(),
+        });
         stale
     }
 
@@ -63,15 +73,19 @@ impl<R> ProposalQueue<R> {
         let mut settled = Settled {
             done: None,
             stale: Vec::new(),
+            waited: None,
         };
         while let Some(front) = self.queue.front() {
             if front.index > index {
                 break;
             }
-            let p = self.queue.pop_front().map(|p| (p.index, p.term, p.reply));
-            let Some((pi, pt, reply)) = p else { break };
+            let Some(p) = self.queue.pop_front() else {
+                break;
+            };
+            let (pi, pt, reply) = (p.index, p.term, p.reply);
             if pi == index && pt == term {
                 settled.done = Some(reply);
+                settled.waited = Some(p.at.elapsed());
             } else {
                 // Either an earlier index that will never apply (it was skipped only if it was
                 // overwritten) or this index with another term: overtaken.
@@ -99,6 +113,7 @@ mod tests {
         let s = q.settle(6, 2);
         assert_eq!(s.done, Some("a"));
         assert!(s.stale.is_empty());
+        assert!(s.waited.is_some());
         assert_eq!(q.len(), 1);
     }
 

@@ -24,8 +24,10 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigError, Member, NodeConfig};
 use crate::message::RaftMessage;
+use crate::metrics::Metrics;
 use crate::raftstore::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits};
 use crate::service::{FaultHooks, Services};
+use crate::status_server::{self, StatusState};
 
 /// How many messages may wait for the raft loop before requests are answered `ServerBusy`.
 const STORE_QUEUE: usize = 65_536;
@@ -92,6 +94,13 @@ pub enum NodeError {
     },
     #[error("the raft loop could not start: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "cannot serve status (metrics, health) on {addr}: {source}; set status-addr to a free address, or to '' to turn it off"
+    )]
+    StatusBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// A write or fsync of the data dir failed while the node ran. Nothing written after it can
     /// be promised durable, so the store stopped rather than answer; every write it had
     /// acknowledged is on disk.
@@ -115,6 +124,7 @@ pub struct Node {
     workers: Option<StorageWorkers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     failure: watch::Receiver<Option<StoreFailure>>,
+    status_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -201,8 +211,19 @@ impl Node {
                 }
             })?;
         let endpoint = Arc::new(endpoint);
+        // Bound before the store starts, so that a taken port fails the start cleanly.
+        let status_listener = match config.status_addr()? {
+            Some(at) => {
+                let bind_err = |source| NodeError::StatusBind { addr: at, source };
+                let listener = tokio::net::TcpListener::bind(at).await.map_err(bind_err)?;
+                let bound = listener.local_addr().map_err(bind_err)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         let addr = config.advertise_addr();
         let (tx, rx) = mpsc::channel(STORE_QUEUE);
+        let metrics = Arc::new(Metrics::new(Some(Arc::downgrade(&endpoint))));
         let store = Store::open(StoreParts {
             store_id: config.store_id,
             cluster_id,
@@ -213,6 +234,7 @@ impl Node {
             endpoint: endpoint.clone(),
             runtime: tokio::runtime::Handle::current(),
             tx: tx.clone(),
+            metrics: metrics.clone(),
         })
         .map_err(storage_err)?;
         let (failure_tx, failure) = watch::channel(None);
@@ -226,6 +248,7 @@ impl Node {
             .map_err(NodeError::Thread)?;
         endpoint.set_rpc_handler(Arc::new(Services {
             tx: tx.clone(),
+            metrics: metrics.clone(),
             timeout: config.request_timeout.0,
             data_dir: config.data_dir.clone(),
             faults: config.fault_injection.then(|| {
@@ -236,8 +259,24 @@ impl Node {
                 })
             }),
         }));
-        let tasks = spawn_forwarders(events, tx.clone(), config.raft.base_tick_interval.0);
-        info!(store = config.store_id, %addr, "node started");
+        let mut tasks = spawn_forwarders(events, tx.clone(), config.raft.base_tick_interval.0);
+        let status_addr = match status_listener {
+            Some((listener, bound)) => {
+                let state = StatusState {
+                    store_id: config.store_id,
+                    addr,
+                    data_dir: config.data_dir.clone(),
+                    started: std::time::Instant::now(),
+                    metrics,
+                    tx: tx.clone(),
+                    failure: failure.clone(),
+                };
+                tasks.push(status_server::serve(listener, state));
+                Some(bound)
+            }
+            None => None,
+        };
+        info!(store = config.store_id, %addr, status = ?status_addr, "node started");
         Ok(Node {
             store_id: config.store_id,
             addr,
@@ -248,7 +287,13 @@ impl Node {
             workers: Some(workers),
             tasks,
             failure,
+            status_addr,
         })
+    }
+
+    /// Where the status server listens (`/metrics`, `/health`, `/status`), if it runs.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        self.status_addr
     }
 
     /// Why the store stopped on its own (`StoreStopped`), if it has.

@@ -22,6 +22,7 @@ use crate::raftstore::StoreMsg;
 
 pub(crate) struct Services {
     pub tx: mpsc::Sender<StoreMsg>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub timeout: Duration,
     pub data_dir: PathBuf,
     /// Present only when the configuration enables fault injection.
@@ -66,12 +67,13 @@ impl FaultHooks {
 impl RpcHandler for Services {
     fn call(&self, _from: Identity, service: Service, body: Bytes) -> RpcFuture {
         let tx = self.tx.clone();
+        let metrics = self.metrics.clone();
         let timeout = self.timeout;
         let data_dir = self.data_dir.clone();
         let faults = self.faults.clone();
         Box::pin(async move {
             let reply = match service {
-                Service::Client => api::encode(&serve_kv(&tx, timeout, &body).await),
+                Service::Client => api::encode(&serve_kv(&tx, &metrics, timeout, &body).await),
                 Service::Admin => api::encode(
                     &serve_admin(&tx, timeout, &body, data_dir, faults.as_deref()).await,
                 ),
@@ -81,11 +83,22 @@ impl RpcHandler for Services {
     }
 }
 
-async fn serve_kv(tx: &mpsc::Sender<StoreMsg>, timeout: Duration, body: &[u8]) -> KvResult {
+async fn serve_kv(
+    tx: &mpsc::Sender<StoreMsg>,
+    metrics: &crate::metrics::Metrics,
+    timeout: Duration,
+    body: &[u8],
+) -> KvResult {
+    let started = std::time::Instant::now();
     let req: KvRequest = api::decode("kv request", body)?;
+    let op = crate::metrics::op_name(&req.op);
     let (reply, rx) = oneshot::channel();
-    submit(tx, StoreMsg::Kv { req, reply })?;
-    wait(rx, timeout).await
+    let result = match submit(tx, StoreMsg::Kv { req, reply }) {
+        Ok(()) => wait(rx, timeout).await,
+        Err(e) => Err(e),
+    };
+    metrics.request(op, result.as_ref().map(|_| ()), started.elapsed());
+    result
 }
 
 async fn serve_admin(

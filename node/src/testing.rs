@@ -45,6 +45,8 @@ pub fn test_config(
         initial_cluster: members,
         tls,
         request_timeout: ReadableDuration::millis(3000),
+        // A port of its own for each node's status server, whatever else runs.
+        status_addr: Some("127.0.0.1:0".into()),
         ..NodeConfig::default()
     };
     c.raft.base_tick_interval = ReadableDuration::millis(20);

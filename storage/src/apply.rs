@@ -22,6 +22,8 @@ pub struct ApplyBatch {
     engines: Engines,
     apply_states: HashMap<u64, RaftApplyState>,
     region_states: HashMap<u64, RegionLocalState>,
+    /// User key and value bytes put and deleted (for the node's metrics).
+    bytes: u64,
 }
 
 impl ApplyBatch {
@@ -30,6 +32,7 @@ impl ApplyBatch {
         check_in_region(region, key)?;
         self.batch
             .insert(self.engines.kv(), keys::data_key(key), value);
+        self.bytes += (key.len() + value.len()) as u64;
         Ok(())
     }
 
@@ -37,6 +40,7 @@ impl ApplyBatch {
     pub fn delete(&mut self, region: &Region, key: &[u8]) -> Result<()> {
         check_in_region(region, key)?;
         self.batch.remove(self.engines.kv(), keys::data_key(key));
+        self.bytes += key.len() as u64;
         Ok(())
     }
 
@@ -107,6 +111,11 @@ impl ApplyBatch {
             .insert(self.engines.meta(), keys::ID_ALLOC_KEY, state.encode());
     }
 
+    /// User key and value bytes written so far (puts and deletes).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     pub fn len(&self) -> usize {
         self.batch.len()
     }
@@ -140,6 +149,7 @@ impl Engines {
             engines: self.clone(),
             apply_states: HashMap::new(),
             region_states: HashMap::new(),
+            bytes: 0,
         }
     }
 

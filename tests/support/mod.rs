@@ -79,7 +79,11 @@ pub fn free_base_port(n: u16) -> u16 {
         let held: Vec<_> = (0..n)
             .filter_map(|i| UdpSocket::bind(("127.0.0.1", base + i)).ok())
             .collect();
-        if held.len() == n as usize {
+        // Each node's status server takes TCP port + 100.
+        let status: Vec<_> = (0..n)
+            .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).ok())
+            .collect();
+        if held.len() == n as usize && status.len() == n as usize {
             return base;
         }
     }

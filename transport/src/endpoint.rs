@@ -117,6 +117,18 @@ pub(crate) struct Shared<M> {
     tasks: Mutex<JoinSet<()>>,
 }
 
+/// One dialed QUIC connection as [`Endpoint::connections`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The store at the other end.
+    pub store_id: u64,
+    /// quinn's current estimate of the round-trip time.
+    pub rtt: Duration,
+    /// Packets sent and declared lost on the connection's path since it was opened.
+    pub sent_packets: u64,
+    pub lost_packets: u64,
+}
+
 #[derive(Default)]
 struct PeerSlot {
     /// Held across a dial so concurrent users of one store share one connection.
@@ -382,6 +394,37 @@ where
 
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// The QUIC connections this endpoint dialed and still holds, with quinn's path and loss
+    /// figures. A connection being dialed right now is left out rather than waited for.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let peers: Vec<(u64, Arc<PeerSlot>)> = self
+            .shared
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(store, slot)| (*store, slot.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (store_id, slot) in peers {
+            let Ok(conn) = slot.conn.try_lock() else {
+                continue;
+            };
+            let Some(conn) = conn.as_ref().filter(|c| c.close_reason().is_none()) else {
+                continue;
+            };
+            let stats = conn.stats();
+            out.push(ConnectionInfo {
+                store_id,
+                rtt: conn.rtt(),
+                sent_packets: stats.path.sent_packets,
+                lost_packets: stats.path.lost_packets,
+            });
+        }
+        out.sort_by_key(|c| c.store_id);
+        out
     }
 
     /// Waits until `pred` holds for the counters. Only refusals, framing errors, filter drops

@@ -56,7 +56,7 @@ pub mod wire;
 
 pub use certs::{CertError, ClusterCa, IssuedCert, TlsFiles, TlsIdentity, Validity};
 pub use config::{EndpointConfig, SnapshotConfig};
-pub use endpoint::{Endpoint, Events, Inbox, Received};
+pub use endpoint::{ConnectionInfo, Endpoint, Events, Inbox, Received};
 pub use error::{ConnectError, EndpointError, RpcError, SnapshotError};
 pub use filter::{Action, Direction, Filter, Rule, Traffic, Verdict};
 pub use frame::FrameError;

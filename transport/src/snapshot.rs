@@ -185,13 +185,17 @@ pub(crate) async fn send<M>(
             });
         }
         if let Some(limiter) = &shared.limiter {
+            let waited = std::time::Instant::now();
             limiter.acquire(n).await;
+            let micros = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX);
+            Counters::add(&shared.counters.snapshot_rate_limit_wait_micros, micros);
         }
         if let Err(err) = send.write_chunk(Bytes::from(data)).await {
             return Err(
                 refusal_or(&mut recv, shared.config.max_frame_size, stream_err(&err)).await,
             );
         }
+        Counters::add(&shared.counters.snapshot_bytes_sent, n as u64);
         sent += n as u64;
         report(sent);
     }
@@ -457,6 +461,7 @@ pub(crate) async fn receive<M>(
             }
             let filled = buf.len();
             got += filled as u64;
+            Counters::add(&shared.counters.snapshot_bytes_received, filled as u64);
             progress.received.store(got, Ordering::Relaxed);
             if got > header.size {
                 return Err(refuse(SnapshotRefusal::SizeMismatch {

@@ -61,6 +61,12 @@ counters! {
     snapshots_received,
     /// Incoming snapshots refused or failed.
     snapshots_rejected,
+    /// Snapshot file bytes written to peers.
+    snapshot_bytes_sent,
+    /// Snapshot file bytes received from peers.
+    snapshot_bytes_received,
+    /// Microseconds outgoing snapshots waited on `snapshot.max-bytes-per-sec`.
+    snapshot_rate_limit_wait_micros,
 }
 
 impl Counters {

@@ -37,7 +37,7 @@ mod store;
 mod tick;
 mod unreachable;
 
-pub(crate) use disk_space::{StoreFailure, check_reserve_fits};
-pub(crate) use msg::StoreMsg;
+pub(crate) use disk_space::{StoreFailure, check_reserve_fits, fs_space};
+pub(crate) use msg::{RegionHealth, StoreMsg};
 pub(crate) use status::describe_entry;
 pub(crate) use store::{Store, StoreParts};

@@ -7,6 +7,16 @@ use tokio::sync::oneshot;
 use crate::message::RaftMessage;
 use crate::split_check::SplitCheckResult;
 
+/// How this store's regions stand, for `/health`, `/status` and the region gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RegionHealth {
+    pub regions: u64,
+    pub leaders: u64,
+    /// Regions whose peer here knows no leader (it is electing one, or was cut off long
+    /// enough to start), in id order.
+    pub without_leader: Vec<u64>,
+}
+
 /// What the raft loop is asked to do.
 #[derive(Debug)]
 pub(crate) enum StoreMsg {
@@ -36,5 +46,8 @@ pub(crate) enum StoreMsg {
     SplitDone {
         region_id: u64,
     },
+    /// The status server's health check: answered at once, so an answer also says the loop
+    /// is not stuck.
+    Health(oneshot::Sender<RegionHealth>),
     Shutdown,
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::message::{RaftMessage, Signal};
+use crate::metrics::Metrics;
 use crate::peer::Peer;
 
 use super::msg::StoreMsg;
@@ -30,6 +31,7 @@ pub(super) struct Outbox {
     pub(super) snapshot_rate: u64,
     /// Messages of this round by the store they go to.
     pub(super) queued: BTreeMap<u64, Vec<RaftMessage>>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Outbox {
@@ -54,6 +56,7 @@ impl Outbox {
         };
         let region = peer.region();
         let is_snapshot = msg.msg_type == MessageType::Snapshot;
+        self.metrics.message_sent(Some(msg.msg_type));
         let envelope = RaftMessage {
             region_id,
             from_peer: peer.meta,
@@ -89,6 +92,7 @@ impl Outbox {
             message: tinykv_raft::Message::default(),
             signal,
         };
+        self.metrics.message_sent(None);
         self.queued.entry(to.store_id).or_default().push(envelope);
     }
 
@@ -115,6 +119,7 @@ impl Outbox {
             to_peer: to_peer.id,
             ok,
         };
+        self.metrics.snapshots_generated.inc();
         let snap = envelope.message.snapshot.clone().unwrap_or_default();
         let desc = match SnapshotDescriptor::decode(&snap.data) {
             Ok(d) => d,

@@ -38,6 +38,8 @@ impl Store {
             return Ok(());
         }
         let region_id = msg.region_id;
+        self.metrics
+            .message_received((msg.signal == Signal::Raft).then_some(msg.message.msg_type));
         if msg.signal == Signal::Tombstone {
             return self.on_tombstone_message(&msg);
         }
@@ -300,7 +302,12 @@ impl Store {
                 return false;
             }
         };
-        match Peer::new(msg.to_peer, storage, self.raft_config.clone()) {
+        match Peer::new(
+            msg.to_peer,
+            storage,
+            self.raft_config.clone(),
+            self.metrics.proposals.clone(),
+        ) {
             Ok(mut peer) => {
                 peer.remember_peer(msg.from_peer);
                 info!(

@@ -2,6 +2,8 @@
 //! persist all of them in one write batch and one fsync, send their messages, apply their
 //! committed entries in one apply batch, then answer reads and advance.
 
+use std::time::Instant;
+
 use tinykv_proto::api::KvError;
 use tinykv_raft::{Ready, StateRole};
 use tinykv_storage::{AppliedBatch, ApplyBatch, SnapshotApplyStatus, StorageError, StoreAddress};
@@ -43,14 +45,28 @@ impl Store {
         }
         let mut apply_batch = self.engines.apply_batch();
         let mut outcomes = Vec::new();
+        let started = Instant::now();
+        let mut entries = 0;
         for (region_id, ready) in readies.iter_mut() {
+            entries += ready.committed_entries.len() as u64;
             if let Some(outcome) = self.handle_persisted(*region_id, ready, &mut apply_batch)? {
                 outcomes.push((*region_id, outcome));
             }
         }
         self.outbox.flush(&mut self.peers);
+        self.metrics.data_bytes_written.inc_by(apply_batch.bytes());
         let applied = self.engines.commit_apply(apply_batch)?;
+        if entries > 0 {
+            self.metrics.committed_entries.inc_by(entries);
+            self.metrics.applied_entries.inc_by(entries);
+            self.metrics
+                .apply_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
         for (region_id, outcome) in outcomes {
+            for waited in &outcome.proposal_waits {
+                self.metrics.proposal_duration.observe(waited.as_secs_f64());
+            }
             self.after_apply(region_id, outcome, &applied)?;
         }
         self.advance(readies)
@@ -110,8 +126,19 @@ impl Store {
         if readies.is_empty() {
             return Ok(readies);
         }
+        let log_bytes: u64 = readies
+            .iter()
+            .flat_map(|(_, r)| &r.entries)
+            .map(|e| e.data.len() as u64)
+            .sum();
+        self.metrics.log_bytes_written.inc_by(log_bytes);
         let mut persisted = if must_sync {
-            self.engines.commit(batch)?
+            let started = Instant::now();
+            let persisted = self.engines.commit(batch)?;
+            self.metrics
+                .fsync_duration
+                .observe(started.elapsed().as_secs_f64());
+            persisted
         } else {
             self.engines.commit_without_fsync(batch)?
         };
@@ -137,7 +164,10 @@ impl Store {
             match peer.raw.mut_store().snapshot_apply_status() {
                 SnapshotApplyStatus::Applying => continue,
                 SnapshotApplyStatus::Failed(e) => return Err(e),
-                status => info!(region = region_id, ?status, "snapshot installed"),
+                status => {
+                    info!(region = region_id, ?status, "snapshot installed");
+                    self.metrics.snapshots_applied.inc();
+                }
             }
             let Some(ready) = self.installing.remove(&region_id) else {
                 continue;

@@ -92,7 +92,12 @@ impl Store {
                 continue;
             };
             let storage = PeerStorage::open(self.engines.clone(), self.workers.clone(), region.id)?;
-            let mut peer = match Peer::new(meta, storage, self.raft_config.clone()) {
+            let mut peer = match Peer::new(
+                meta,
+                storage,
+                self.raft_config.clone(),
+                self.metrics.proposals.clone(),
+            ) {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(region = region.id, error = %e, "cannot create the peer of a new region");

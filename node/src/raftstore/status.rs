@@ -9,6 +9,7 @@ use tinykv_raft::{ConfChange, Entry, EntryType, ProgressState, StateRole};
 use crate::cmd::{ChangePeer, RaftCmd};
 use crate::peer::Peer;
 
+use super::msg::RegionHealth;
 use super::store::Store;
 
 /// The most log entries one `raft log` answer describes.
@@ -18,6 +19,32 @@ pub(super) const MAX_LOG_ENTRIES: u64 = 1000;
 pub(super) const MAX_LOG_BYTES: usize = 4 * 1024 * 1024;
 
 impl Store {
+    /// Counts the regions, those led here and those whose peer knows no leader (a
+    /// pre-candidate or candidate: electing, or cut off for an election timeout; an
+    /// uninitialized peer), and sets the region gauges of the metrics to them.
+    pub(super) fn region_health(&self) -> RegionHealth {
+        let mut health = RegionHealth {
+            regions: self.peers.len() as u64,
+            ..RegionHealth::default()
+        };
+        for (region_id, peer) in &self.peers {
+            let soft = peer.raw.raft().soft_state();
+            if soft.role == StateRole::Leader {
+                health.leaders += 1;
+            }
+            if soft.leader_id == 0 {
+                health.without_leader.push(*region_id);
+            }
+        }
+        let m = &self.metrics;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        m.regions.set(gauge(health.regions));
+        m.leaders.set(gauge(health.leaders));
+        m.regions_without_leader
+            .set(gauge(health.without_leader.len() as u64));
+        health
+    }
+
     pub(super) fn cluster_info(&self) -> ClusterInfo {
         ClusterInfo {
             cluster_id: self.cluster_id,

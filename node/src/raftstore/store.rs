@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
 use crate::message::RaftMessage;
+use crate::metrics::Metrics;
 use crate::peer::Peer;
 
 use super::auto_split::AutoSplit;
@@ -44,6 +45,8 @@ pub(crate) struct Store {
     pub(super) directory: BTreeMap<u64, String>,
     pub(super) ticks: u64,
     pub(super) gc_every_ticks: u64,
+    /// About a second of ticks: how often the region gauges of the metrics are set.
+    pub(super) gauge_every_ticks: u64,
     pub(super) started: Instant,
     pub(super) disk: DiskSpaceGuard,
     pub(super) outbox: Outbox,
@@ -70,6 +73,7 @@ pub(crate) struct Store {
     /// Lookups of store addresses this store does not know (`resolve.rs`).
     pub(super) address_lookups: StoreBackoff,
     pub(super) all_active: bool,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 pub(crate) struct StoreParts {
@@ -82,6 +86,7 @@ pub(crate) struct StoreParts {
     pub endpoint: Arc<Endpoint<RaftMessage>>,
     pub runtime: tokio::runtime::Handle,
     pub tx: mpsc::Sender<StoreMsg>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Store {
@@ -89,8 +94,8 @@ impl Store {
     pub(crate) fn open(parts: StoreParts) -> Result<Store, StorageError> {
         let splits = AutoSplit::start(&parts.config, &parts.engines, parts.addr, &parts.tx)?;
         let raft_config = raft_config(&parts.config);
-        let ticks_per_gc = parts.config.raft.log_gc_tick_interval.0.as_millis()
-            / parts.config.raft.base_tick_interval.0.as_millis().max(1);
+        let tick_ms = parts.config.raft.base_tick_interval.0.as_millis().max(1);
+        let ticks_per_gc = parts.config.raft.log_gc_tick_interval.0.as_millis() / tick_ms;
         let disk = DiskSpaceGuard::new(
             parts.config.data_dir.clone(),
             parts.config.storage.reserve_space.0,
@@ -103,6 +108,7 @@ impl Store {
             snap_dir: parts.engines.snap_dir().to_path_buf(),
             snapshot_rate: parts.config.snapshot.max_bytes_per_sec.0,
             queued: BTreeMap::new(),
+            metrics: parts.metrics.clone(),
         };
         let mut store = Store {
             store_id: parts.store_id,
@@ -118,6 +124,7 @@ impl Store {
             directory: BTreeMap::new(),
             ticks: 0,
             gc_every_ticks: (ticks_per_gc as u64).max(1),
+            gauge_every_ticks: (1000 / tick_ms).max(1) as u64,
             started: Instant::now(),
             disk,
             outbox,
@@ -133,6 +140,7 @@ impl Store {
             unreachable: StoreBackoff::default(),
             address_lookups: StoreBackoff::default(),
             all_active: true,
+            metrics: parts.metrics,
         };
         store.started_stores = store.engines.started_stores()?.into_iter().collect();
         for rec in store.engines.store_addrs()? {
@@ -162,7 +170,12 @@ impl Store {
                     continue;
                 }
             };
-            match Peer::new(meta, storage, store.raft_config.clone()) {
+            match Peer::new(
+                meta,
+                storage,
+                store.raft_config.clone(),
+                store.metrics.proposals.clone(),
+            ) {
                 Ok(peer) => {
                     info!(region = region_id, peer = meta.id, "peer loaded");
                     if peer.raw.store().is_initialized() {
@@ -301,6 +314,9 @@ impl Store {
                 }
             }
             StoreMsg::Tick => self.on_tick(),
+            StoreMsg::Health(reply) => {
+                let _ = reply.send(self.region_health());
+            }
             StoreMsg::Kv { req, reply } => {
                 self.active.insert(req.region_id);
                 // A follower asked too: its leader may be gone without a store being lost

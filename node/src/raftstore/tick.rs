@@ -41,6 +41,9 @@ impl Store {
             }
         }
         self.schedule_split_checks();
+        if self.ticks.is_multiple_of(self.gauge_every_ticks) {
+            self.region_health();
+        }
         if gc {
             prune_generated_snapshots(self.engines.snap_dir());
             // A record proposed but lost (leadership moved) is proposed again.
@@ -75,6 +78,7 @@ impl Store {
             };
             match peer.raw.propose(cmd.encode()) {
                 Ok(_) => {
+                    peer.proposed.inc();
                     self.registering.insert(store_id);
                 }
                 Err(e) => debug!(store = store_id, error = %e, "store record not proposed"),
@@ -115,11 +119,14 @@ pub(super) fn maybe_compact(peer: &mut Peer, limits: Option<GcLimits>, reply: Op
         Some(r) => {
             peer.propose_cmd(cmd, r);
         }
-        None => {
-            if let Err(e) = peer.raw.propose(cmd.encode()) {
-                debug!(region = peer.region_id(), error = %e, "compaction not proposed");
+        None => match peer.raw.propose(cmd.encode()) {
+            Ok(_) => {
+                peer.proposed.inc();
             }
-        }
+            Err(e) => {
+                debug!(region = peer.region_id(), error = %e, "compaction not proposed")
+            }
+        },
     }
 }
 
