@@ -213,12 +213,28 @@ pub enum KvCmd {
         #[arg(long)]
         stale: bool,
     },
-    /// Delete a key (deleting an absent key succeeds).
+    /// Delete a key (deleting an absent key succeeds), or with --prefix every key that starts
+    /// with it (one log entry per region; prints the count).
     Delete {
         // The id differs from the global --key (the client key file) so clap keeps them apart.
         /// The key.
-        #[arg(id = "user_key", value_name = "KEY")]
-        key: String,
+        #[arg(
+            id = "user_key",
+            value_name = "KEY",
+            required_unless_present = "prefix"
+        )]
+        key: Option<String>,
+        /// Delete every key that starts with this (not empty).
+        #[arg(long, conflicts_with = "user_key")]
+        prefix: Option<String>,
+    },
+    /// Delete every key in [FROM, TO) across regions, one log entry per region; prints the
+    /// count.
+    DeleteRange {
+        /// Inclusive start; empty for the first key.
+        from: String,
+        /// Exclusive end; empty for no end.
+        to: String,
     },
     /// List keys and values in key order, across regions.
     Scan {
@@ -228,6 +244,9 @@ pub enum KvCmd {
         /// Exclusive end; empty for no end.
         #[arg(long, default_value = "")]
         to: String,
+        /// Only keys that start with this (instead of --from and --to).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        prefix: Option<String>,
         /// At most this many pairs.
         #[arg(long, default_value_t = 100)]
         limit: u32,

@@ -1,4 +1,4 @@
-//! `kv put|get|delete|scan`.
+//! `kv put|get|delete|delete-range|scan`.
 
 use std::io::Read;
 
@@ -53,7 +53,10 @@ pub async fn run(global: &GlobalArgs, cmd: KvCmd) -> CliResult {
                 ));
             }
         }
-        KvCmd::Delete { key } => {
+        KvCmd::Delete {
+            key: Some(key),
+            prefix: None,
+        } => {
             let client = connect::client(global).await?;
             client.delete(key.clone().into_bytes()).await?;
             if json {
@@ -62,16 +65,49 @@ pub async fn run(global: &GlobalArgs, cmd: KvCmd) -> CliResult {
                 println!("OK");
             }
         }
+        KvCmd::Delete { prefix, .. } => {
+            let prefix = prefix.unwrap_or_default();
+            if prefix.is_empty() {
+                return Err(CliError::usage(
+                    "--prefix must not be empty: it would delete every key",
+                )
+                .hint("to mean it, `tinykv kv delete-range '' ''`"));
+            }
+            let client = connect::client(global).await?;
+            let deleted = client.delete_prefix(prefix.clone().into_bytes()).await?;
+            print_deleted(
+                json,
+                &json!({ "prefix": prefix, "deleted": deleted }),
+                deleted,
+            );
+        }
+        KvCmd::DeleteRange { from, to } => {
+            let client = connect::client(global).await?;
+            let deleted = client
+                .delete_range(from.clone().into_bytes(), to.clone().into_bytes())
+                .await?;
+            print_deleted(
+                json,
+                &json!({ "from": from, "to": to, "deleted": deleted }),
+                deleted,
+            );
+        }
         KvCmd::Scan {
             from,
             to,
+            prefix,
             limit,
             stale,
         } => {
+            let (from, to) = match prefix {
+                Some(p) => {
+                    let end = tinykv_client::prefix_end(p.as_bytes());
+                    (p.into_bytes(), end.to_vec())
+                }
+                None => (from.into_bytes(), to.into_bytes()),
+            };
             let client = connect::client(global).await?;
-            let pairs = client
-                .scan(from.into_bytes(), to.into_bytes(), limit, read_mode(stale))
-                .await?;
+            let pairs = client.scan(from, to, limit, read_mode(stale)).await?;
             if json {
                 let pairs: Vec<_> = pairs
                     .iter()
@@ -88,6 +124,14 @@ pub async fn run(global: &GlobalArgs, cmd: KvCmd) -> CliResult {
         }
     }
     Ok(())
+}
+
+fn print_deleted(json: bool, doc: &serde_json::Value, deleted: u64) {
+    if json {
+        print_json(doc);
+    } else {
+        println!("deleted {deleted} keys");
+    }
 }
 
 fn read_mode(stale: bool) -> ReadMode {

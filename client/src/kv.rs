@@ -95,6 +95,56 @@ impl Client {
         }
     }
 
+    /// Deletes every key in `[start, end)` (empty `end`: no end), one log entry per region
+    /// the range covers, in key order; returns how many keys were deleted. A region whose
+    /// outcome is unknown ends it with that error: the regions before it are done, the
+    /// rest untouched.
+    pub async fn delete_range(
+        &self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+    ) -> Result<u64, ClientError> {
+        let end: Bytes = end.into();
+        let mut from: Bytes = start.into();
+        let mut deleted = 0;
+        loop {
+            if !end.is_empty() && from >= end {
+                return Ok(deleted);
+            }
+            let op = KvOp::DeleteRange {
+                start: from.clone(),
+                end: end.clone(),
+            };
+            let region = match self.kv_in_region(&from.clone(), op).await? {
+                (KvResponse::Deleted(n), region) => {
+                    deleted += n;
+                    region
+                }
+                (other, _) => return Err(self.unexpected(other)),
+            };
+            // The node deleted up to the end of the region as routed (it checked the epoch).
+            let region_end = region.end_key;
+            if region_end.is_empty() || (!end.is_empty() && region_end.as_slice() >= end.as_ref()) {
+                return Ok(deleted);
+            }
+            from = Bytes::from(region_end);
+        }
+    }
+
+    /// Deletes every key that starts with `prefix` (see [`Client::delete_range`]). An empty
+    /// prefix is refused: it would delete every key.
+    pub async fn delete_prefix(&self, prefix: impl Into<Bytes>) -> Result<u64, ClientError> {
+        let prefix: Bytes = prefix.into();
+        if prefix.is_empty() {
+            return Err(ClientError::Kv(KvError::BadRequest(
+                "an empty prefix would delete every key; use delete_range(\"\", \"\") to mean it"
+                    .into(),
+            )));
+        }
+        let end = prefix_end(&prefix);
+        self.delete_range(prefix, end).await
+    }
+
     fn unexpected(&self, resp: KvResponse) -> ClientError {
         ClientError::Protocol {
             addr: self.endpoints()[0],
@@ -234,11 +284,37 @@ impl Client {
     }
 }
 
+/// The first key after every key that starts with `prefix`, or empty when there is none
+/// (a prefix of 0xff bytes only).
+pub fn prefix_end(prefix: &[u8]) -> Bytes {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bytes::from(end);
+        }
+    }
+    Bytes::new()
+}
+
 /// Sets `from` just past the last key returned.
 fn continue_after(from: &mut Bytes, out: &[(Bytes, Bytes)]) {
     if let Some((k, _)) = out.last() {
         let mut next = k.to_vec();
         next.push(0);
         *from = Bytes::from(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_ends_before_the_next_prefix() {
+        assert_eq!(prefix_end(b"user/"), Bytes::from_static(b"user0"));
+        assert_eq!(prefix_end(b"a\xff"), Bytes::from_static(b"b"));
+        assert_eq!(prefix_end(b"\xff\xff"), Bytes::new());
+        assert_eq!(prefix_end(b""), Bytes::new());
     }
 }

@@ -34,3 +34,4 @@ mod retry;
 
 pub use client::{Client, ClientConfig};
 pub use error::ClientError;
+pub use kv::prefix_end;

@@ -2,14 +2,17 @@
 //! membership changes, splits, store records and id allocations, and what each asks of the
 //! store once the batch is committed (`ApplyOutcome`).
 
-use tinykv_proto::api::{AdminResponse, KvError};
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use tinykv_proto::api::{AdminResponse, KvError, KvResponse};
 use tinykv_raft::{ConfChange, ConfChangeType, Entry, EntryType};
 use tinykv_storage::{ApplyBatch, PeerRole, PeerState, RaftApplyState, Region, RegionLocalState};
 use tracing::{debug, info, warn};
 
 use crate::cmd::{ChangePeer, CmdBody, RaftCmd, WriteOp};
 use crate::peer::{Peer, key_not_in_region};
-use crate::reply::Answer;
+use crate::reply::{Answer, Response};
 
 /// Where a cluster founded before the id allocator existed starts allocating: above every
 /// peer id the earlier scheme (`(conf_ver + 1) × 1,000,000 + store id`) could have given,
@@ -78,6 +81,10 @@ impl Peer {
         let mut apply_state: RaftApplyState = *self.raw.store().apply_state();
         let mut region = self.region().clone();
         let mut region_changed = false;
+        // This call's writes so far (key, put or delete), which the apply batch holds but the
+        // engine does not show yet: a range delete must see them. Earlier rounds' batches are
+        // committed, and other regions' keys are outside this region's range.
+        let mut written: Vec<(Bytes, bool)> = Vec::new();
         for entry in entries {
             let settled = self.proposals.settle(entry.index, entry.term);
             for stale in settled.stale {
@@ -95,7 +102,14 @@ impl Peer {
                 EntryType::Normal if entry.data.is_empty() => Ok(None),
                 EntryType::Normal => {
                     let splits = out.splits.len();
-                    let r = self.apply_cmd(entry, &mut region, batch, &mut apply_state, &mut out);
+                    let r = self.apply_cmd(
+                        entry,
+                        &mut region,
+                        batch,
+                        &mut apply_state,
+                        &mut out,
+                        &mut written,
+                    );
                     region_changed |= out.splits.len() != splits;
                     r
                 }
@@ -135,6 +149,46 @@ impl Peer {
         out
     }
 
+    /// Deletes every key of `[start, end)` within `region`: those on disk and those this
+    /// call's earlier writes put, less those they deleted. Returns how many it deleted.
+    fn delete_range(
+        &self,
+        region: &Region,
+        start: &[u8],
+        end: &[u8],
+        batch: &mut ApplyBatch,
+        written: &mut Vec<(Bytes, bool)>,
+    ) -> Result<u64, KvError> {
+        let region_end = region.end_key.as_slice();
+        let end = match (end.is_empty(), region_end.is_empty()) {
+            (true, _) => region_end,
+            (false, true) => end,
+            (false, false) => end.min(region_end),
+        };
+        let start = start.max(region.start_key.as_slice());
+        let in_range = |k: &[u8]| k >= start && (end.is_empty() || k < end);
+        let storage_err = |e: tinykv_storage::StorageError| KvError::Storage(e.to_string());
+        let on_disk = self
+            .raw
+            .store()
+            .engines()
+            .keys_in_range(start, end)
+            .map_err(storage_err)?;
+        let mut live: BTreeSet<Vec<u8>> = on_disk.into_iter().collect();
+        for (key, put) in written.iter().filter(|(k, _)| in_range(k)) {
+            if *put {
+                live.insert(key.to_vec());
+            } else {
+                live.remove(key.as_ref());
+            }
+        }
+        for key in &live {
+            batch.delete(region, key).map_err(storage_err)?;
+            written.push((Bytes::from(key.clone()), false));
+        }
+        Ok(live.len() as u64)
+    }
+
     fn apply_cmd(
         &mut self,
         entry: &Entry,
@@ -142,7 +196,8 @@ impl Peer {
         batch: &mut ApplyBatch,
         apply_state: &mut RaftApplyState,
         out: &mut ApplyOutcome,
-    ) -> Result<Option<AdminResponse>, KvError> {
+        written: &mut Vec<(Bytes, bool)>,
+    ) -> Result<Option<Response>, KvError> {
         let cmd = match RaftCmd::decode(&entry.data) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -166,23 +221,34 @@ impl Peer {
                 }
                 for op in &ops {
                     let key = match op {
-                        WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+                        WriteOp::Put { key, .. }
+                        | WriteOp::Delete { key }
+                        | WriteOp::DeleteRange { start: key, .. } => key,
                     };
                     if !region.contains(key) {
                         return Err(key_not_in_region(key, region));
                     }
                 }
+                let storage_err = |e: tinykv_storage::StorageError| KvError::Storage(e.to_string());
+                let mut deleted = None;
                 for op in ops {
-                    let r = match op {
+                    match op {
                         WriteOp::Put { key, value } => {
                             self.size_diff += (key.len() + value.len()) as u64;
-                            batch.put(region, &key, &value)
+                            batch.put(region, &key, &value).map_err(storage_err)?;
+                            written.push((key, true));
                         }
-                        WriteOp::Delete { key } => batch.delete(region, &key),
-                    };
-                    r.map_err(|e| KvError::Storage(e.to_string()))?;
+                        WriteOp::Delete { key } => {
+                            batch.delete(region, &key).map_err(storage_err)?;
+                            written.push((key, false));
+                        }
+                        WriteOp::DeleteRange { start, end } => {
+                            let n = self.delete_range(region, &start, &end, batch, written)?;
+                            deleted = Some(deleted.unwrap_or(0) + n);
+                        }
+                    }
                 }
-                Ok(None)
+                Ok(deleted.map(|n| Response::Kv(KvResponse::Deleted(n))))
             }
             CmdBody::CompactLog { index, term } => {
                 let first = apply_state.truncated_state.index + 1;
@@ -204,7 +270,7 @@ impl Peer {
             }
             CmdBody::AllocIds { count } => {
                 let (first, count) = self.apply_alloc_ids(count, region, batch)?;
-                Ok(Some(AdminResponse::Ids { first, count }))
+                Ok(Some(Response::Admin(AdminResponse::Ids { first, count })))
             }
             CmdBody::Split {
                 split_keys,
@@ -250,7 +316,7 @@ impl Peer {
                     new,
                     created,
                 });
-                Ok(Some(AdminResponse::Split { regions }))
+                Ok(Some(Response::Admin(AdminResponse::Split { regions })))
             }
         }
     }
@@ -400,6 +466,116 @@ impl Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::Reply;
+    use tinykv_proto::api::KvResult;
+    use tinykv_storage::{
+        Engines, OpenOptions, PeerStorage, RegionEpoch, StorageWorkers, StoreIdent,
+    };
+
+    fn write(index: u64, epoch: RegionEpoch, ops: Vec<WriteOp>) -> Entry {
+        let cmd = RaftCmd {
+            region_id: 1,
+            epoch,
+            body: CmdBody::Write(ops),
+        };
+        Entry {
+            entry_type: EntryType::Normal,
+            term: 6,
+            index,
+            data: cmd.encode(),
+        }
+    }
+
+    fn put(k: &str) -> WriteOp {
+        WriteOp::Put {
+            key: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::from_static(b"v"),
+        }
+    }
+
+    /// A range delete applied in the same round as the writes before it (which the apply
+    /// batch holds and the engine does not show yet) deletes them too, and counts each key
+    /// once: what is on disk, plus what the round put, less what it deleted.
+    #[test]
+    fn a_range_delete_sees_the_writes_of_its_own_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engines, _) = Engines::open(dir.path(), OpenOptions::default()).unwrap();
+        engines
+            .bootstrap_store(StoreIdent {
+                cluster_id: 1,
+                store_id: 1,
+            })
+            .unwrap();
+        let region = Region {
+            id: 1,
+            start_key: Vec::new(),
+            end_key: b"z".to_vec(),
+            epoch: RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            },
+            peers: vec![tinykv_storage::Peer::voter(1, 1)],
+        };
+        engines.bootstrap_region(&region).unwrap();
+        let workers = StorageWorkers::start(&engines).unwrap();
+        let storage = PeerStorage::open(engines.clone(), workers.handles(), 1).unwrap();
+        let mut peer = Peer::new(
+            region.peers[0],
+            storage,
+            tinykv_raft::Config::default(),
+            prometheus_client::metrics::counter::Counter::default(),
+        )
+        .unwrap();
+        let epoch = region.epoch;
+        let first = peer.raw.store().applied_index() + 1;
+
+        // Round one, committed: k1 and k2 on disk, and one key outside the range.
+        let mut batch = engines.apply_batch();
+        peer.apply_entries(
+            &[write(first, epoch, vec![put("k1"), put("k2"), put("m")])],
+            &mut batch,
+        );
+        let applied = engines.commit_apply(batch).unwrap();
+        peer.raw.mut_store().post_apply(&applied).unwrap();
+
+        // Round two: put k3 and k4, delete k1, then delete [k, l) in one call.
+        let (tx, rx) = tokio::sync::oneshot::channel::<KvResult>();
+        let range_at = first + 3;
+        let _ = peer.proposals.push(range_at, 6, Reply::Kv(tx));
+        let mut batch = engines.apply_batch();
+        let delete_range = WriteOp::DeleteRange {
+            start: Bytes::from_static(b"k"),
+            end: Bytes::from_static(b"l"),
+        };
+        let out = peer.apply_entries(
+            &[
+                write(first + 1, epoch, vec![put("k3"), put("k4")]),
+                write(
+                    first + 2,
+                    epoch,
+                    vec![WriteOp::Delete {
+                        key: Bytes::from_static(b"k1"),
+                    }],
+                ),
+                write(range_at, epoch, vec![delete_range]),
+            ],
+            &mut batch,
+        );
+        engines.commit_apply(batch).unwrap();
+        for answer in out.answers {
+            answer.send();
+        }
+        // k2 from disk, k3 and k4 from this round; k1 was already gone.
+        assert_eq!(rx.blocking_recv().unwrap(), Ok(KvResponse::Deleted(3)));
+        let left: Vec<Vec<u8>> = engines
+            .scan(b"", b"", 100)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(left, vec![b"m".to_vec()]);
+        workers.shutdown();
+    }
 
     /// A cluster founded before the allocator gave peer ids `(conf_ver + 1) × 1,000,000 +
     /// store id` at each change; its first allocation must start above all of them.

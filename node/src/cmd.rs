@@ -46,8 +46,19 @@ pub enum CmdBody {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteOp {
-    Put { key: Bytes, value: Bytes },
-    Delete { key: Bytes },
+    Put {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+    /// Every key in `[start, end)` within the region (empty `end`: to its end). Appended:
+    /// the encoding is positional, so older entries read as before.
+    DeleteRange {
+        start: Bytes,
+        end: Bytes,
+    },
 }
 
 /// The context of a membership change: which peer, on which store, reachable where. The
@@ -81,6 +92,12 @@ impl RaftCmd {
                             format!("put {} ({} B)", printable(key), value.len())
                         }
                         WriteOp::Delete { key } => format!("delete {}", printable(key)),
+                        WriteOp::DeleteRange { start, end } if end.is_empty() => {
+                            format!("delete from {} to the region's end", printable(start))
+                        }
+                        WriteOp::DeleteRange { start, end } => {
+                            format!("delete from {} to {}", printable(start), printable(end))
+                        }
                     })
                     .collect();
                 let more = ops.len().saturating_sub(3);

@@ -296,6 +296,7 @@ pub(crate) fn op_name(op: &KvOp) -> &'static str {
         KvOp::Scan { .. } => "scan",
         KvOp::Put { .. } => "put",
         KvOp::Delete { .. } => "delete",
+        KvOp::DeleteRange { .. } => "delete_range",
     }
 }
 

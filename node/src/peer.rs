@@ -280,7 +280,7 @@ impl Peer {
                     .collect();
                 Ok(KvResponse::Pairs { pairs, more })
             }
-            KvOp::Put { .. } | KvOp::Delete { .. } => {
+            KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. } => {
                 Err(KvError::Storage("a write is not a read".into()))
             }
         }

@@ -54,8 +54,16 @@ pub(crate) struct PendingRead {
 pub(crate) enum Answer {
     Done(Reply),
     Failed(Reply, KvError),
-    /// An admin proposal with an answer of its own (allocated ids).
-    With(Reply, AdminResponse),
+    /// A proposal with an answer of its own (allocated ids, a split's regions, the keys a
+    /// range delete removed).
+    With(Reply, Response),
+}
+
+/// What an applied command answers besides success.
+#[derive(Debug)]
+pub(crate) enum Response {
+    Admin(AdminResponse),
+    Kv(KvResponse),
 }
 
 impl Answer {
@@ -63,7 +71,10 @@ impl Answer {
         match self {
             Answer::Done(r) => r.done(),
             Answer::Failed(r, e) => r.fail(e),
-            Answer::With(Reply::Admin(tx), resp) => {
+            Answer::With(Reply::Admin(tx), Response::Admin(resp)) => {
+                let _ = tx.send(Ok(resp));
+            }
+            Answer::With(Reply::Kv(tx), Response::Kv(resp)) => {
                 let _ = tx.send(Ok(resp));
             }
             Answer::With(r, _) => r.done(),

@@ -63,11 +63,21 @@ pub enum KvOp {
     Delete {
         key: Bytes,
     },
+    /// Deletes every key in `[start, end)` within the region (an empty `end`: to the region's
+    /// end), as one log entry; answered `Deleted` with the count. `start` routes it: it must
+    /// be in the region. New variants go at the end: the encoding is positional.
+    DeleteRange {
+        start: Bytes,
+        end: Bytes,
+    },
 }
 
 impl KvOp {
     pub fn is_write(&self) -> bool {
-        matches!(self, KvOp::Put { .. } | KvOp::Delete { .. })
+        matches!(
+            self,
+            KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. }
+        )
     }
 }
 
@@ -89,6 +99,8 @@ pub enum KvResponse {
         more: bool,
     },
     Written,
+    /// How many keys a `DeleteRange` deleted in its region.
+    Deleted(u64),
 }
 
 /// A store and where to reach it.

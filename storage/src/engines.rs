@@ -493,6 +493,23 @@ impl Engines {
         self.read_view().scan(start, end, limit)
     }
 
+    /// Every user key in `[start, end)` (an empty `end` is unbounded), without their values:
+    /// what a range delete removes. Reads the latest committed state.
+    pub fn keys_in_range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        if !end.is_empty() && start >= end {
+            return Ok(out);
+        }
+        let range = keys::data_key(start)..keys::data_end_key(end);
+        for guard in self.kv().range(range) {
+            let key = guard.key()?;
+            let user = keys::user_key(&key)
+                .ok_or_else(|| StorageError::corrupt(KV_KEYSPACE, &key, "not a data key"))?;
+            out.push(user.to_vec());
+        }
+        Ok(out)
+    }
+
     /// Makes everything written so far durable (for writes committed without a sync).
     pub fn sync(&self) -> Result<()> {
         self.db().persist(PersistMode::SyncAll)?;

@@ -240,7 +240,7 @@ fn puts_of(cmd: RaftCmd) -> Vec<(String, String)> {
                     String::from_utf8_lossy(&key).into_owned(),
                     String::from_utf8_lossy(&value).into_owned(),
                 )),
-                WriteOp::Delete { .. } => None,
+                WriteOp::Delete { .. } | WriteOp::DeleteRange { .. } => None,
             })
             .collect(),
         _ => Vec::new(),

@@ -51,6 +51,9 @@ impl Store {
             KvOp::Delete { key } => {
                 peer.propose_write(vec![WriteOp::Delete { key }], Reply::Kv(reply))
             }
+            KvOp::DeleteRange { start, end } => {
+                peer.propose_write(vec![WriteOp::DeleteRange { start, end }], Reply::Kv(reply))
+            }
             op => peer.reads.push(PendingRead {
                 op,
                 epoch: req.epoch,
@@ -74,13 +77,18 @@ impl Store {
                 end.push(0);
                 (key, end)
             }
-            KvOp::Scan { start, end, .. } => (start, end.to_vec()),
+            KvOp::Scan { start, end, .. } | KvOp::DeleteRange { start, end } => {
+                (start, end.to_vec())
+            }
         };
         let around = || self.regions_around(region, start, &end);
         if req.epoch.is_some_and(|e| e.version != region.epoch.version) {
             return Err(KvError::EpochNotMatch { regions: around() });
         }
-        if let KvOp::Get { key, .. } | KvOp::Put { key, .. } | KvOp::Delete { key } = &req.op
+        if let KvOp::Get { key, .. }
+        | KvOp::Put { key, .. }
+        | KvOp::Delete { key }
+        | KvOp::DeleteRange { start: key, .. } = &req.op
             && !region.contains(key)
         {
             let mut err = crate::peer::key_not_in_region(key, region);
