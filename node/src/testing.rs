@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tinykv_client::{Client, ClientConfig};
-use tinykv_proto::api::{AdminRequest, AdminResponse, KvOp, KvRequest, KvResult};
+use tinykv_proto::api::{AdminRequest, AdminResponse, KvOp, KvRequest, KvResult, RaftStateInfo};
 use tinykv_transport::{
     ClusterCa, RpcClient, RpcClientOptions, Rule, Service, TlsFiles, TlsIdentity, Validity,
 };
@@ -249,6 +249,18 @@ impl TestCluster {
     pub fn heal(&self) {
         for node in self.nodes.iter().flatten() {
             node.filter().clear();
+        }
+    }
+
+    /// The Raft state of the running store's peer of `region_id`.
+    pub async fn raft_state(&self, store_id: u64, region_id: u64) -> RaftStateInfo {
+        match self
+            .node(store_id)
+            .admin(AdminRequest::RaftState { region_id })
+            .await
+        {
+            Ok(AdminResponse::RaftState(p)) => p.state,
+            other => panic!("store {store_id}: raft state of region {region_id}: {other:?}"),
         }
     }
 

@@ -20,17 +20,6 @@ fn written_state(cluster: &TestCluster, store: u64) -> (u64, u64) {
     (applied, last)
 }
 
-async fn applied(cluster: &TestCluster, store: u64) -> u64 {
-    match cluster
-        .node(store)
-        .admin(AdminRequest::RaftState { region_id: 1 })
-        .await
-    {
-        Ok(AdminResponse::RaftState(s)) => s.state.applied,
-        other => panic!("raft state: {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_applied_again_after_a_restart_leave_the_same_data() {
     common::init_logs();
@@ -45,7 +34,7 @@ async fn writes_applied_again_after_a_restart_leave_the_same_data() {
             client.put("b", format!("b{i}")).await.unwrap();
         }
     }
-    let before = applied(&cluster, 1).await;
+    let before = cluster.raft_state(1, 1).await.applied;
     cluster.stop(1).await;
     let (written, last) = written_state(&cluster, 1);
     assert!(
@@ -56,7 +45,7 @@ async fn writes_applied_again_after_a_restart_leave_the_same_data() {
 
     cluster.restart(1).await;
     eventually("store 1 applies again what it had", async || {
-        applied(&cluster, 1).await >= before
+        cluster.raft_state(1, 1).await.applied >= before
     })
     .await;
     let client = cluster.client().await;
@@ -75,7 +64,7 @@ async fn a_command_that_must_not_apply_twice_writes_the_apply_state() {
     }
     // An id allocation is answered with the ids it gave: applied twice it would give others.
     let ids = client.alloc_ids(3).await.unwrap();
-    let after = applied(&cluster, 1).await;
+    let after = cluster.raft_state(1, 1).await.applied;
     cluster.stop(1).await;
     let (written, _) = written_state(&cluster, 1);
     assert_eq!(written, after, "ids {ids:?}");
@@ -94,7 +83,7 @@ async fn a_snapshot_built_while_the_apply_state_trails_brings_every_write() {
     let client = cluster.client().await;
     client.put("k0", "first").await.unwrap();
     eventually("the follower applied the first write", async || {
-        applied(&cluster, behind).await >= applied(&cluster, leader).await
+        cluster.raft_state(behind, 1).await.applied >= cluster.raft_state(leader, 1).await.applied
     })
     .await;
     cluster.stop(behind).await;
@@ -130,7 +119,8 @@ async fn a_snapshot_built_while_the_apply_state_trails_brings_every_write() {
     cluster.restart(behind).await;
     eventually("the follower catches up by a snapshot", async || {
         cluster.snapshots_received(behind).await >= 1
-            && applied(&cluster, behind).await >= applied(&cluster, leader).await
+            && cluster.raft_state(behind, 1).await.applied
+                >= cluster.raft_state(leader, 1).await.applied
     })
     .await;
     let addr = cluster.configs[(behind - 1) as usize].listen_addr;

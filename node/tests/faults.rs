@@ -18,17 +18,6 @@ fn put(k: &str, v: &str) -> KvOp {
     }
 }
 
-async fn raft_state(cluster: &TestCluster, store: u64) -> tinykv_proto::api::RaftStateInfo {
-    match cluster
-        .node(store)
-        .admin(AdminRequest::RaftState { region_id: 1 })
-        .await
-    {
-        Ok(AdminResponse::RaftState(p)) => p.state,
-        other => panic!("store {store}: raft state: {other:?}"),
-    }
-}
-
 async fn is_leader(cluster: &TestCluster, store: u64) -> bool {
     matches!(cluster.node(store).admin(AdminRequest::StoreStatus).await, Ok(AdminResponse::StoreStatus(s)) if s.leader_of.contains(&1))
 }
@@ -43,7 +32,7 @@ async fn a_minority_cannot_commit_and_its_leader_steps_down() {
     let buddy = if leader == 1 { 2 } else { 1 };
     let majority: Vec<u64> = (1..=5).filter(|s| *s != leader && *s != buddy).collect();
     cluster.partition(&[vec![leader, buddy], majority.clone()]);
-    let commit_at_cut = raft_state(&cluster, leader).await.commit;
+    let commit_at_cut = cluster.raft_state(leader, 1).await.commit;
 
     // A write sent to the cut-off leader is never acknowledged.
     let leader_addr = cluster.configs[(leader - 1) as usize].listen_addr;
@@ -66,14 +55,14 @@ async fn a_minority_cannot_commit_and_its_leader_steps_down() {
     // The majority elects a leader and commits.
     client.put("after", "2").await.unwrap();
     assert_eq!(
-        raft_state(&cluster, leader).await.commit,
+        cluster.raft_state(leader, 1).await.commit,
         commit_at_cut,
         "the minority's commit index must not move"
     );
     cluster.heal();
     // After healing the minority's uncommitted write is gone and the majority's stays.
     eventually("the old leader catches up", async || {
-        raft_state(&cluster, leader).await.commit > commit_at_cut
+        cluster.raft_state(leader, 1).await.commit > commit_at_cut
     })
     .await;
     assert_eq!(client.get("minority").await.unwrap(), None);
@@ -149,7 +138,7 @@ async fn a_joined_store_catches_up_by_snapshot_and_votes() {
     }
     // The log is compacted past where a new store would start.
     eventually("the leader compacts its log", async || {
-        raft_state(&cluster, leader).await.truncated_index > 100
+        cluster.raft_state(leader, 1).await.truncated_index > 100
     })
     .await;
 
@@ -162,8 +151,8 @@ async fn a_joined_store_catches_up_by_snapshot_and_votes() {
     cluster.configs.push(config);
     cluster.nodes.push(Some(node));
     eventually("the new store catches up", async || {
-        let leader_applied = raft_state(&cluster, leader).await.applied;
-        let s = raft_state(&cluster, 4).await;
+        let leader_applied = cluster.raft_state(leader, 1).await.applied;
+        let s = cluster.raft_state(4, 1).await;
         s.applied >= leader_applied && s.truncated_index > 5
     })
     .await;
@@ -267,7 +256,7 @@ async fn leadership_moves_where_it_is_asked_and_stale_reads_are_served_locally()
     eventually("every store applied the write", async || {
         let mut applied = Vec::new();
         for s in 1..=3 {
-            applied.push(raft_state(&cluster, s).await.applied);
+            applied.push(cluster.raft_state(s, 1).await.applied);
         }
         applied.iter().all(|a| *a == applied[0])
     })
@@ -302,7 +291,7 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
     let target = (1..=3).find(|s| *s != leader).unwrap();
     let client = cluster.client().await;
     client.put("a", "1").await.unwrap();
-    let before = raft_state(&cluster, target).await;
+    let before = cluster.raft_state(target, 1).await;
 
     // A fourth store with a certificate of the cluster's CA sends it straight to `target`.
     let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
@@ -349,11 +338,11 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
     later.term = before.term + 1;
     endpoint.send(target, &envelope(later)).unwrap();
     eventually("the target handles both messages", async || {
-        raft_state(&cluster, target).await.term > before.term
+        cluster.raft_state(target, 1).await.term > before.term
     })
     .await;
     assert!(cluster.node(target).failure().is_none());
-    let after = raft_state(&cluster, target).await;
+    let after = cluster.raft_state(target, 1).await;
     assert!(after.applied >= before.applied && after.last_index < before.commit + 1000);
 
     // The cluster settles on a leader again and the target applies new writes. The target's
@@ -361,14 +350,14 @@ async fn an_unusable_snapshot_from_a_peer_is_refused_and_the_store_keeps_serving
     // overtaken (its outcome unknown), so wait for a leader of the new term first.
     eventually("a leader of the target's new term", async || {
         let leader = cluster.leader(1).await;
-        raft_state(&cluster, leader).await.term > before.term
+        cluster.raft_state(leader, 1).await.term > before.term
     })
     .await;
     let client = cluster.client().await;
     client.put("b", "2").await.unwrap();
     let leader = cluster.leader(1).await;
     eventually("the target applies the new write", async || {
-        raft_state(&cluster, target).await.applied >= raft_state(&cluster, leader).await.applied
+        cluster.raft_state(target, 1).await.applied >= cluster.raft_state(leader, 1).await.applied
     })
     .await;
     endpoint.shutdown().await;
@@ -402,11 +391,11 @@ async fn a_follower_a_little_behind_catches_up_from_the_log_not_a_snapshot() {
         client.put(format!("k{i:04}"), "v").await.unwrap();
     }
     // The log was compacted all along, never past what the slow follower had.
-    let leader_state = raft_state(&cluster, leader).await;
+    let leader_state = cluster.raft_state(leader, 1).await;
     assert!(leader_state.truncated_index > 1000, "{leader_state:?}");
     cluster.node(slow).filter().clear();
     eventually("the slow follower catches up", async || {
-        raft_state(&cluster, slow).await.applied >= raft_state(&cluster, leader).await.applied
+        cluster.raft_state(slow, 1).await.applied >= cluster.raft_state(leader, 1).await.applied
     })
     .await;
     assert_eq!(cluster.snapshots_received(slow).await, 0);

@@ -11,7 +11,7 @@ use tinykv_client::{Client, ClientConfig, ClientError};
 use tinykv_node::{JoinAs, Node};
 use tinykv_proto::api::{
     AdminRequest, AdminResponse, ConfChangeRefusal, KvError, KvOp, KvResponse, LogEntryInfo,
-    PeerStatus, RaftStateInfo, ReadMode,
+    PeerStatus, ReadMode,
 };
 use tinykv_storage::{Engines, OpenOptions, PeerState};
 use tinykv_transport::{Direction, Rule};
@@ -29,17 +29,6 @@ async fn raft_log(cluster: &TestCluster, store: u64) -> Vec<LogEntryInfo> {
     {
         Ok(AdminResponse::RaftLog(entries)) => entries,
         other => panic!("store {store}: raft log: {other:?}"),
-    }
-}
-
-async fn raft_state(cluster: &TestCluster, store: u64) -> RaftStateInfo {
-    match cluster
-        .node(store)
-        .admin(AdminRequest::RaftState { region_id: 1 })
-        .await
-    {
-        Ok(AdminResponse::RaftState(p)) => p.state,
-        other => panic!("store {store}: raft state: {other:?}"),
     }
 }
 
@@ -160,9 +149,9 @@ async fn writes_pending_on_a_removed_leader_are_not_applied_twice() {
         leads(&cluster, doomed).await
     })
     .await;
-    let noop = raft_state(&cluster, doomed).await.last_index;
+    let noop = cluster.raft_state(doomed, 1).await.last_index;
     eventually("the witness has the new leader's no-op", async || {
-        raft_state(&cluster, witness).await.last_index >= noop
+        cluster.raft_state(witness, 1).await.last_index >= noop
     })
     .await;
     let client = Client::connect(client_of(&cluster, &[doomed, witness]))
@@ -228,7 +217,7 @@ async fn caught_up(cluster: &TestCluster, store: u64) -> bool {
         return false;
     }
     let leader = cluster.leader(1).await;
-    raft_state(cluster, store).await.applied >= raft_state(cluster, leader).await.applied
+    cluster.raft_state(store, 1).await.applied >= cluster.raft_state(leader, 1).await.applied
 }
 
 /// Joins a store whose previous node was just stopped: the endpoint frees the port when its
@@ -699,7 +688,7 @@ async fn a_store_that_missed_a_join_learns_the_joiners_address() {
         Ok(AdminResponse::Done)
     ));
     eventually("the log is compacted past the join", async || {
-        raft_state(&cluster, leader).await.truncated_index > 3
+        cluster.raft_state(leader, 1).await.truncated_index > 3
     })
     .await;
     cluster.restart(away).await;
@@ -719,7 +708,7 @@ async fn a_store_that_missed_a_join_learns_the_joiners_address() {
     .await;
     client.put("after", "2").await.unwrap();
     eventually("the away store follows the joiner", async || {
-        raft_state(&cluster, away).await.applied >= raft_state(&cluster, 4).await.applied
+        cluster.raft_state(away, 1).await.applied >= cluster.raft_state(4, 1).await.applied
     })
     .await;
     assert_eq!(

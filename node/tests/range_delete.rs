@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{TestCluster, eventually};
-use tinykv_proto::api::{AdminRequest, AdminResponse, KvOp, KvResponse, ReadMode};
+use tinykv_proto::api::{KvOp, KvResponse, ReadMode};
 
 fn keys(pairs: &[(Bytes, Bytes)]) -> Vec<String> {
     pairs
@@ -16,17 +16,6 @@ fn keys(pairs: &[(Bytes, Bytes)]) -> Vec<String> {
 
 fn names(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|i| format!("{prefix}{i}")).collect()
-}
-
-async fn applied(cluster: &TestCluster, store: u64) -> u64 {
-    match cluster
-        .node(store)
-        .admin(AdminRequest::RaftState { region_id: 1 })
-        .await
-    {
-        Ok(AdminResponse::RaftState(s)) => s.state.applied,
-        other => panic!("raft state: {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,10 +61,10 @@ async fn a_range_delete_covers_each_region_of_its_range_and_counts_the_keys() {
     // Every replica of region 1 deleted the same keys.
     let leader = cluster.leader(1).await;
     eventually("every store applied region 1's range delete", async || {
-        let want = applied(&cluster, leader).await;
+        let want = cluster.raft_state(leader, 1).await.applied;
         let mut all = true;
         for s in 1..=3 {
-            all &= applied(&cluster, s).await >= want;
+            all &= cluster.raft_state(s, 1).await.applied >= want;
         }
         all
     })
