@@ -31,9 +31,6 @@ pub struct GlobalArgs {
         value_delimiter = ','
     )]
     pub endpoints: Vec<SocketAddr>,
-    /// Read a stopped node's data directory instead of asking a running node.
-    #[arg(long, global = true)]
-    pub data_dir: Option<PathBuf>,
     /// Output format: a table for people, one JSON document for scripts.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -49,6 +46,47 @@ pub struct GlobalArgs {
     /// How long to wait for an answer, e.g. 5s or 500ms.
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+/// Commands that talk to no running cluster, and the global flags they do not use: help
+/// shows only what a command means (parsing still accepts them, so `. DIR/env` and scripts
+/// that pass them everywhere keep working).
+const UNUSED_GLOBALS: &[(&[&str], &[&str])] = &[
+    (&["cert"], &CLUSTER_FLAGS),
+    (&["config"], &CLUSTER_FLAGS),
+    (&["completion"], &CLUSTER_FLAGS),
+    (&["node", "start"], &CLUSTER_FLAGS),
+    (&["node", "join"], &CLUSTER_FLAGS),
+    (&["backup", "status"], &CLUSTER_FLAGS),
+    (&["backup", "restore"], &CLUSTER_FLAGS),
+    (&["cluster", "up"], &CONNECTION_FLAGS),
+    (&["cluster", "down"], &CONNECTION_FLAGS),
+];
+/// The flags that say which cluster to talk to and how.
+const CONNECTION_FLAGS: [&str; 4] = ["endpoints", "ca", "cert", "key"];
+const CLUSTER_FLAGS: [&str; 5] = ["endpoints", "ca", "cert", "key", "timeout"];
+
+/// The command tree as parsed and as completion scripts see it.
+pub fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for (path, flags) in UNUSED_GLOBALS {
+        // A global flag reaches a subcommand only where no flag of that name is: a hidden copy
+        // placed there first keeps it out of that subtree's help.
+        let hidden: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| flags.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        cmd = add_in(cmd, path, &hidden);
+    }
+    cmd
+}
+
+fn add_in(cmd: clap::Command, path: &[&str], args: &[clap::Arg]) -> clap::Command {
+    match path.split_first() {
+        Some((first, rest)) => cmd.mut_subcommand(*first, |sub| add_in(sub, rest, args)),
+        None => cmd.args(args.iter().cloned()),
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,11 +114,9 @@ pub enum Command {
     #[command(subcommand)]
     Kv(KvCmd),
     /// Inspect regions, online (-e) or offline (--data-dir).
-    #[command(subcommand)]
-    Region(RegionCmd),
+    Region(Offline<RegionCmd>),
     /// Inspect a region's Raft state and log, online (-e) or offline (--data-dir).
-    #[command(subcommand)]
-    Raft(RaftCmd),
+    Raft(Offline<RaftCmd>),
     /// Make a region's leader build a snapshot.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
@@ -94,6 +130,9 @@ pub enum Command {
         /// The store whose peer of the region is to lead it.
         store: u64,
     },
+    /// Back a cluster up to a file, check a backup, or make a new cluster from one.
+    #[command(subcommand)]
+    Backup(BackupCmd),
     /// Make a CA and certificates.
     #[command(subcommand)]
     Cert(CertCmd),
@@ -107,6 +146,16 @@ pub enum Command {
         /// The shell to complete in.
         shell: clap_complete::Shell,
     },
+}
+
+/// A noun whose verbs read a running cluster, or with `--data-dir` a stopped node's data.
+#[derive(Args, Debug)]
+pub struct Offline<C: Subcommand> {
+    /// Read a stopped node's data directory instead of asking a running node.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: C,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +239,9 @@ pub struct NodeStartArgs {
     /// Overrides `initial-cluster` (ID=HOST:PORT,...).
     #[arg(long, value_delimiter = ',')]
     pub initial_cluster: Vec<String>,
+    /// Overrides `data-dir`.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -352,6 +404,56 @@ pub enum CertCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BackupCmd {
+    /// Write every key of every region to FILE, each region as of one ReadIndex read taken
+    /// when the backup starts, with a header (cluster, time, keys, size) and checksums;
+    /// progress on a terminal. Writers may keep running.
+    Save {
+        /// The backup file to write (it appears only once complete).
+        file: PathBuf,
+    },
+    /// Read a backup file end to end, check every checksum and count, and describe it; exits 1
+    /// when it is damaged or truncated.
+    Status {
+        /// The backup file to check.
+        file: PathBuf,
+    },
+    /// Make a new cluster from a backup, offline: a playground directory that `cluster up
+    /// --dir` starts, or with --data-dir one store's data dir for `node start`.
+    Restore {
+        /// The backup file to restore.
+        file: PathBuf,
+        /// A new playground directory: certificates, configs, data dirs and `env`.
+        #[arg(
+            long,
+            required_unless_present = "data_dir",
+            conflicts_with = "data_dir"
+        )]
+        dir: Option<PathBuf>,
+        /// How many nodes the playground gets.
+        #[arg(long, default_value_t = 3, conflicts_with = "data_dir")]
+        nodes: u64,
+        /// The playground's first port; node i listens on base-port + i - 1.
+        #[arg(long, default_value_t = 20160, conflicts_with = "data_dir")]
+        base_port: u16,
+        /// Instead of a playground, write this one store's data dir (it must not exist).
+        #[arg(long, requires_all = ["store_id", "initial_cluster"])]
+        data_dir: Option<PathBuf>,
+        /// With --data-dir: the store the data dir is for.
+        #[arg(long)]
+        store_id: Option<u64>,
+        /// With --data-dir: the new cluster's founding stores (ID=HOST:PORT,...), as every
+        /// node of it will be started with.
+        #[arg(long, value_delimiter = ',')]
+        initial_cluster: Vec<String>,
+        /// With --data-dir: the new cluster's `initial-cluster-token`, as its nodes' configs
+        /// will say.
+        #[arg(long, default_value = "tinykv")]
+        initial_cluster_token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ConfigCmd {
     /// Print a complete configuration with comments.
     Default,
@@ -405,6 +507,59 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "tinykv", &mut missing);
         assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    /// Help shows a flag only where it means something.
+    #[test]
+    fn help_shows_flags_only_where_they_mean_something() {
+        let help = |path: &[&str]| {
+            let mut cmd = super::command();
+            cmd.build();
+            let mut sub = &mut cmd;
+            for p in path {
+                sub = sub.find_subcommand_mut(p).expect("a subcommand");
+            }
+            sub.render_long_help().to_string()
+        };
+        for path in [
+            &["cert", "issue"][..],
+            &["config", "default"],
+            &["cluster", "up"],
+            &["backup", "restore"],
+            &["node", "start"],
+        ] {
+            let text = help(path);
+            assert!(
+                !text.contains("--endpoints"),
+                "{path:?} offers --endpoints:\n{text}"
+            );
+        }
+        for path in [&["cluster", "up"][..], &["kv", "put"], &["cert", "issue"]] {
+            let text = help(path);
+            assert!(
+                !text.contains("--data-dir"),
+                "{path:?} offers --data-dir:\n{text}"
+            );
+        }
+        for path in [&["kv", "put"][..], &["region", "list"], &["backup", "save"]] {
+            assert!(
+                help(path).contains("--endpoints"),
+                "{path:?} lacks --endpoints"
+            );
+        }
+        assert!(help(&["region", "list"]).contains("--data-dir"));
+        assert!(help(&["raft", "state"]).contains("--data-dir"));
+        // Hidden flags still parse: scripts pass them everywhere.
+        let parsed = super::command().try_get_matches_from([
+            "tinykv",
+            "cert",
+            "init-ca",
+            "--out",
+            "x",
+            "-e",
+            "127.0.0.1:1",
+        ]);
+        assert!(parsed.is_ok(), "{parsed:?}");
     }
 
     fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {

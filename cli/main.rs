@@ -13,7 +13,7 @@ mod process;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::Cli;
@@ -23,7 +23,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits 2, as scripts expect.
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&args::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // A node's log is its record of what happened; every other command stays quiet.
     let default_filter = match &cli.command {
         args::Command::Node(args::NodeCmd::Start(_) | args::NodeCmd::Join { .. }) => {

@@ -127,6 +127,22 @@ fn load_nodes(dir: &Path) -> CliResult<Vec<PlayNode>> {
     Ok(nodes.into_iter().map(|(_, n)| n).collect())
 }
 
+/// Certificates and configs for a fresh playground of `n` nodes (for `backup restore`, which
+/// then writes the data dirs the configs name).
+pub(super) fn create_playground(dir: &Path, n: u64, base_port: u16) -> CliResult<Vec<NodeConfig>> {
+    if dir.join("node1").join("config.yaml").is_file() {
+        return Err(
+            CliError::failed(format!("{} is a playground already", dir.display())).hint(
+                "restore into a new directory, or remove this one (`tinykv cluster down --clean`)",
+            ),
+        );
+    }
+    Ok(create(dir, n, base_port)?
+        .into_iter()
+        .map(|n| n.config)
+        .collect())
+}
+
 /// Certificates and configs for a fresh playground of `n` nodes.
 fn create(dir: &Path, n: u64, base_port: u16) -> CliResult<Vec<PlayNode>> {
     if n == 0 {

@@ -1,5 +1,6 @@
 //! One module per noun; `run` hands the parsed command line to the right one.
 
+mod backup;
 mod bench;
 mod cert;
 mod cluster;
@@ -19,8 +20,9 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Cluster(cmd) => cluster::run(&global, cmd).await,
         Command::Node(cmd) => node::run(&global, cmd).await,
         Command::Kv(cmd) => kv::run(&global, cmd).await,
-        Command::Region(cmd) => region::run(&global, cmd).await,
-        Command::Raft(cmd) => raft::run(&global, cmd).await,
+        Command::Region(cmd) => region::run(&global, cmd.data_dir.as_deref(), cmd.cmd).await,
+        Command::Raft(cmd) => raft::run(&global, cmd.data_dir.as_deref(), cmd.cmd).await,
+        Command::Backup(cmd) => backup::run(&global, cmd).await,
         Command::Snapshot(SnapshotCmd::Trigger { region }) => {
             raft::snapshot_trigger(&global, region).await
         }
@@ -38,7 +40,7 @@ pub async fn run(cli: Cli) -> CliResult {
 /// Prints the completion script for `shell`. A reader that stops early (`| head`) is no error.
 fn completion(shell: clap_complete::Shell) -> CliResult {
     use std::io::Write;
-    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut cmd = crate::args::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "tinykv", &mut script);
     match std::io::stdout().write_all(&script) {

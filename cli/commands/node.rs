@@ -20,7 +20,7 @@ use crate::output::print_json;
 pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
     match cmd {
         NodeCmd::Start(args) => {
-            let config = node_config(global, &args)?;
+            let config = node_config(&args)?;
             let mut stop = StopSignal::install()?;
             let node = Node::start(config).await.map_err(start_error)?;
             tracing::info!(store = node.store_id(), addr = %node.addr(), "serving; stop with Ctrl-C or SIGTERM");
@@ -31,7 +31,7 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
             seed,
             learner,
         } => {
-            let config = node_config(global, &start)?;
+            let config = node_config(&start)?;
             let mut stop = StopSignal::install()?;
             let node = Node::join(config, seed, JoinAs::Learner)
                 .await
@@ -64,7 +64,7 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
 }
 
 /// The config file (or the defaults) with the command-line overrides applied, validated.
-fn node_config(global: &GlobalArgs, args: &NodeStartArgs) -> CliResult<NodeConfig> {
+fn node_config(args: &NodeStartArgs) -> CliResult<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => NodeConfig::load(path).map_err(|e| {
             CliError::failed(e.to_string()).hint(
@@ -87,7 +87,7 @@ fn node_config(global: &GlobalArgs, args: &NodeStartArgs) -> CliResult<NodeConfi
             .collect::<Result<_, _>>()
             .map_err(|e| CliError::usage(format!("--initial-cluster: {e}")))?;
     }
-    if let Some(dir) = &global.data_dir {
+    if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
     config.validate().map_err(|e| {

@@ -2,6 +2,8 @@
 //! dir, printed the same way), and the leader-side admin verbs `snapshot trigger`, `compact log`
 //! and `transfer-leader`.
 
+use std::path::Path;
+
 use serde_json::json;
 use tinykv_node::inspect;
 use tinykv_proto::api::{AdminRequest, AdminResponse, LogEntryInfo, PeerStatus, RaftStateInfo};
@@ -15,9 +17,9 @@ use crate::output::{Table, print_json};
 /// At most this many entries per `raft log`, the same cap the node applies online.
 const MAX_LOG_ENTRIES: u64 = 1000;
 
-pub async fn run(global: &GlobalArgs, cmd: RaftCmd) -> CliResult {
+pub async fn run(global: &GlobalArgs, data_dir: Option<&Path>, cmd: RaftCmd) -> CliResult {
     match cmd {
-        RaftCmd::State { region } => match &global.data_dir {
+        RaftCmd::State { region } => match data_dir {
             Some(dir) => {
                 let engines = open_offline(dir)?;
                 let state =
@@ -32,7 +34,7 @@ pub async fn run(global: &GlobalArgs, cmd: RaftCmd) -> CliResult {
         },
         RaftCmd::Log { region, from, to } => {
             let (from, to) = (from.unwrap_or(0), to.unwrap_or(0));
-            let entries = match &global.data_dir {
+            let entries = match data_dir {
                 Some(dir) => {
                     let engines = open_offline(dir)?;
                     inspect::raft_log(&engines, region, from, to, MAX_LOG_ENTRIES)

@@ -15,8 +15,8 @@ use crate::connect;
 use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{Table, bytes_json, bytes_text, human_bytes, print_json};
 
-pub async fn run(global: &GlobalArgs, cmd: RegionCmd) -> CliResult {
-    if let Some(dir) = &global.data_dir {
+pub async fn run(global: &GlobalArgs, data_dir: Option<&Path>, cmd: RegionCmd) -> CliResult {
+    if let Some(dir) = data_dir {
         return offline(global.output, dir, &cmd);
     }
     let client = connect::client(global).await?;

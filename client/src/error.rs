@@ -29,6 +29,8 @@ pub enum ClientError {
     Kv(KvError),
     #[error("bad answer from {addr}: {detail}")]
     Protocol { addr: SocketAddr, detail: String },
+    #[error(transparent)]
+    Backup(#[from] crate::backup_file::BackupError),
 }
 
 impl ClientError {

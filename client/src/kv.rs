@@ -3,6 +3,8 @@
 //! leader, a stale route, a busy or unreachable node) are retried with what they taught, and so
 //! is any read; a write whose outcome is unknown is never sent again.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use tinykv_proto::Region;
 use tinykv_proto::api::{self, KvError, KvOp, KvRequest, KvResponse, KvResult, ReadMode};
@@ -77,8 +79,8 @@ impl Client {
                 read,
             };
             let (pairs, more, region) = match self.kv_in_region(&from.clone(), op).await? {
-                (KvResponse::Pairs { pairs, more }, region) => (pairs, more, region),
-                (other, _) => return Err(self.unexpected(other)),
+                (KvResponse::Pairs { pairs, more }, region, _) => (pairs, more, region),
+                (other, ..) => return Err(self.unexpected(other)),
             };
             out.extend(pairs);
             if more {
@@ -116,11 +118,11 @@ impl Client {
                 end: end.clone(),
             };
             let region = match self.kv_in_region(&from.clone(), op).await? {
-                (KvResponse::Deleted(n), region) => {
+                (KvResponse::Deleted(n), region, _) => {
                     deleted += n;
                     region
                 }
-                (other, _) => return Err(self.unexpected(other)),
+                (other, ..) => return Err(self.unexpected(other)),
             };
             // The node deleted up to the end of the region as routed (it checked the epoch).
             let region_end = region.end_key;
@@ -145,7 +147,7 @@ impl Client {
         self.delete_range(prefix, end).await
     }
 
-    fn unexpected(&self, resp: KvResponse) -> ClientError {
+    pub(crate) fn unexpected(&self, resp: KvResponse) -> ClientError {
         ClientError::Protocol {
             addr: self.endpoints()[0],
             detail: format!("unexpected answer {resp:?}"),
@@ -153,16 +155,18 @@ impl Client {
     }
 
     async fn kv(&self, route_key: &[u8], op: KvOp) -> Result<KvResponse, ClientError> {
-        self.kv_in_region(route_key, op).await.map(|(resp, _)| resp)
+        self.kv_in_region(route_key, op)
+            .await
+            .map(|(resp, ..)| resp)
     }
 
-    /// Sends `op` to the leader of the region holding `route_key`; the answer and the region
-    /// (as routed, which the node checked) that gave it.
-    async fn kv_in_region(
+    /// Sends `op` to the leader of the region holding `route_key`; the answer, the region
+    /// (as routed, which the node checked) that gave it, and the node that answered.
+    pub(crate) async fn kv_in_region(
         &self,
         route_key: &[u8],
         op: KvOp,
-    ) -> Result<(KvResponse, Region), ClientError> {
+    ) -> Result<(KvResponse, Region, SocketAddr), ClientError> {
         let deadline = Instant::now() + self.timeout();
         let write = op.is_write();
         let mut attempt = 0u32;
@@ -220,7 +224,7 @@ impl Client {
                             if let Some(store) = store {
                                 self.learn_leader_if_unknown(region_id, store);
                             }
-                            return Ok((resp, region));
+                            return Ok((resp, region, addr));
                         }
                         Err(KvError::NotLeader { leader, .. }) => {
                             self.learn_leader(region_id, leader.as_ref().map(|l| l.store_id));

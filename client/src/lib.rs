@@ -17,6 +17,8 @@
 //!   leader, admin requests.
 //! - `kv.rs`: get, put, delete and scan, and which of their failures are retried.
 //! - `admin.rs`: membership changes, id allocation and splits.
+//! - `backup.rs`: a backup of every region at one point in time each; `backup_file.rs`: the
+//!   file it writes and the reader that checks one.
 //! - `region_cache.rs`: the regions by range, their leaders and the stores' addresses.
 //! - `connections.rs`: one connection per node, and the nodes avoided after a failure.
 //! - `retry.rs`: the pause between attempts.
@@ -25,6 +27,8 @@
 //! Requests and answers are tinykv-proto's types: depend on it beside this crate.
 
 mod admin;
+mod backup;
+pub mod backup_file;
 mod client;
 mod connections;
 mod error;
@@ -32,6 +36,7 @@ mod kv;
 mod region_cache;
 mod retry;
 
+pub use backup::BackupProgress;
 pub use client::{Client, ClientConfig};
 pub use error::ClientError;
 pub use kv::prefix_end;

@@ -297,6 +297,9 @@ pub(crate) fn op_name(op: &KvOp) -> &'static str {
         KvOp::Put { .. } => "put",
         KvOp::Delete { .. } => "delete",
         KvOp::DeleteRange { .. } => "delete_range",
+        KvOp::OpenView { .. } => "open_view",
+        KvOp::ViewScan { .. } => "view_scan",
+        KvOp::CloseView { .. } => "close_view",
     }
 }
 
@@ -318,6 +321,7 @@ fn error_kind(e: &KvError) -> &'static str {
         KvError::Timeout => "timeout",
         KvError::ServerBusy => "server_busy",
         KvError::Storage(_) => "storage",
+        KvError::ViewNotOpen { .. } => "view_not_open",
         KvError::Api(_) => "bad_request",
         KvError::FaultInjection { .. } => "fault_injection",
         KvError::DiskFull { .. } => "disk_full",

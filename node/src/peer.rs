@@ -15,6 +15,7 @@ use crate::cmd::{CmdBody, RaftCmd, WriteOp};
 use crate::hibernation::Hibernation;
 use crate::proposals::ProposalQueue;
 use crate::read_queue::ReadQueue;
+use crate::read_views::ReadViews;
 use crate::reply::{PendingRead, Reply};
 
 pub(crate) struct Peer {
@@ -230,6 +231,7 @@ impl Peer {
     pub fn read(
         &self,
         engines: &tinykv_storage::Engines,
+        views: &ReadViews,
         op: &KvOp,
         epoch: Option<RegionEpoch>,
     ) -> KvResult {
@@ -280,9 +282,24 @@ impl Peer {
                     .collect();
                 Ok(KvResponse::Pairs { pairs, more })
             }
-            KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. } => {
-                Err(KvError::Storage("a write is not a read".into()))
+            KvOp::OpenView { start } => {
+                if !region.contains(start) {
+                    return Err(key_not_in_region(start, region));
+                }
+                let view = views.open(engines.read_view(), start, &region.end_key)?;
+                Ok(KvResponse::ViewOpened {
+                    view,
+                    region: region.clone(),
+                    applied: self.raw.store().applied_index(),
+                })
             }
+            KvOp::Put { .. }
+            | KvOp::Delete { .. }
+            | KvOp::DeleteRange { .. }
+            | KvOp::ViewScan { .. }
+            | KvOp::CloseView { .. } => Err(KvError::BadRequest(
+                "not a read the raft loop serves".into(),
+            )),
         }
     }
 
@@ -334,6 +351,6 @@ pub(crate) fn is_linearizable_read(op: &KvOp) -> bool {
         } | KvOp::Scan {
             read: ReadMode::Linearizable,
             ..
-        }
+        } | KvOp::OpenView { .. }
     )
 }

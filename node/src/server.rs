@@ -26,6 +26,7 @@ use crate::config::{ConfigError, Member, NodeConfig};
 use crate::message::RaftMessage;
 use crate::metrics::Metrics;
 use crate::raftstore::{Store, StoreFailure, StoreMsg, StoreParts, check_reserve_fits};
+use crate::read_views::ReadViews;
 use crate::service::{FaultHooks, Services};
 use crate::status_server::{self, StatusState};
 
@@ -224,6 +225,7 @@ impl Node {
         let addr = config.advertise_addr();
         let (tx, rx) = mpsc::channel(STORE_QUEUE);
         let metrics = Arc::new(Metrics::new(Some(Arc::downgrade(&endpoint))));
+        let views = Arc::new(ReadViews::new());
         let store = Store::open(StoreParts {
             store_id: config.store_id,
             cluster_id,
@@ -235,6 +237,7 @@ impl Node {
             runtime: tokio::runtime::Handle::current(),
             tx: tx.clone(),
             metrics: metrics.clone(),
+            views: views.clone(),
         })
         .map_err(storage_err)?;
         let (failure_tx, failure) = watch::channel(None);
@@ -249,6 +252,7 @@ impl Node {
         endpoint.set_rpc_handler(Arc::new(Services {
             tx: tx.clone(),
             metrics: metrics.clone(),
+            views,
             timeout: config.request_timeout.0,
             data_dir: config.data_dir.clone(),
             faults: config.fault_injection.then(|| {
@@ -659,7 +663,10 @@ fn bootstrap(
     Ok(())
 }
 
-fn bootstrap_first_region(engines: &Engines, config: &NodeConfig) -> Result<(), StorageError> {
+pub(crate) fn bootstrap_first_region(
+    engines: &Engines,
+    config: &NodeConfig,
+) -> Result<(), StorageError> {
     let mut members = config.initial_cluster.clone();
     members.sort_by_key(|m| m.store_id);
     let region = Region {

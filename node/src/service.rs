@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tinykv_proto::api::{
-    self, AdminRequest, AdminResponse, AdminResult, KvError, KvRequest, KvResult,
+    self, AdminRequest, AdminResponse, AdminResult, KvError, KvOp, KvRequest, KvResponse, KvResult,
 };
 use tinykv_proto::fault::FaultSpec;
 use tinykv_storage::engines::SyncDelay;
@@ -19,10 +19,13 @@ use tracing::warn;
 
 use crate::message::RaftMessage;
 use crate::raftstore::StoreMsg;
+use crate::read_views::ReadViews;
 
 pub(crate) struct Services {
     pub tx: mpsc::Sender<StoreMsg>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Backup views, read here rather than on the raft loop (a chunk is a disk read).
+    pub views: Arc<ReadViews>,
     pub timeout: Duration,
     pub data_dir: PathBuf,
     /// Present only when the configuration enables fault injection.
@@ -68,12 +71,15 @@ impl RpcHandler for Services {
     fn call(&self, _from: Identity, service: Service, body: Bytes) -> RpcFuture {
         let tx = self.tx.clone();
         let metrics = self.metrics.clone();
+        let views = self.views.clone();
         let timeout = self.timeout;
         let data_dir = self.data_dir.clone();
         let faults = self.faults.clone();
         Box::pin(async move {
             let reply = match service {
-                Service::Client => api::encode(&serve_kv(&tx, &metrics, timeout, &body).await),
+                Service::Client => {
+                    api::encode(&serve_kv(&tx, &metrics, &views, timeout, &body).await)
+                }
                 Service::Admin => api::encode(
                     &serve_admin(&tx, timeout, &body, data_dir, faults.as_deref()).await,
                 ),
@@ -86,16 +92,35 @@ impl RpcHandler for Services {
 async fn serve_kv(
     tx: &mpsc::Sender<StoreMsg>,
     metrics: &crate::metrics::Metrics,
+    views: &Arc<ReadViews>,
     timeout: Duration,
     body: &[u8],
 ) -> KvResult {
     let started = std::time::Instant::now();
     let req: KvRequest = api::decode("kv request", body)?;
     let op = crate::metrics::op_name(&req.op);
-    let (reply, rx) = oneshot::channel();
-    let result = match submit(tx, StoreMsg::Kv { req, reply }) {
-        Ok(()) => wait(rx, timeout).await,
-        Err(e) => Err(e),
+    let result = match req.op {
+        KvOp::ViewScan {
+            view,
+            from,
+            max_bytes,
+        } => {
+            let views = views.clone();
+            tokio::task::spawn_blocking(move || views.scan(view, &from, max_bytes))
+                .await
+                .unwrap_or_else(|e| Err(KvError::Storage(format!("view scan failed: {e}"))))
+        }
+        KvOp::CloseView { view } => {
+            views.close(view);
+            Ok(KvResponse::ViewClosed)
+        }
+        _ => {
+            let (reply, rx) = oneshot::channel();
+            match submit(tx, StoreMsg::Kv { req, reply }) {
+                Ok(()) => wait(rx, timeout).await,
+                Err(e) => Err(e),
+            }
+        }
     };
     metrics.request(op, result.as_ref().map(|_| ()), started.elapsed());
     result

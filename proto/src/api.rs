@@ -70,7 +70,29 @@ pub enum KvOp {
         start: Bytes,
         end: Bytes,
     },
+    /// Opens a point-in-time view of the region's data from `start` (which routes it: it must
+    /// be in the region) to the region's end, after a ReadIndex round like a linearizable read;
+    /// answered `ViewOpened`. A backup opens one per region, then reads them with `ViewScan`
+    /// from the store that answered, off its raft loop. A view idle for `VIEW_IDLE_SECS` closes.
+    OpenView {
+        start: Bytes,
+    },
+    /// Pairs of an open view in key order from `from` (inclusive, clamped to the view's range),
+    /// about `max_bytes` of keys and values at most (one pair at least); `more` when some are
+    /// left. Served by the store that opened the view; `region_id` is not looked at.
+    ViewScan {
+        view: u64,
+        from: Bytes,
+        max_bytes: u32,
+    },
+    /// Closes a view (closing one that is not open succeeds); answered `ViewClosed`.
+    CloseView {
+        view: u64,
+    },
 }
+
+/// How long a view opened with `KvOp::OpenView` stays open without a `ViewScan`.
+pub const VIEW_IDLE_SECS: u64 = 60;
 
 impl KvOp {
     pub fn is_write(&self) -> bool {
@@ -101,6 +123,14 @@ pub enum KvResponse {
     Written,
     /// How many keys a `DeleteRange` deleted in its region.
     Deleted(u64),
+    /// A view is open on the answering store over `[start, region.end_key)` of `region` as
+    /// it stood when the view was taken, with every write applied through `applied`.
+    ViewOpened {
+        view: u64,
+        region: Region,
+        applied: u64,
+    },
+    ViewClosed,
 }
 
 /// A store and where to reach it.
@@ -173,6 +203,13 @@ pub enum KvError {
     /// The request itself is wrong (a bad argument, a peer that cannot do what was asked).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A `ViewScan` for a view this store does not have open: it was idle for
+    /// `VIEW_IDLE_SECS`, was closed, or the store restarted. The backup must start again.
+    #[error(
+        "view {view} is not open on this store (idle for {VIEW_IDLE_SECS} s, closed, or the \
+         store restarted); start the backup again"
+    )]
+    ViewNotOpen { view: u64 },
 }
 
 /// Why a leader refused a membership change.

@@ -510,12 +510,31 @@ impl Engines {
         Ok(out)
     }
 
+    /// Writes user pairs straight into the data keyspace, outside any region's log, in one
+    /// batch without a sync (`sync` once at the end): for restoring a backup into a data dir
+    /// that was just bootstrapped, before any node runs on it.
+    pub fn load_user_data<K, V>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let mut batch = self.db().batch();
+        for (key, value) in pairs {
+            batch.insert(self.kv(), keys::data_key(key.as_ref()), value.as_ref());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
     /// Makes everything written so far durable (for writes committed without a sync).
     pub fn sync(&self) -> Result<()> {
         self.db().persist(PersistMode::SyncAll)?;
         Ok(())
     }
 }
+
+/// A user key and its value.
+pub type UserPair = (Vec<u8>, Vec<u8>);
 
 /// A point-in-time view of user data (a fjall snapshot). Holding it long keeps old versions
 /// from being compacted away, so drop it when done.
@@ -530,6 +549,33 @@ impl ReadView {
             .snapshot
             .get(self.engines.kv(), keys::data_key(key))?
             .map(|v| v.to_vec()))
+    }
+
+    /// User pairs in `[start, end)` (an empty `end` is unbounded) in key order, until their
+    /// keys and values reach `max_bytes` (one pair at least); true when pairs are left.
+    pub fn scan_bytes(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        max_bytes: usize,
+    ) -> Result<(Vec<UserPair>, bool)> {
+        let mut out = Vec::new();
+        if !end.is_empty() && start >= end {
+            return Ok((out, false));
+        }
+        let range = keys::data_key(start)..keys::data_end_key(end);
+        let mut bytes = 0;
+        for guard in self.snapshot.range(self.engines.kv(), range) {
+            if bytes >= max_bytes {
+                return Ok((out, true));
+            }
+            let (key, value) = guard.into_inner()?;
+            let user = keys::user_key(&key)
+                .ok_or_else(|| StorageError::corrupt(KV_KEYSPACE, &key, "not a data key"))?;
+            bytes += user.len() + value.len();
+            out.push((user.to_vec(), value.to_vec()));
+        }
+        Ok((out, false))
     }
 
     /// Up to `limit` user pairs in `[start, end)`; an empty `end` is unbounded.

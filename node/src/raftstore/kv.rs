@@ -29,7 +29,7 @@ impl Store {
         };
         let stale_read = !req.op.is_write() && !is_linearizable_read(&req.op);
         if stale_read {
-            let _ = reply.send(peer.read(&self.engines, &req.op, req.epoch));
+            let _ = reply.send(peer.read(&self.engines, &self.views, &req.op, req.epoch));
             return;
         }
         if !peer.is_leader() {
@@ -80,6 +80,9 @@ impl Store {
             KvOp::Scan { start, end, .. } | KvOp::DeleteRange { start, end } => {
                 (start, end.to_vec())
             }
+            KvOp::OpenView { start } => (start, Vec::new()),
+            // Served off the raft loop by the store holding the view (`service.rs`).
+            KvOp::ViewScan { .. } | KvOp::CloseView { .. } => return Ok(()),
         };
         let around = || self.regions_around(region, start, &end);
         if req.epoch.is_some_and(|e| e.version != region.epoch.version) {
@@ -88,7 +91,8 @@ impl Store {
         if let KvOp::Get { key, .. }
         | KvOp::Put { key, .. }
         | KvOp::Delete { key }
-        | KvOp::DeleteRange { start: key, .. } = &req.op
+        | KvOp::DeleteRange { start: key, .. }
+        | KvOp::OpenView { start: key } = &req.op
             && !region.contains(key)
         {
             let mut err = crate::peer::key_not_in_region(key, region);

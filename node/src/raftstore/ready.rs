@@ -289,9 +289,9 @@ impl Store {
             };
             let applied_index = peer.raw.store().applied_index();
             for read in peer.reads.ready(applied_index) {
-                let _ = read
-                    .reply
-                    .send(peer.read(&self.engines, &read.op, read.epoch));
+                let _ =
+                    read.reply
+                        .send(peer.read(&self.engines, &self.views, &read.op, read.epoch));
             }
             peer.raw.advance(ready);
             if peer.removed {

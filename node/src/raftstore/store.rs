@@ -18,6 +18,7 @@ use crate::config::NodeConfig;
 use crate::message::RaftMessage;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
+use crate::read_views::ReadViews;
 
 use super::auto_split::AutoSplit;
 use super::disk_space::{self, DiskSpaceGuard, StoreFailure};
@@ -74,6 +75,8 @@ pub(crate) struct Store {
     pub(super) address_lookups: StoreBackoff,
     pub(super) all_active: bool,
     pub(super) metrics: Arc<Metrics>,
+    /// Views a backup opened here, which the client service reads off this loop.
+    pub(super) views: Arc<ReadViews>,
 }
 
 pub(crate) struct StoreParts {
@@ -87,6 +90,7 @@ pub(crate) struct StoreParts {
     pub runtime: tokio::runtime::Handle,
     pub tx: mpsc::Sender<StoreMsg>,
     pub metrics: Arc<Metrics>,
+    pub views: Arc<ReadViews>,
 }
 
 impl Store {
@@ -141,6 +145,7 @@ impl Store {
             address_lookups: StoreBackoff::default(),
             all_active: true,
             metrics: parts.metrics,
+            views: parts.views,
         };
         store.started_stores = store.engines.started_stores()?.into_iter().collect();
         for rec in store.engines.store_addrs()? {
