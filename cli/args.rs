@@ -397,10 +397,39 @@ pub enum CertCmd {
         /// A client certificate (for the command line or an application), not a node's.
         #[arg(long)]
         client: bool,
+        /// What the client certificate may do (with --client; default readwrite). A client
+        /// certificate issued before roles existed counts as readwrite. A node's certificate
+        /// may do everything.
+        #[arg(long, value_enum, value_name = "ROLE")]
+        role: Option<CertRole>,
         /// Where to write NAME.pem and NAME-key.pem (default: the CA directory).
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// The roles a client certificate can carry.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertRole {
+    /// Everything readwrite may, and change the cluster: node leave and promote,
+    /// transfer-leader, compact log, snapshot trigger, region split, faults.
+    Admin,
+    /// Read and write keys, read the cluster's state: what an application needs.
+    #[value(name = "readwrite")]
+    ReadWrite,
+    /// Read keys and the cluster's state (regions, status, Raft state and log).
+    #[value(name = "readonly")]
+    ReadOnly,
+}
+
+impl From<CertRole> for tinykv_transport::Role {
+    fn from(role: CertRole) -> Self {
+        match role {
+            CertRole::Admin => tinykv_transport::Role::Admin,
+            CertRole::ReadWrite => tinykv_transport::Role::ReadWrite,
+            CertRole::ReadOnly => tinykv_transport::Role::ReadOnly,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

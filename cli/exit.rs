@@ -8,6 +8,8 @@ pub enum Exit {
     Failed = 1,
     Usage = 2,
     Unreachable = 3,
+    /// The certificate was refused at the TLS handshake, or the node refused the request
+    /// because the certificate's role does not allow it.
     TlsRefused = 4,
     NotFound = 5,
     Unhealthy = 6,
@@ -67,6 +69,12 @@ impl From<tinykv_client::ClientError> for CliError {
                 "check --ca/--cert/--key (or TINYKV_CA/CERT/KEY): the client certificate must be \
                  issued by the cluster's CA, and --ca must be that CA",
             );
+        }
+        if let ClientError::Kv(KvError::PermissionDenied { needed, .. }) = &e {
+            return CliError::new(Exit::TlsRefused, e.to_string()).hint(format!(
+                "nothing was done; use a certificate issued with `tinykv cert issue NAME \
+                 --client --role {needed}` (--cert/--key or TINYKV_CERT/TINYKV_KEY)"
+            ));
         }
         if e.is_unreachable() {
             return CliError::new(Exit::Unreachable, e.to_string()).hint(

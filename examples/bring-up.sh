@@ -41,7 +41,7 @@ echo "== certificates"
 for i in 1 2 3 4; do
     "$bin" cert issue "store-$i" --ca-dir "$certs" --san 127.0.0.1 --san localhost
 done
-"$bin" cert issue client --client --ca-dir "$certs"
+"$bin" cert issue client --client --role admin --ca-dir "$certs"
 
 export TINYKV_ENDPOINTS="$(addr 1),$(addr 2),$(addr 3)"
 export TINYKV_CA="$certs/ca.pem" TINYKV_CERT="$certs/client.pem" TINYKV_KEY="$certs/client-key.pem"

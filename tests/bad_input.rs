@@ -25,7 +25,7 @@ use tinykv_transport::frame::{self, FRAME_VERSION};
 use tinykv_transport::quinn;
 use tinykv_transport::tls::{self, ConnectionTuning};
 use tinykv_transport::wire::{self, RpcReply, Service, StreamHead};
-use tinykv_transport::{ClusterCa, TlsFiles, TlsIdentity, Validity};
+use tinykv_transport::{ClusterCa, Role, TlsFiles, TlsIdentity, Validity};
 
 /// Generous: two shared cores also build and test other crates.
 const CAP: Duration = Duration::from_secs(30);
@@ -361,7 +361,7 @@ async fn garbage_peers_get_errors_and_the_node_keeps_serving() {
     // A client certificate from a foreign CA, offered to a node it trusts: the node refuses it.
     let foreign_ca = ClusterCa::generate("foreign", Validity::days(1)).expect("foreign CA");
     let intruder = foreign_ca
-        .issue_client("intruder", Validity::days(1))
+        .issue_client("intruder", Role::Admin, Validity::days(1))
         .expect("foreign client certificate");
     let mut identity = TlsIdentity::from_issued(&foreign_ca, &intruder);
     identity.ca = client.ca.clone();

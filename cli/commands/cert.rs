@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use tinykv_transport::certs::CaFiles;
-use tinykv_transport::{ClusterCa, Validity};
+use tinykv_transport::{ClusterCa, Role, Validity};
 
 use crate::args::{CertCmd, GlobalArgs, Output};
 use crate::exit::{CliError, CliResult};
@@ -20,6 +20,7 @@ pub fn run(global: &GlobalArgs, cmd: CertCmd) -> CliResult {
             report(
                 global.output,
                 &[("ca", &files.cert), ("ca_key", &files.key)],
+                None,
             );
         }
         CertCmd::Issue {
@@ -27,12 +28,23 @@ pub fn run(global: &GlobalArgs, cmd: CertCmd) -> CliResult {
             ca_dir,
             san,
             client,
+            role,
             out,
         } => {
+            let role = match (client, role) {
+                (true, role) => Some(role.map_or(Role::ReadWrite, Role::from)),
+                (false, None) => None,
+                (false, Some(_)) => {
+                    return Err(CliError::usage(
+                        "--role applies to client certificates only: add --client",
+                    )
+                    .hint("a node's certificate (store-ID) may do everything; it takes no role"));
+                }
+            };
             let ca = load_ca(&ca_dir)?;
             let out = out.unwrap_or(ca_dir);
-            let (cert, key) = issue(&ca, &name, &san, client, &out)?;
-            report(global.output, &[("cert", &cert), ("key", &key)]);
+            let (cert, key) = issue(&ca, &name, &san, role, &out)?;
+            report(global.output, &[("cert", &cert), ("key", &key)], role);
         }
     }
     Ok(())
@@ -62,18 +74,18 @@ pub fn load_ca(dir: &Path) -> CliResult<ClusterCa> {
     })
 }
 
-/// Issues `name` (`store-ID` for a node, any name with `client`) and writes `out/NAME.pem` and
-/// `out/NAME-key.pem`.
+/// Issues `name` (`store-ID` for a node; any name for a client, which `client` gives the role
+/// of) and writes `out/NAME.pem` and `out/NAME-key.pem`.
 pub fn issue(
     ca: &ClusterCa,
     name: &str,
     sans: &[String],
-    client: bool,
+    client: Option<Role>,
     out: &Path,
 ) -> CliResult<(PathBuf, PathBuf)> {
     let validity = Validity::days(LEAF_DAYS);
-    let issued = if client {
-        ca.issue_client(name, validity)
+    let issued = if let Some(role) = client {
+        ca.issue_client(name, role, validity)
     } else {
         let store_id = name
             .strip_prefix("store-")
@@ -96,18 +108,25 @@ pub fn issue(
     Ok((cert, key))
 }
 
-fn report(output: Output, files: &[(&str, &Path)]) {
+/// Prints the files written and, for a client certificate, its role.
+fn report(output: Output, files: &[(&str, &Path)], role: Option<Role>) {
     match output {
         Output::Json => {
-            let map: serde_json::Map<String, serde_json::Value> = files
+            let mut map: serde_json::Map<String, serde_json::Value> = files
                 .iter()
                 .map(|(k, p)| (k.to_string(), json!(p.display().to_string())))
                 .collect();
+            if let Some(role) = role {
+                map.insert("role".into(), json!(role));
+            }
             print_json(&serde_json::Value::Object(map));
         }
         Output::Table => {
             for (_, path) in files {
                 println!("wrote {}", path.display());
+            }
+            if let Some(role) = role {
+                println!("role {role}");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `cluster up|down|status`: a local playground of node processes described by a directory:
-//! `certs/` (CA and client certificate), `nodeI/config.yaml`, `nodeI/data`, `nodeI/node.log`,
-//! `nodeI/pid`, and `env` (exports that point later commands at the cluster).
+//! `certs/` (the CA, `client.pem` with role admin for the operator and `app.pem` with role
+//! readwrite for applications), `nodeI/config.yaml`, `nodeI/data`, `nodeI/node.log`,
+//! `nodeI/pid`, and `env` (exports that point later commands at the cluster as admin).
 
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use tinykv_client::{Client, ClientConfig};
 use tinykv_node::config::{Member, NodeConfig, TlsConfig};
 use tinykv_proto::api::{AdminRequest, AdminResponse, StoreStatus};
-use tinykv_transport::TlsFiles;
+use tinykv_transport::{Role, TlsFiles};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::args::{ClusterCmd, GlobalArgs, Output};
@@ -78,6 +79,26 @@ fn client_tls(dir: &Path) -> TlsFiles {
         cert: certs.join("client.pem"),
         key: certs.join("client-key.pem"),
     }
+}
+
+/// The certificate for applications: it may read and write keys but not change the cluster.
+fn app_tls(dir: &Path) -> TlsFiles {
+    let certs = certs_dir(dir);
+    TlsFiles {
+        ca: certs.join("ca.pem"),
+        cert: certs.join("app.pem"),
+        key: certs.join("app-key.pem"),
+    }
+}
+
+/// Issues the playground's client certificates: `client.pem` (admin), which `env` points the
+/// command line at so that every command works, and `app.pem` (readwrite) for applications.
+fn issue_client_certs(dir: &Path) -> CliResult {
+    let certs = certs_dir(dir);
+    let ca = cert::load_ca(&certs)?;
+    cert::issue(&ca, "client", &[], Some(Role::Admin), &certs)?;
+    cert::issue(&ca, "app", &[], Some(Role::ReadWrite), &certs)?;
+    Ok(())
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> CliError {
@@ -166,14 +187,14 @@ fn create(dir: &Path, n: u64, base_port: u16) -> CliResult<Vec<PlayNode>> {
     let dir = absolute(dir)?;
     let certs = certs_dir(&dir);
     cert::init_ca(&certs)?;
+    issue_client_certs(&dir)?;
     let ca = cert::load_ca(&certs)?;
-    cert::issue(&ca, "client", &[], true, &certs)?;
     let sans = vec!["127.0.0.1".to_string(), "localhost".to_string()];
     let mut nodes = Vec::new();
     for m in &members {
         let node_dir = dir.join(format!("node{}", m.store_id));
         let name = format!("store-{}", m.store_id);
-        let (cert_path, key_path) = cert::issue(&ca, &name, &sans, false, &node_dir)?;
+        let (cert_path, key_path) = cert::issue(&ca, &name, &sans, None, &node_dir)?;
         let config = NodeConfig {
             store_id: m.store_id,
             listen_addr: m.addr,
@@ -227,6 +248,15 @@ fn check_status_port_free(config: &NodeConfig) -> CliResult {
         ))
         .hint("stop what holds it, or choose other ports with --base-port")
     })
+}
+
+/// The client certificates and what each may do, as comment lines.
+fn certs_text(dir: &Path) -> String {
+    format!(
+        "# client certificates in {}: client.pem is admin (env uses it: every command),\n\
+         #   app.pem and app-key.pem are readwrite (keys only: for applications)\n",
+        certs_dir(dir).display()
+    )
 }
 
 /// Where each node serves `/metrics`, `/health` and `/status`, as comment lines.
@@ -308,6 +338,16 @@ async fn up(global: &GlobalArgs, dir: &Path, n: u64, base_port: u16, detach: boo
         create(dir, n, base_port)?
     };
     let dir = absolute(dir)?;
+    if existing && !app_tls(&dir).cert.exists() {
+        // Made before certificates had roles: its client.pem now counts as readwrite, which
+        // would lock the operator out of `node leave`, `transfer-leader` and the like.
+        issue_client_certs(&dir)?;
+        eprintln!(
+            "issued {} (role admin) and {} (role readwrite)",
+            client_tls(&dir).cert.display(),
+            app_tls(&dir).cert.display()
+        );
+    }
     let mut children: Vec<(usize, Child)> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         if let Some(pid) = node.running_pid() {
@@ -340,15 +380,28 @@ async fn up(global: &GlobalArgs, dir: &Path, n: u64, base_port: u16, detach: boo
         return Err(e);
     }
     let statuses = collect_status(Some(&config), &nodes_view(&nodes)).await;
-    print_status(global.output, &statuses);
-    if global.output == Output::Table {
-        println!();
-        println!(
-            "# point tinykv at this cluster with `. {}`:",
-            env_path.display()
-        );
-        print!("{}", env_text(&dir, &nodes));
-        print!("{}", status_text(&nodes));
+    match global.output {
+        Output::Json => {
+            let mut out = status_json(&statuses);
+            let (admin, app) = (client_tls(&dir), app_tls(&dir));
+            out["env"] = json!(env_path.display().to_string());
+            out["client_certs"] = json!([
+                { "role": Role::Admin, "cert": admin.cert.display().to_string(), "key": admin.key.display().to_string() },
+                { "role": Role::ReadWrite, "cert": app.cert.display().to_string(), "key": app.key.display().to_string() },
+            ]);
+            print_json(&out);
+        }
+        Output::Table => {
+            print_status(global.output, &statuses);
+            println!();
+            println!(
+                "# point tinykv at this cluster with `. {}`:",
+                env_path.display()
+            );
+            print!("{}", env_text(&dir, &nodes));
+            print!("{}", certs_text(&dir));
+            print!("{}", status_text(&nodes));
+        }
     }
     if detach {
         return Ok(());
@@ -603,44 +656,47 @@ fn headline(s: &StoreStatus) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
+/// The nodes' states as `cluster status -o json` prints them.
+fn status_json(statuses: &[NodeStatus]) -> Value {
+    let nodes: Vec<Value> = statuses
+        .iter()
+        .map(|n| {
+            let mut v = json!({ "id": n.id, "addr": n.addr.to_string(), "pid": n.pid, "up": n.status.is_some() });
+            if let Some(s) = &n.status {
+                let (term, applied) = headline(s);
+                let mut leader_of = s.leader_of.clone();
+                leader_of.sort_unstable();
+                let peers: Vec<Value> = s
+                    .peers
+                    .iter()
+                    .map(|p| json!({ "region": p.state.region, "peer": p.state.peer, "role": p.role, "term": p.state.term, "commit": p.state.commit, "applied": p.state.applied, "hibernating": p.hibernating }))
+                    .collect();
+                v["leaders"] = json!(leader_of.len());
+                v["leader_of"] = json!(leader_of);
+                v["regions"] = json!(s.peers.len());
+                v["hibernating"] = json!(hibernating(s));
+                v["term"] = json!(term);
+                v["applied"] = json!(applied);
+                v["disk_bytes"] = json!(s.disk_bytes);
+                v["uptime_secs"] = json!(s.uptime_secs);
+                v["peers"] = json!(peers);
+            } else {
+                v["leader_of"] = json!([]);
+                v["leaders"] = json!(0);
+                v["regions"] = json!(0);
+                v["hibernating"] = json!(0);
+                v["term"] = Value::Null;
+                v["applied"] = Value::Null;
+            }
+            v
+        })
+        .collect();
+    json!({ "nodes": nodes })
+}
+
 fn print_status(output: Output, statuses: &[NodeStatus]) {
     match output {
-        Output::Json => {
-            let nodes: Vec<Value> = statuses
-                .iter()
-                .map(|n| {
-                    let mut v = json!({ "id": n.id, "addr": n.addr.to_string(), "pid": n.pid, "up": n.status.is_some() });
-                    if let Some(s) = &n.status {
-                        let (term, applied) = headline(s);
-                        let mut leader_of = s.leader_of.clone();
-                        leader_of.sort_unstable();
-                        let peers: Vec<Value> = s
-                            .peers
-                            .iter()
-                            .map(|p| json!({ "region": p.state.region, "peer": p.state.peer, "role": p.role, "term": p.state.term, "commit": p.state.commit, "applied": p.state.applied, "hibernating": p.hibernating }))
-                            .collect();
-                        v["leaders"] = json!(leader_of.len());
-                        v["leader_of"] = json!(leader_of);
-                        v["regions"] = json!(s.peers.len());
-                        v["hibernating"] = json!(hibernating(s));
-                        v["term"] = json!(term);
-                        v["applied"] = json!(applied);
-                        v["disk_bytes"] = json!(s.disk_bytes);
-                        v["uptime_secs"] = json!(s.uptime_secs);
-                        v["peers"] = json!(peers);
-                    } else {
-                        v["leader_of"] = json!([]);
-                        v["leaders"] = json!(0);
-                        v["regions"] = json!(0);
-                        v["hibernating"] = json!(0);
-                        v["term"] = Value::Null;
-                        v["applied"] = Value::Null;
-                    }
-                    v
-                })
-                .collect();
-            print_json(&json!({ "nodes": nodes }));
-        }
+        Output::Json => print_json(&status_json(statuses)),
         Output::Table => {
             let mut t = Table::new(&[
                 "ID", "ADDRESS", "PID", "STATE", "REGIONS", "LEADERS", "ASLEEP", "TERM", "APPLIED",

@@ -46,6 +46,12 @@ impl ClientError {
     pub fn is_tls_refused(&self) -> bool {
         matches!(self, ClientError::TlsRefused { .. } | ClientError::Tls(_))
     }
+
+    /// True when the node refused the request for the client certificate's role (exit code 4).
+    /// Never retried: another attempt, at any node, would be refused the same way.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, ClientError::Kv(KvError::PermissionDenied { .. }))
+    }
 }
 
 /// What a failed call to `addr` means for the caller. A `write` whose connection was lost after

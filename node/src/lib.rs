@@ -15,6 +15,7 @@ mod log_gc;
 pub mod message;
 pub mod metrics;
 mod peer;
+mod permission;
 mod proposals;
 mod raftstore;
 mod read_queue;

@@ -74,6 +74,7 @@ pub struct Metrics {
     pub(crate) snapshots_applied: Counter,
     requests: Family<Labels, Counter>,
     request_duration: Family<Label, Histogram, fn() -> Histogram>,
+    admin_refused: Family<Label, Counter>,
     disk_used: Gauge,
     disk_available: Gauge,
 }
@@ -204,6 +205,15 @@ impl Metrics {
             Unit::Seconds,
             request_duration.clone(),
         );
+        // Admin requests are not counted in `requests` (their mix says little about load), but
+        // a refused one is worth an alert: something holds a certificate it should not use so.
+        let admin_refused = Family::<Label, Counter>::default();
+        reg.register(
+            "admin_requests_refused",
+            "Admin requests refused because the client certificate's role does not allow them, \
+             by request (refused key-value requests are in requests, outcome permission_denied)",
+            admin_refused.clone(),
+        );
         let disk_used = Gauge::default();
         reg.register_with_unit(
             "disk_used",
@@ -240,6 +250,7 @@ impl Metrics {
             snapshots_applied,
             requests,
             request_duration,
+            admin_refused,
             disk_used,
             disk_available,
         }
@@ -263,6 +274,13 @@ impl Metrics {
         self.request_duration
             .get_or_create(&[("op", op)])
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts an admin request refused for the caller's role (`request` as the refusal names it).
+    pub(crate) fn admin_refused(&self, request: &'static str) {
+        self.admin_refused
+            .get_or_create(&[("request", request)])
+            .inc();
     }
 
     /// Records the data dir's size and its filesystem's free space (file-system work: call it
@@ -328,6 +346,7 @@ fn error_kind(e: &KvError) -> &'static str {
         KvError::OutcomeUnknown { .. } => "outcome_unknown",
         KvError::ConfChangeRefused { .. } => "conf_change_refused",
         KvError::BadRequest(_) => "bad_request",
+        KvError::PermissionDenied { .. } => "permission_denied",
     }
 }
 

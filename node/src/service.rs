@@ -1,7 +1,9 @@
 //! The node's client and admin services: decode a request, hand it to the raft loop, wait for
 //! the answer within the request timeout, encode it. A full loop answers `ServerBusy` at once
-//! rather than queue without bound. Fault-injection requests are answered here, off the raft
-//! loop, so a test can partition a node whose loop is busy or stuck.
+//! rather than queue without bound. Each request is checked against the caller's certificate
+//! role first (`permission.rs`): a refused one never reaches the loop. Fault-injection requests
+//! are answered here, off the raft loop, so a test can partition a node whose loop is busy or
+//! stuck.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -15,9 +17,10 @@ use tinykv_proto::fault::FaultSpec;
 use tinykv_storage::engines::SyncDelay;
 use tinykv_transport::{Endpoint, Identity, RpcFuture, RpcHandler, Service};
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::message::RaftMessage;
+use crate::permission;
 use crate::raftstore::StoreMsg;
 use crate::read_views::ReadViews;
 
@@ -68,7 +71,7 @@ impl FaultHooks {
 }
 
 impl RpcHandler for Services {
-    fn call(&self, _from: Identity, service: Service, body: Bytes) -> RpcFuture {
+    fn call(&self, from: Identity, service: Service, body: Bytes) -> RpcFuture {
         let tx = self.tx.clone();
         let metrics = self.metrics.clone();
         let views = self.views.clone();
@@ -78,10 +81,19 @@ impl RpcHandler for Services {
         Box::pin(async move {
             let reply = match service {
                 Service::Client => {
-                    api::encode(&serve_kv(&tx, &metrics, &views, timeout, &body).await)
+                    api::encode(&serve_kv(&tx, &metrics, &views, timeout, &from, &body).await)
                 }
                 Service::Admin => api::encode(
-                    &serve_admin(&tx, timeout, &body, data_dir, faults.as_deref()).await,
+                    &serve_admin(
+                        &tx,
+                        &metrics,
+                        timeout,
+                        &from,
+                        &body,
+                        data_dir,
+                        faults.as_deref(),
+                    )
+                    .await,
                 ),
             };
             Ok(reply)
@@ -94,46 +106,63 @@ async fn serve_kv(
     metrics: &crate::metrics::Metrics,
     views: &Arc<ReadViews>,
     timeout: Duration,
+    from: &Identity,
     body: &[u8],
 ) -> KvResult {
     let started = std::time::Instant::now();
     let req: KvRequest = api::decode("kv request", body)?;
-    let op = crate::metrics::op_name(&req.op);
-    let result = match req.op {
-        KvOp::ViewScan {
-            view,
-            from,
-            max_bytes,
-        } => {
-            let views = views.clone();
-            tokio::task::spawn_blocking(move || views.scan(view, &from, max_bytes))
-                .await
-                .unwrap_or_else(|e| Err(KvError::Storage(format!("view scan failed: {e}"))))
+    let need = permission::kv(&req.op);
+    let result = match permission::check(from, need) {
+        Err(refused) => {
+            info!(%from, request = need.request, "refused: the certificate's role does not allow it");
+            Err(refused)
         }
-        KvOp::CloseView { view } => {
-            views.close(view);
-            Ok(KvResponse::ViewClosed)
-        }
-        _ => {
-            let (reply, rx) = oneshot::channel();
-            match submit(tx, StoreMsg::Kv { req, reply }) {
-                Ok(()) => wait(rx, timeout).await,
-                Err(e) => Err(e),
+        Ok(()) => match req.op {
+            // Views are read here, not on the raft loop: a chunk is a disk read.
+            KvOp::ViewScan {
+                view,
+                from: start,
+                max_bytes,
+            } => {
+                let views = views.clone();
+                tokio::task::spawn_blocking(move || views.scan(view, &start, max_bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(KvError::Storage(format!("view scan failed: {e}"))))
             }
-        }
+            KvOp::CloseView { view } => {
+                views.close(view);
+                Ok(KvResponse::ViewClosed)
+            }
+            _ => {
+                let (reply, rx) = oneshot::channel();
+                match submit(tx, StoreMsg::Kv { req, reply }) {
+                    Ok(()) => wait(rx, timeout).await,
+                    Err(e) => Err(e),
+                }
+            }
+        },
     };
+    let op = need.request;
     metrics.request(op, result.as_ref().map(|_| ()), started.elapsed());
     result
 }
 
 async fn serve_admin(
     tx: &mpsc::Sender<StoreMsg>,
+    metrics: &crate::metrics::Metrics,
     timeout: Duration,
+    from: &Identity,
     body: &[u8],
     data_dir: PathBuf,
     faults: Option<&FaultHooks>,
 ) -> AdminResult {
     let req: AdminRequest = api::decode("admin request", body)?;
+    let need = permission::admin(&req);
+    if let Err(refused) = permission::check(from, need) {
+        info!(%from, request = need.request, "refused: the certificate's role does not allow it");
+        metrics.admin_refused(need.request);
+        return Err(refused);
+    }
     match (&req, faults) {
         (AdminRequest::SetFaults(_) | AdminRequest::ClearFaults, None) => {
             return Err(KvError::FaultInjection {
@@ -196,7 +225,96 @@ pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
+    use tinykv_proto::api::{KvOp, KvResponse, ReadMode};
     use tinykv_proto::fault::NetworkFault;
+    use tinykv_transport::Role;
+
+    fn client(role: Role) -> Identity {
+        Identity::Client {
+            name: "app".into(),
+            role,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_never_reaches_the_loop_and_is_counted() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let metrics = Metrics::new(None);
+        let put = api::encode(&KvRequest {
+            region_id: 1,
+            epoch: None,
+            op: KvOp::Put {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+            },
+        });
+        let err = serve_kv(
+            &tx,
+            &metrics,
+            &Arc::new(ReadViews::new()),
+            Duration::from_secs(1),
+            &client(Role::ReadOnly),
+            &put,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, KvError::PermissionDenied { needed, had, .. } if needed == "readwrite" && had == "readonly"),
+            "{err:?}"
+        );
+        // A fault request from a non-admin is refused for its role, whether or not the store
+        // injects faults.
+        let faults = api::encode(&AdminRequest::ClearFaults);
+        let err = serve_admin(
+            &tx,
+            &metrics,
+            Duration::from_secs(1),
+            &client(Role::ReadWrite),
+            &faults,
+            PathBuf::new(),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, KvError::PermissionDenied { request, .. } if request == "clear_faults"),
+            "{err:?}"
+        );
+        assert!(rx.try_recv().is_err());
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"tinykv_requests_total{op="put",outcome="permission_denied"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tinykv_admin_requests_refused_total{request="clear_faults"} 1"#),
+            "{text}"
+        );
+
+        // What the role allows goes on to the loop.
+        let get = api::encode(&KvRequest {
+            region_id: 1,
+            epoch: None,
+            op: KvOp::Get {
+                key: Bytes::from_static(b"k"),
+                read: ReadMode::Stale,
+            },
+        });
+        let reader = client(Role::ReadOnly);
+        let views = Arc::new(ReadViews::new());
+        let serve = serve_kv(&tx, &metrics, &views, Duration::from_secs(5), &reader, &get);
+        let answer = async {
+            match rx.recv().await {
+                Some(StoreMsg::Kv { reply, .. }) => {
+                    let _ = reply.send(Ok(KvResponse::Value(None)));
+                }
+                _ => panic!("the read did not reach the loop"),
+            }
+        };
+        let (result, ()) = tokio::join!(serve, answer);
+        assert_eq!(result, Ok(KvResponse::Value(None)));
+    }
 
     #[tokio::test]
     async fn a_store_without_fault_injection_refuses_faults_naming_the_key() {
@@ -209,9 +327,17 @@ mod tests {
             AdminRequest::ClearFaults,
         ] {
             let body = api::encode(&req);
-            let err = serve_admin(&tx, Duration::from_secs(1), &body, PathBuf::new(), None)
-                .await
-                .unwrap_err();
+            let err = serve_admin(
+                &tx,
+                &Metrics::new(None),
+                Duration::from_secs(1),
+                &Identity::Store(2),
+                &body,
+                PathBuf::new(),
+                None,
+            )
+            .await
+            .unwrap_err();
             assert!(matches!(err, KvError::FaultInjection { .. }), "{err:?}");
             assert!(err.to_string().contains("fault-injection"), "{err}");
         }
@@ -235,7 +361,9 @@ mod tests {
         let body = api::encode(&AdminRequest::SetFaults(spec));
         let err = serve_admin(
             &tx,
+            &Metrics::new(None),
             Duration::from_secs(1),
+            &Identity::Store(2),
             &body,
             PathBuf::new(),
             Some(&hooks),

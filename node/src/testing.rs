@@ -10,7 +10,7 @@ use std::time::Duration;
 use tinykv_client::{Client, ClientConfig};
 use tinykv_proto::api::{AdminRequest, AdminResponse, KvOp, KvRequest, KvResult, RaftStateInfo};
 use tinykv_transport::{
-    ClusterCa, RpcClient, RpcClientOptions, Rule, Service, TlsFiles, TlsIdentity, Validity,
+    ClusterCa, Role, RpcClient, RpcClientOptions, Rule, Service, TlsFiles, TlsIdentity, Validity,
 };
 
 use crate::Node;
@@ -26,6 +26,7 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub configs: Vec<NodeConfig>,
     pub nodes: Vec<Option<Node>>,
+    /// An `admin` client certificate: tests move leaders, split regions and inject faults.
     pub client_tls: TlsFiles,
     ca: ClusterCa,
 }
@@ -68,7 +69,7 @@ impl TestCluster {
         let ca = ClusterCa::generate("tinykv test CA", Validity::days(1)).expect("CA");
         let ca_files = ca.write(&dir.path().join("ca")).expect("write CA");
         let client = ca
-            .issue_client("tester", Validity::days(1))
+            .issue_client("tester", Role::Admin, Validity::days(1))
             .expect("client cert");
         let client_tls = TlsFiles {
             ca: ca_files.cert.clone(),
@@ -126,10 +127,32 @@ impl TestCluster {
         self.configs.iter().map(|c| c.listen_addr).collect()
     }
 
+    /// Issues a client certificate `name` with `role` and writes it next to the cluster's.
+    pub fn issue_client(&self, name: &str, role: Role) -> TlsFiles {
+        let cert = self
+            .ca
+            .issue_client(name, role, Validity::days(1))
+            .expect("client cert");
+        let files = TlsFiles {
+            ca: self.client_tls.ca.clone(),
+            cert: self.dir.path().join(format!("{name}.pem")),
+            key: self.dir.path().join(format!("{name}-key.pem")),
+        };
+        cert.write(&files.cert, &files.key)
+            .expect("write client cert");
+        files
+    }
+
+    /// A client with the cluster's `admin` certificate.
     pub async fn client(&self) -> Client {
+        self.client_with(self.client_tls.clone()).await
+    }
+
+    /// A client with the certificate `tls` (see [`TestCluster::issue_client`]).
+    pub async fn client_with(&self, tls: TlsFiles) -> Client {
         let config = ClientConfig {
             endpoints: self.endpoints(),
-            tls: self.client_tls.clone(),
+            tls,
             timeout: Duration::from_secs(10),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -203,6 +203,19 @@ pub enum KvError {
     /// The request itself is wrong (a bad argument, a peer that cannot do what was asked).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The client certificate's role does not allow the request; it was not carried out. The
+    /// roles travel as their names (`admin`, `readwrite`, `readonly`) so that a client built
+    /// before a role existed still reads the refusal.
+    #[error(
+        "permission denied: {request} needs a certificate with role {needed}; {who} has role {had}"
+    )]
+    PermissionDenied {
+        request: String,
+        needed: String,
+        had: String,
+        /// The refused certificate as the node saw it (e.g. `client "app"`).
+        who: String,
+    },
     /// A `ViewScan` for a view this store does not have open: it was idle for
     /// `VIEW_IDLE_SECS`, was closed, or the store restarted. The backup must start again.
     #[error(
@@ -538,6 +551,25 @@ mod tests {
         assert_eq!(back, req);
         let err = decode::<KvRequest>("kv request", b"\xff\xff\xff").unwrap_err();
         assert!(err.to_string().contains("kv request"));
+    }
+
+    #[test]
+    fn permission_denied_is_appended_and_says_what_was_needed() {
+        let e = KvError::PermissionDenied {
+            request: "remove_peer".into(),
+            needed: "admin".into(),
+            had: "readwrite".into(),
+            who: "client \"app\"".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "permission denied: remove_peer needs a certificate with role admin; client \"app\" has role readwrite"
+        );
+        // Variants are encoded by position: the refusal must come after every older one so
+        // that older clients still decode those.
+        assert_eq!(encode(&e)[0], 14);
+        assert_eq!(encode(&KvError::BadRequest(String::new()))[0], 13);
+        assert_eq!(decode::<KvError>("kv error", &encode(&e)), Ok(e));
     }
 
     #[test]

@@ -63,7 +63,10 @@ async fn run() -> BoxResult<()> {
             &ca.issue_node(id, &["127.0.0.1".into()], Validity::days(1))?,
         ))
     };
-    let client_tls = TlsIdentity::from_issued(&ca, &ca.issue_client("bench", Validity::days(1))?);
+    let client_tls = TlsIdentity::from_issued(
+        &ca,
+        &ca.issue_client("bench", Role::ReadWrite, Validity::days(1))?,
+    );
     let dir = tempfile::tempdir()?;
 
     // Raw quinn with the same TLS and transport settings.

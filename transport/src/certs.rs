@@ -2,7 +2,8 @@
 //!
 //! Every QUIC connection in a cluster is mutually authenticated against one private CA. Node
 //! certificates carry the SAN `store-<id>.tinykv`, which is how a peer's store id is learnt after
-//! the handshake (see [`crate::identity`]); client certificates carry only their name as CN.
+//! the handshake (see [`crate::identity`]); client certificates carry their name as CN and their
+//! [`Role`] as an organizational unit (`OU=tinykv-role:readwrite`).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -17,6 +18,8 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration as TimeDuration, OffsetDateTime};
+
+use crate::identity::Role;
 
 /// The DNS name a node certificate carries for store `id`; dialers verify it as the server name.
 pub fn store_dns_name(store_id: u64) -> String {
@@ -285,10 +288,24 @@ impl ClusterCa {
         )
     }
 
-    /// Issues a client certificate: CN `name`, no store SAN, client authentication only.
-    pub fn issue_client(&self, name: &str, validity: Validity) -> Result<IssuedCert, CertError> {
-        self.issue(
-            name,
+    /// Issues a client certificate: CN `name`, OU naming `role`, no store SAN, client
+    /// authentication only.
+    ///
+    /// The role goes in the subject rather than in an extension of our own: a subject attribute
+    /// needs no private OID (an unknown critical extension would make other TLS stacks refuse
+    /// the certificate, a non-critical one would be silently ignored by them), `openssl x509
+    /// -subject` and `tinykv` logs show it, and the CA's signature covers it just the same.
+    pub fn issue_client(
+        &self,
+        name: &str,
+        role: Role,
+        validity: Validity,
+    ) -> Result<IssuedCert, CertError> {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn.push(DnType::OrganizationalUnitName, role.subject_unit());
+        self.issue_with_subject(
+            dn,
             Vec::new(),
             vec![ExtendedKeyUsagePurpose::ClientAuth],
             validity,
@@ -302,12 +319,24 @@ impl ClusterCa {
         usages: Vec<ExtendedKeyUsagePurpose>,
         validity: Validity,
     ) -> Result<IssuedCert, CertError> {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        self.issue_with_subject(dn, sans, usages, validity)
+    }
+
+    /// Issues a leaf with any subject; tests use it for certificates `tinykv` no longer makes
+    /// (a client without a role).
+    pub(crate) fn issue_with_subject(
+        &self,
+        subject: DistinguishedName,
+        sans: Vec<SanType>,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+        validity: Validity,
+    ) -> Result<IssuedCert, CertError> {
         validity.check()?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
-        params.distinguished_name = dn;
+        params.distinguished_name = subject;
         params.subject_alt_names = sans;
         params.extended_key_usages = usages;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

@@ -8,7 +8,8 @@
 //!
 //! # Modules
 //! - [`certs`]: cluster CA, node and client certificates, PEM files (keys 0600).
-//! - [`identity`]: [`Identity`] (`Store(id)` or `Client(name)`) derived from the peer certificate.
+//! - [`identity`]: [`Identity`] (`Store(id)` or `Client { name, role }`) derived from the peer
+//!   certificate, and the [`Role`] a client certificate grants.
 //! - [`tls`]: rustls/quinn configs (TLS 1.3, ring, client certificates required).
 //! - [`frame`]: `[version][u32 length][postcard]` frames with typed errors.
 //! - [`wire`]: stream heads and replies, i.e. the protocol.
@@ -60,7 +61,7 @@ pub use endpoint::{ConnectionInfo, Endpoint, Events, Inbox, Received};
 pub use error::{ConnectError, EndpointError, RpcError, SnapshotError};
 pub use filter::{Action, Direction, Filter, Rule, Traffic, Verdict};
 pub use frame::FrameError;
-pub use identity::{Identity, IdentityError};
+pub use identity::{Identity, IdentityError, Role, UnknownRole};
 pub use link::SendError;
 pub use rpc::{RpcClient, RpcClientOptions, RpcFuture, RpcHandler};
 pub use snapshot::{IncomingSnapshot, ReceivedSnapshot, SnapshotMeta, SnapshotProgress};

@@ -20,7 +20,7 @@ async fn client_certificate_may_call_rpc() {
     let reply = within(client.call(Service::Admin, "hi".into()))
         .await
         .unwrap();
-    assert_eq!(reply, "client \"alice\"|Admin|hi");
+    assert_eq!(reply, "client \"alice\" (readwrite)|Admin|hi");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,9 @@ async fn written_files_load_back_and_work_for_a_connection() {
         .unwrap();
     node.write(&dir.path().join("n1.pem"), &dir.path().join("n1-key.pem"))
         .unwrap();
-    let client = loaded.issue_client("ops", Validity::days(1)).unwrap();
+    let client = loaded
+        .issue_client("ops", Role::Admin, Validity::days(1))
+        .unwrap();
     client
         .write(&dir.path().join("c.pem"), &dir.path().join("c-key.pem"))
         .unwrap();
@@ -57,7 +59,10 @@ async fn written_files_load_back_and_work_for_a_connection() {
     );
     assert_eq!(
         Identity::from_leaf(&client_tls.chain[0]).unwrap(),
-        Identity::Client("ops".into())
+        Identity::Client {
+            name: "ops".into(),
+            role: Role::Admin
+        }
     );
 
     let snap = tempfile::tempdir().unwrap();
@@ -72,7 +77,7 @@ async fn written_files_load_back_and_work_for_a_connection() {
     .unwrap();
     assert_eq!(
         within(rpc.call(Service::Client, "x".into())).await.unwrap(),
-        "client \"ops\"|Client|x"
+        "client \"ops\" (admin)|Client|x"
     );
 }
 
@@ -127,7 +132,9 @@ fn load_errors_name_the_file_and_the_problem() {
     );
 
     // A leaf is not a CA.
-    let leaf = ca.issue_client("x", Validity::days(1)).unwrap();
+    let leaf = ca
+        .issue_client("x", Role::ReadOnly, Validity::days(1))
+        .unwrap();
     leaf.write(
         &dir.path().join("leaf.pem"),
         &dir.path().join("leaf-key.pem"),
@@ -165,7 +172,7 @@ fn node_certificate_names_and_validation() {
     ));
     let now = time::OffsetDateTime::now_utc();
     assert!(matches!(
-        ca.issue_client("x", Validity::between(now, now)),
+        ca.issue_client("x", Role::ReadWrite, Validity::between(now, now)),
         Err(CertError::InvalidValidity { .. })
     ));
     assert_eq!(certs::parse_store_dns_name("store-7.tinykv"), Some(7));

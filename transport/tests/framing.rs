@@ -57,7 +57,7 @@ async fn malformed_heads_reset_their_stream_and_the_endpoint_keeps_serving() {
         let reply: wire::RpcReply = within(frame::read_required(&mut recv, 1024)).await.unwrap();
         assert_eq!(
             reply.unwrap(),
-            "client \"fuzzer\"|Client|ok",
+            "client \"fuzzer\" (readwrite)|Client|ok",
             "after {name}"
         );
     }

@@ -59,14 +59,20 @@ impl Pki {
     }
 
     pub fn client(&self, name: &str) -> TlsIdentity {
-        let cert = self.ca.issue_client(name, Validity::days(1)).unwrap();
+        let cert = self
+            .ca
+            .issue_client(name, Role::ReadWrite, Validity::days(1))
+            .unwrap();
         TlsIdentity::from_issued(&self.ca, &cert)
     }
 
     pub fn expired_client(&self, name: &str) -> TlsIdentity {
         let now = OffsetDateTime::now_utc();
         let validity = Validity::between(now - TimeDuration::days(10), now - TimeDuration::days(1));
-        let cert = self.ca.issue_client(name, validity).unwrap();
+        let cert = self
+            .ca
+            .issue_client(name, Role::ReadWrite, validity)
+            .unwrap();
         TlsIdentity::from_issued(&self.ca, &cert)
     }
 }
