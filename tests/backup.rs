@@ -20,9 +20,23 @@ use tinykv_client::{Client, ClientConfig};
 use tinykv_proto::api::ReadMode;
 use tinykv_transport::TlsFiles;
 
-const KEYS: usize = 6_000;
 const HOT_KEYS: usize = 600;
 const WRITERS: usize = 4;
+
+/// How many keys, and bytes of each first value: small for CI; `TINYKV_BACKUP_KEYS=1000000
+/// TINYKV_BACKUP_value_bytes=1000` backs up and restores a GiB.
+fn sizes() -> (usize, usize) {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    (
+        env("TINYKV_BACKUP_KEYS", 6_000).max(HOT_KEYS * 4),
+        env("TINYKV_BACKUP_value_bytes", 150),
+    )
+}
 
 fn key(i: usize) -> Bytes {
     Bytes::from(format!("k/{i:05}"))
@@ -90,6 +104,7 @@ fn backup_pairs(file: &Path) -> BTreeMap<Bytes, Bytes> {
 
 #[test]
 fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
+    let (keys, value_bytes) = sizes();
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     let _src_guard = Guard::new(&src);
@@ -105,8 +120,8 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
             let client = client.clone();
             tasks.push(tokio::spawn(async move {
                 let mut done = Vec::new();
-                for i in (w..KEYS).step_by(16) {
-                    let value = Bytes::from(format!("first-{i}-{}", "v".repeat(150)));
+                for i in (w..keys).step_by(16) {
+                    let value = Bytes::from(format!("first-{i}-{}", "v".repeat(value_bytes)));
                     client
                         .put(key(i), value.clone())
                         .await
@@ -129,7 +144,7 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
             }
         }
         client
-            .split_region(1, vec![key(KEYS / 4), key(KEYS / 2)])
+            .split_region(1, vec![key(keys / 4), key(keys / 2)])
             .await
             .expect("split");
     });
@@ -189,7 +204,7 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
     let splitter = {
         let client = client.clone();
         rt.spawn(async move {
-            let at = key(KEYS * 3 / 4);
+            let at = key(keys * 3 / 4);
             let regions = client.regions().await?;
             let region = regions
                 .iter()
@@ -212,7 +227,7 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
         saved["started_ms"].as_u64().expect("started_ms"),
         saved["opened_ms"].as_u64().expect("opened_ms"),
     );
-    assert_eq!(saved["keys"], KEYS as u64, "{saved}");
+    assert_eq!(saved["keys"], keys as u64, "{saved}");
     assert!(saved["regions"].as_u64().expect("regions") >= 3, "{saved}");
     let overwritten = history.values().filter(|w| w.len() > 1).count();
     assert_eq!(
@@ -223,7 +238,7 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
     // Each key holds a value the history allows at some moment between the backup's start and
     // the moment its views were all open (ms clocks of one machine: a millisecond either way).
     let pairs = backup_pairs(&file);
-    assert_eq!(pairs.len(), KEYS);
+    assert_eq!(pairs.len(), keys);
     let (t0, t1) = (started.saturating_sub(1), opened + 1);
     let mut during = 0;
     for (k, writes) in &history {
@@ -267,7 +282,7 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
         .ok()
         .json();
     assert_eq!(status["verified"], true);
-    assert_eq!(status["keys"], KEYS as u64);
+    assert_eq!(status["keys"], keys as u64);
     assert_eq!(status["cluster_id"], saved["cluster_id"]);
 
     // A damaged or truncated copy is refused, and a refused restore leaves nothing behind.
@@ -324,7 +339,16 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
     ])
     .ok()
     .json();
-    assert_eq!(restored["keys"], KEYS as u64);
+    assert_eq!(restored["keys"], keys as u64);
+    println!(
+        "backup: {} keys, {} bytes of data, {} regions, {:.1} MiB/s; restore into 3 stores: \
+         {:.1} MiB/s",
+        saved["keys"],
+        saved["data_bytes"],
+        saved["regions"],
+        saved["mib_per_sec"],
+        restored["mib_per_sec"]
+    );
     tinykv(&[
         "cluster",
         "up",
@@ -336,11 +360,18 @@ fn a_backup_under_writes_restores_every_key_as_of_its_point_in_time() {
     let client = rt
         .block_on(Client::connect(client_config(&dst, base)))
         .expect("connect to the restored cluster");
-    let all: BTreeMap<Bytes, Bytes> = rt
-        .block_on(client.scan("", "", KEYS as u32 + 10, ReadMode::Linearizable))
-        .expect("scan the restored cluster")
-        .into_iter()
-        .collect();
+    let mut all: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    let mut from = Bytes::new();
+    loop {
+        let page = rt
+            .block_on(client.scan(from.clone(), "", 2_000, ReadMode::Linearizable))
+            .expect("scan the restored cluster");
+        let Some((last, _)) = page.last() else { break };
+        let mut next = last.to_vec();
+        next.push(0);
+        from = Bytes::from(next);
+        all.extend(page);
+    }
     assert_eq!(all.len(), pairs.len());
     assert!(all == pairs, "the restored cluster differs from the backup");
     rt.block_on(client.put(key(1), "after restore"))
