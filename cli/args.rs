@@ -6,10 +6,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// This build: the version and the commit it was built from.
+pub const BUILD: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TINYKV_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tinykv",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TINYKV_COMMIT"), ")"),
+    version = BUILD,
     about = "A Raft-replicated key-value store over QUIC with mutual TLS",
     propagate_version = true
 )]
@@ -184,7 +192,8 @@ pub enum ClusterCmd {
         #[arg(long)]
         clean: bool,
     },
-    /// Each node's state, regions, term and indices; exit code 6 when a node is down.
+    /// Each node's state, regions, term and indices; exit code 6 when a node is down or a
+    /// region it holds has no leader (what makes its `/health` answer 503).
     Status {
         /// A directory `cluster up` made: its nodes are listed with their pids, down ones
         /// too. Without it, the nodes of --endpoints are asked.

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         _ => "warn,fjall=warn,lsm_tree=warn",
     };
     init_logs(default_filter);
+    tinykv_node::set_build(args::BUILD);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

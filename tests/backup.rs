@@ -24,7 +24,7 @@ const HOT_KEYS: usize = 600;
 const WRITERS: usize = 4;
 
 /// How many keys, and bytes of each first value: small for CI; `TINYKV_BACKUP_KEYS=1000000
-/// TINYKV_BACKUP_value_bytes=1000` backs up and restores a GiB.
+/// TINYKV_BACKUP_VALUE_BYTES=1000` backs up and restores a GiB.
 fn sizes() -> (usize, usize) {
     let env = |name: &str, default: usize| {
         std::env::var(name)
@@ -34,7 +34,7 @@ fn sizes() -> (usize, usize) {
     };
     (
         env("TINYKV_BACKUP_KEYS", 6_000).max(HOT_KEYS * 4),
-        env("TINYKV_BACKUP_value_bytes", 150),
+        env("TINYKV_BACKUP_VALUE_BYTES", 150),
     )
 }
 

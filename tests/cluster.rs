@@ -114,6 +114,13 @@ fn a_three_process_cluster_through_the_command_line() {
         for field in ["id", "addr", "leader_of", "term", "applied"] {
             assert!(!n[field].is_null(), "{field} missing in {n}");
         }
+        assert_eq!(n["healthy"], json!(true), "{n}");
+        assert!(
+            n["version"]
+                .as_str()
+                .is_some_and(|v| v.contains("(commit ")),
+            "{n}"
+        );
     }
 
     // Keys through `kv`, JSON checked for each command.

@@ -639,6 +639,23 @@ async fn status(global: &GlobalArgs, dir: Option<&Path>) -> CliResult {
             ),
         );
     }
+    // What makes a store's /health answer 503: a region it cannot reach a leader of.
+    let leaderless: Vec<String> = statuses
+        .iter()
+        .filter_map(|n| n.status.as_ref())
+        .filter(|s| !s.regions_without_leader.is_empty())
+        .map(|s| format!("store {}: {:?}", s.store_id, s.regions_without_leader))
+        .collect();
+    if !leaderless.is_empty() {
+        return Err(CliError::new(
+            Exit::Unhealthy,
+            format!("regions without a leader ({})", leaderless.join("; ")),
+        )
+        .hint(
+            "an election may be under way (ask again in a few seconds); if it lasts, a quorum \
+             of the region's stores is down or cut off: `tinykv region show ID` lists them",
+        ));
+    }
     Ok(())
 }
 
@@ -677,6 +694,9 @@ fn status_json(statuses: &[NodeStatus]) -> Value {
                 v["hibernating"] = json!(hibernating(s));
                 v["term"] = json!(term);
                 v["applied"] = json!(applied);
+                v["healthy"] = json!(s.regions_without_leader.is_empty());
+                v["regions_without_leader"] = json!(s.regions_without_leader);
+                v["version"] = json!(s.version);
                 v["disk_bytes"] = json!(s.disk_bytes);
                 v["uptime_secs"] = json!(s.uptime_secs);
                 v["peers"] = json!(peers);
@@ -687,6 +707,7 @@ fn status_json(statuses: &[NodeStatus]) -> Value {
                 v["hibernating"] = json!(0);
                 v["term"] = Value::Null;
                 v["applied"] = Value::Null;
+                v["healthy"] = json!(false);
             }
             v
         })
@@ -707,11 +728,16 @@ fn print_status(output: Output, statuses: &[NodeStatus]) {
                 match &n.status {
                     Some(s) => {
                         let (term, applied) = headline(s);
+                        let state = if s.regions_without_leader.is_empty() {
+                            "up".to_string()
+                        } else {
+                            format!("no leader for {}", s.regions_without_leader.len())
+                        };
                         t.row(vec![
                             n.id.to_string(),
                             n.addr.to_string(),
                             pid,
-                            "up".into(),
+                            state,
                             s.peers.len().to_string(),
                             s.leader_of.len().to_string(),
                             hibernating(s).to_string(),

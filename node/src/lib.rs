@@ -29,4 +29,16 @@ mod split_check;
 mod status_server;
 
 pub use server::{FIRST_REGION_ID, JoinAs, Node, NodeError};
+
+static BUILD: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the running build (version and commit) in `/status` and `cluster status`. The binary
+/// sets it once as it starts; the library alone knows only its version.
+pub fn set_build(build: &'static str) {
+    let _ = BUILD.set(build);
+}
+
+pub(crate) fn build() -> &'static str {
+    BUILD.get().copied().unwrap_or(env!("CARGO_PKG_VERSION"))
+}
 pub mod testing;

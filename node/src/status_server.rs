@@ -192,7 +192,7 @@ async fn serve_status(State(state): State<StatusState>) -> Response {
     let mut body = json!({
         "store_id": state.store_id,
         "addr": state.addr.to_string(),
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": crate::build(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "data_dir": state.data_dir.display().to_string(),
     });

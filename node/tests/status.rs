@@ -250,6 +250,11 @@ async fn health_turns_unavailable_when_the_region_has_no_reachable_leader() {
         body.contains("know no leader") && body.contains("\"regions_without_leader\":[1]"),
         "{body}"
     );
+    // `cluster status` reads the same through the admin service.
+    match cluster.node(cut).admin(AdminRequest::StoreStatus).await {
+        Ok(AdminResponse::StoreStatus(s)) => assert_eq!(s.regions_without_leader, vec![1]),
+        other => panic!("no store status: {other:?}"),
+    }
     cluster.heal();
     eventually("the store reports healthy again", async || {
         get(addr, "/health").await.0 == 200

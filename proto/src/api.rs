@@ -396,6 +396,11 @@ pub struct StoreStatus {
     pub snapshots_received: u64,
     /// Snapshots arriving right now.
     pub receiving: Vec<SnapshotTransfer>,
+    /// Regions whose peer here knows no leader (electing, or cut off from the rest): what
+    /// makes the store's `/health` answer 503. New fields go at the end.
+    pub regions_without_leader: Vec<u64>,
+    /// The build the store runs: version and commit.
+    pub version: String,
 }
 
 /// A snapshot on its way in: how far it came.

@@ -97,6 +97,8 @@ impl Store {
                     total: s.total,
                 })
                 .collect(),
+            regions_without_leader: self.region_health().without_leader,
+            version: crate::build().to_string(),
         }
     }
 
