@@ -263,6 +263,21 @@ pub enum KvCmd {
         key: String,
         /// The value; `-` reads it from standard input.
         value: String,
+        /// Write only if the key is absent (exit 8 and nothing written otherwise).
+        #[arg(long)]
+        if_absent: bool,
+    },
+    /// Write NEW only if the key holds OLD, decided as the write applies on the replicas;
+    /// exit 8 and nothing written when it holds something else.
+    Cas {
+        // The id differs from the global --key (the client key file) so clap keeps them apart.
+        /// The key.
+        #[arg(id = "user_key", value_name = "KEY")]
+        key: String,
+        /// The value the key must hold.
+        old: String,
+        /// The value to write.
+        new: String,
     },
     /// Read a key (linearizable unless --stale); exits 5 when it is absent.
     Get {

@@ -15,6 +15,8 @@ pub enum Exit {
     Unhealthy = 6,
     /// A store's disk is (nearly) full: writes are refused, or the node stopped.
     DiskFull = 7,
+    /// A compare-and-swap found another value: nothing was written.
+    CompareFailed = 8,
 }
 
 /// A command's failure: what failed, what to do about it, and the exit code.

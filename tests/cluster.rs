@@ -142,6 +142,24 @@ fn a_three_process_cluster_through_the_command_line() {
         scan,
         json!({"pairs": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]})
     );
+    // Compare-and-swap: written only over the expected value (or absence), exit 8 otherwise.
+    env.run(&["kv", "put", "lock", "me", "--if-absent"]).ok();
+    let taken = env.run(&["kv", "put", "lock", "you", "--if-absent", "-o", "json"]);
+    assert_eq!(taken.code, 8, "{}", taken.stderr);
+    assert_eq!(
+        taken.json(),
+        json!({"key": "lock", "swapped": false, "previous": "me"})
+    );
+    let wrong = env.run(&["kv", "cas", "lock", "you", "them"]);
+    assert_eq!(wrong.code, 8, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("it holds \"me\""), "{}", wrong.stderr);
+    assert_eq!(
+        env.run(&["kv", "cas", "lock", "me", "them", "-o", "json"])
+            .ok()
+            .json(),
+        json!({"key": "lock", "swapped": true, "previous": "me"})
+    );
+    env.run(&["kv", "delete", "lock"]).ok();
     env.run(&["kv", "delete", "b", "-o", "json"]).ok();
     let missing = env.run(&["kv", "get", "b", "-o", "json"]);
     assert_eq!(missing.code, 5, "{}", missing.stderr);

@@ -13,7 +13,11 @@ use crate::output::{Table, bytes_json, bytes_text, print_json};
 pub async fn run(global: &GlobalArgs, cmd: KvCmd) -> CliResult {
     let json = global.output == Output::Json;
     match cmd {
-        KvCmd::Put { key, value } => {
+        KvCmd::Put {
+            key,
+            value,
+            if_absent,
+        } => {
             let value = if value == "-" {
                 let mut buf = Vec::new();
                 std::io::stdin().read_to_end(&mut buf).map_err(|e| {
@@ -24,12 +28,29 @@ pub async fn run(global: &GlobalArgs, cmd: KvCmd) -> CliResult {
                 value.into_bytes()
             };
             let client = connect::client(global).await?;
+            if if_absent {
+                let (swapped, previous) = client
+                    .compare_and_swap(key.clone().into_bytes(), None, value)
+                    .await?;
+                return swap_result(json, &key, swapped, previous.as_deref());
+            }
             client.put(key.clone().into_bytes(), value).await?;
             if json {
                 print_json(&json!({ "key": key, "ok": true }));
             } else {
                 println!("OK");
             }
+        }
+        KvCmd::Cas { key, old, new } => {
+            let client = connect::client(global).await?;
+            let (swapped, previous) = client
+                .compare_and_swap(
+                    key.clone().into_bytes(),
+                    Some(old.into_bytes().into()),
+                    new.into_bytes(),
+                )
+                .await?;
+            return swap_result(json, &key, swapped, previous.as_deref());
         }
         KvCmd::Get { key, stale } => {
             let client = connect::client(global).await?;
@@ -140,4 +161,28 @@ fn read_mode(stale: bool) -> ReadMode {
     } else {
         ReadMode::Linearizable
     }
+}
+
+/// Prints a compare-and-swap's outcome; one that found another value exits 8.
+fn swap_result(json: bool, key: &str, swapped: bool, previous: Option<&[u8]>) -> CliResult {
+    if json {
+        print_json(&json!({
+            "key": key,
+            "swapped": swapped,
+            "previous": previous.map(bytes_json),
+        }));
+    } else if swapped {
+        println!("OK");
+    }
+    if swapped {
+        return Ok(());
+    }
+    let found = match previous {
+        Some(v) => format!("it holds {:?}", bytes_text(v)),
+        None => "it is absent".to_string(),
+    };
+    Err(CliError::new(
+        Exit::CompareFailed,
+        format!("nothing written to {key:?}: {found}"),
+    ))
 }

@@ -56,6 +56,27 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Writes `value` only if `key` holds `expected` (`None`: only if it is absent), decided as
+    /// the write applies; whether it wrote, and the value the key held then. Like any write,
+    /// one whose outcome is unknown is not sent again (read the key back).
+    pub async fn compare_and_swap(
+        &self,
+        key: impl Into<Bytes>,
+        expected: Option<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<(bool, Option<Bytes>), ClientError> {
+        let key = key.into();
+        let op = KvOp::Cas {
+            key: key.clone(),
+            expected,
+            value: value.into(),
+        };
+        match self.kv(&key, op).await? {
+            KvResponse::Swapped { swapped, previous } => Ok((swapped, previous)),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
     /// Keys in `[start, end)` (empty `end`: no end), at most `limit`, across regions in key order.
     pub async fn scan(
         &self,

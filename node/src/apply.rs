@@ -81,10 +81,11 @@ impl Peer {
         let mut apply_state: RaftApplyState = *self.raw.store().apply_state();
         let mut region = self.region().clone();
         let mut region_changed = false;
-        // This call's writes so far (key, put or delete), which the apply batch holds but the
-        // engine does not show yet: a range delete must see them. Earlier rounds' batches are
-        // committed, and other regions' keys are outside this region's range.
-        let mut written: Vec<(Bytes, bool)> = Vec::new();
+        // This call's writes so far (key, and the value put or `None` for a delete), which
+        // the apply batch holds but the engine does not show yet: a range delete and a
+        // compare-and-swap must see them. Earlier rounds' batches are committed, and other
+        // regions' keys are outside this region's range.
+        let mut written: Vec<(Bytes, Option<Bytes>)> = Vec::new();
         for entry in entries {
             let settled = self.proposals.settle(entry.index, entry.term);
             for stale in settled.stale {
@@ -157,7 +158,7 @@ impl Peer {
         start: &[u8],
         end: &[u8],
         batch: &mut ApplyBatch,
-        written: &mut Vec<(Bytes, bool)>,
+        written: &mut Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<u64, KvError> {
         let region_end = region.end_key.as_slice();
         let end = match (end.is_empty(), region_end.is_empty()) {
@@ -175,8 +176,8 @@ impl Peer {
             .keys_in_range(start, end)
             .map_err(storage_err)?;
         let mut live: BTreeSet<Vec<u8>> = on_disk.into_iter().collect();
-        for (key, put) in written.iter().filter(|(k, _)| in_range(k)) {
-            if *put {
+        for (key, value) in written.iter().filter(|(k, _)| in_range(k)) {
+            if value.is_some() {
                 live.insert(key.to_vec());
             } else {
                 live.remove(key.as_ref());
@@ -184,9 +185,26 @@ impl Peer {
         }
         for key in &live {
             batch.delete(region, key).map_err(storage_err)?;
-            written.push((Bytes::from(key.clone()), false));
+            written.push((Bytes::from(key.clone()), None));
         }
         Ok(live.len() as u64)
+    }
+
+    /// The key's value as this call's earlier writes left it, or as the engine holds it.
+    fn current_value(
+        &self,
+        key: &[u8],
+        written: &[(Bytes, Option<Bytes>)],
+    ) -> Result<Option<Bytes>, KvError> {
+        if let Some((_, value)) = written.iter().rev().find(|(k, _)| k.as_ref() == key) {
+            return Ok(value.clone());
+        }
+        self.raw
+            .store()
+            .engines()
+            .get(key)
+            .map(|v| v.map(Bytes::from))
+            .map_err(|e| KvError::Storage(e.to_string()))
     }
 
     fn apply_cmd(
@@ -196,7 +214,7 @@ impl Peer {
         batch: &mut ApplyBatch,
         apply_state: &mut RaftApplyState,
         out: &mut ApplyOutcome,
-        written: &mut Vec<(Bytes, bool)>,
+        written: &mut Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<Option<Response>, KvError> {
         let cmd = match RaftCmd::decode(&entry.data) {
             Ok(cmd) => cmd,
@@ -211,7 +229,12 @@ impl Peer {
                 region_id: cmd.region_id,
             });
         }
-        out.not_replayable |= !matches!(cmd.body, CmdBody::Write(_));
+        // A compare-and-swap depends on what it reads, so applied again over data that already
+        // holds later writes it could decide otherwise: its apply state is written with it.
+        out.not_replayable |= match &cmd.body {
+            CmdBody::Write(ops) => ops.iter().any(|op| matches!(op, WriteOp::Cas { .. })),
+            _ => true,
+        };
         match cmd.body {
             CmdBody::Write(ops) => {
                 if cmd.epoch.version != region.epoch.version {
@@ -223,7 +246,8 @@ impl Peer {
                     let key = match op {
                         WriteOp::Put { key, .. }
                         | WriteOp::Delete { key }
-                        | WriteOp::DeleteRange { start: key, .. } => key,
+                        | WriteOp::DeleteRange { start: key, .. }
+                        | WriteOp::Cas { key, .. } => key,
                     };
                     if !region.contains(key) {
                         return Err(key_not_in_region(key, region));
@@ -231,24 +255,44 @@ impl Peer {
                 }
                 let storage_err = |e: tinykv_storage::StorageError| KvError::Storage(e.to_string());
                 let mut deleted = None;
+                let mut swapped = None;
                 for op in ops {
                     match op {
                         WriteOp::Put { key, value } => {
                             self.size_diff += (key.len() + value.len()) as u64;
                             batch.put(region, &key, &value).map_err(storage_err)?;
-                            written.push((key, true));
+                            written.push((key, Some(value)));
                         }
                         WriteOp::Delete { key } => {
                             batch.delete(region, &key).map_err(storage_err)?;
-                            written.push((key, false));
+                            written.push((key, None));
                         }
                         WriteOp::DeleteRange { start, end } => {
                             let n = self.delete_range(region, &start, &end, batch, written)?;
                             deleted = Some(deleted.unwrap_or(0) + n);
                         }
+                        WriteOp::Cas {
+                            key,
+                            expected,
+                            value,
+                        } => {
+                            let previous = self.current_value(&key, written)?;
+                            let matches = previous == expected;
+                            if matches {
+                                self.size_diff += (key.len() + value.len()) as u64;
+                                batch.put(region, &key, &value).map_err(storage_err)?;
+                                written.push((key, Some(value)));
+                            }
+                            swapped = Some(KvResponse::Swapped {
+                                swapped: matches,
+                                previous,
+                            });
+                        }
                     }
                 }
-                Ok(deleted.map(|n| Response::Kv(KvResponse::Deleted(n))))
+                Ok(swapped
+                    .or(deleted.map(KvResponse::Deleted))
+                    .map(Response::Kv))
             }
             CmdBody::CompactLog { index, term } => {
                 let first = apply_state.truncated_state.index + 1;
@@ -493,13 +537,9 @@ mod tests {
         }
     }
 
-    /// A range delete applied in the same round as the writes before it (which the apply
-    /// batch holds and the engine does not show yet) deletes them too, and counts each key
-    /// once: what is on disk, plus what the round put, less what it deleted.
-    #[test]
-    fn a_range_delete_sees_the_writes_of_its_own_round() {
-        let dir = tempfile::tempdir().unwrap();
-        let (engines, _) = Engines::open(dir.path(), OpenOptions::default()).unwrap();
+    /// One peer of region 1 (`[, z)`) on a fresh store in `dir`, its only voter.
+    fn lone_peer(dir: &std::path::Path) -> (Engines, StorageWorkers, Peer, RegionEpoch) {
+        let (engines, _) = Engines::open(dir, OpenOptions::default()).unwrap();
         engines
             .bootstrap_store(StoreIdent {
                 cluster_id: 1,
@@ -519,7 +559,7 @@ mod tests {
         engines.bootstrap_region(&region).unwrap();
         let workers = StorageWorkers::start(&engines).unwrap();
         let storage = PeerStorage::open(engines.clone(), workers.handles(), 1).unwrap();
-        let mut peer = Peer::new(
+        let peer = Peer::new(
             region.peers[0],
             storage,
             tinykv_raft::Config::default(),
@@ -527,6 +567,16 @@ mod tests {
         )
         .unwrap();
         let epoch = region.epoch;
+        (engines, workers, peer, epoch)
+    }
+
+    /// A range delete applied in the same round as the writes before it (which the apply
+    /// batch holds and the engine does not show yet) deletes them too, and counts each key
+    /// once: what is on disk, plus what the round put, less what it deleted.
+    #[test]
+    fn a_range_delete_sees_the_writes_of_its_own_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engines, workers, mut peer, epoch) = lone_peer(dir.path());
         let first = peer.raw.store().applied_index() + 1;
 
         // Round one, committed: k1 and k2 on disk, and one key outside the range.
@@ -574,6 +624,61 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(left, vec![b"m".to_vec()]);
+        workers.shutdown();
+    }
+
+    /// A compare-and-swap decides on the value its own round wrote before it (held in the
+    /// batch, not in the engine yet), answers with what it found, and has its apply state
+    /// written with it: applied again over later writes it could decide otherwise.
+    #[test]
+    fn a_compare_and_swap_sees_its_round_and_is_never_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engines, workers, mut peer, epoch) = lone_peer(dir.path());
+        let first = peer.raw.store().applied_index() + 1;
+        let cas = |expected: Option<&'static str>, value: &'static str| WriteOp::Cas {
+            key: Bytes::from_static(b"k"),
+            expected: expected.map(|e: &'static str| Bytes::from_static(e.as_bytes())),
+            value: Bytes::from_static(value.as_bytes()),
+        };
+        let mut replies = Vec::new();
+        for index in first + 1..=first + 3 {
+            let (tx, rx) = tokio::sync::oneshot::channel::<KvResult>();
+            let _ = peer.proposals.push(index, 6, Reply::Kv(tx));
+            replies.push(rx);
+        }
+        let mut batch = engines.apply_batch();
+        let out = peer.apply_entries(
+            &[
+                write(first, epoch, vec![put("k")]),
+                // Sees the put above: "v" matches.
+                write(first + 1, epoch, vec![cas(Some("v"), "w")]),
+                // Sees "w": absent does not match.
+                write(first + 2, epoch, vec![cas(None, "x")]),
+                write(first + 3, epoch, vec![cas(Some("w"), "y")]),
+            ],
+            &mut batch,
+        );
+        engines.commit_apply(batch).unwrap();
+        for answer in out.answers {
+            answer.send();
+        }
+        let answers: Vec<KvResult> = replies
+            .into_iter()
+            .map(|rx| rx.blocking_recv().unwrap())
+            .collect();
+        let swapped = |swapped, previous: &'static str| {
+            Ok(KvResponse::Swapped {
+                swapped,
+                previous: Some(Bytes::from_static(previous.as_bytes())),
+            })
+        };
+        assert_eq!(
+            answers,
+            vec![swapped(true, "v"), swapped(false, "w"), swapped(true, "w")]
+        );
+        assert_eq!(engines.get(b"k").unwrap(), Some(b"y".to_vec()));
+        let on_disk = engines.apply_state(1).unwrap().unwrap();
+        assert_eq!(on_disk.applied_index, first + 3);
         workers.shutdown();
     }
 

@@ -59,6 +59,13 @@ pub enum WriteOp {
         start: Bytes,
         end: Bytes,
     },
+    /// Puts `value` if the key's value is `expected` (`None`: absent) when it applies.
+    /// Appended, like `DeleteRange`.
+    Cas {
+        key: Bytes,
+        expected: Option<Bytes>,
+        value: Bytes,
+    },
 }
 
 /// The context of a membership change: which peer, on which store, reachable where. The
@@ -98,6 +105,21 @@ impl RaftCmd {
                         WriteOp::DeleteRange { start, end } => {
                             format!("delete from {} to {}", printable(start), printable(end))
                         }
+                        WriteOp::Cas {
+                            key,
+                            expected: Some(old),
+                            value,
+                        } => format!(
+                            "put {} ({} B) if it holds {}",
+                            printable(key),
+                            value.len(),
+                            printable(old)
+                        ),
+                        WriteOp::Cas {
+                            key,
+                            expected: None,
+                            value,
+                        } => format!("put {} ({} B) if absent", printable(key), value.len()),
                     })
                     .collect();
                 let more = ops.len().saturating_sub(3);

@@ -296,6 +296,7 @@ impl Peer {
             KvOp::Put { .. }
             | KvOp::Delete { .. }
             | KvOp::DeleteRange { .. }
+            | KvOp::Cas { .. }
             | KvOp::ViewScan { .. }
             | KvOp::CloseView { .. } => Err(KvError::BadRequest(
                 "not a read the raft loop serves".into(),

@@ -25,7 +25,9 @@ pub(crate) fn kv(op: &KvOp) -> Need {
         | KvOp::OpenView { .. }
         | KvOp::ViewScan { .. }
         | KvOp::CloseView { .. } => Role::ReadOnly,
-        KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. } => Role::ReadWrite,
+        KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. } | KvOp::Cas { .. } => {
+            Role::ReadWrite
+        }
     };
     need(crate::metrics::op_name(op), role)
 }

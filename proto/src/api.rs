@@ -89,6 +89,14 @@ pub enum KvOp {
     CloseView {
         view: u64,
     },
+    /// Writes `value` only if the key's value is `expected` (`None`: only if the key is
+    /// absent), decided when the entry applies, so every replica decides the same; answered
+    /// `Swapped`.
+    Cas {
+        key: Bytes,
+        expected: Option<Bytes>,
+        value: Bytes,
+    },
 }
 
 /// How long a view opened with `KvOp::OpenView` stays open without a `ViewScan`.
@@ -98,7 +106,7 @@ impl KvOp {
     pub fn is_write(&self) -> bool {
         matches!(
             self,
-            KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. }
+            KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. } | KvOp::Cas { .. }
         )
     }
 }
@@ -131,6 +139,12 @@ pub enum KvResponse {
         applied: u64,
     },
     ViewClosed,
+    /// Whether a `Cas` wrote, and the value the key held when it applied (the one it
+    /// replaced, or the one that did not match).
+    Swapped {
+        swapped: bool,
+        previous: Option<Bytes>,
+    },
 }
 
 /// A store and where to reach it.

@@ -236,7 +236,8 @@ fn puts_of(cmd: RaftCmd) -> Vec<(String, String)> {
         } => ops
             .into_iter()
             .filter_map(|op| match op {
-                WriteOp::Put { key, value } => Some((
+                // A compare-and-swap that matched writes its value once, like a put.
+                WriteOp::Put { key, value } | WriteOp::Cas { key, value, .. } => Some((
                     String::from_utf8_lossy(&key).into_owned(),
                     String::from_utf8_lossy(&value).into_owned(),
                 )),

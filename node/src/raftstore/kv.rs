@@ -54,6 +54,18 @@ impl Store {
             KvOp::DeleteRange { start, end } => {
                 peer.propose_write(vec![WriteOp::DeleteRange { start, end }], Reply::Kv(reply))
             }
+            KvOp::Cas {
+                key,
+                expected,
+                value,
+            } => peer.propose_write(
+                vec![WriteOp::Cas {
+                    key,
+                    expected,
+                    value,
+                }],
+                Reply::Kv(reply),
+            ),
             op => peer.reads.push(PendingRead {
                 op,
                 epoch: req.epoch,
@@ -72,7 +84,10 @@ impl Store {
             _ => return Err(KvError::RegionNotFound { region_id }),
         };
         let (start, end): (&[u8], Vec<u8>) = match &req.op {
-            KvOp::Get { key, .. } | KvOp::Put { key, .. } | KvOp::Delete { key } => {
+            KvOp::Get { key, .. }
+            | KvOp::Put { key, .. }
+            | KvOp::Delete { key }
+            | KvOp::Cas { key, .. } => {
                 let mut end = key.to_vec();
                 end.push(0);
                 (key, end)
@@ -92,7 +107,8 @@ impl Store {
         | KvOp::Put { key, .. }
         | KvOp::Delete { key }
         | KvOp::DeleteRange { start: key, .. }
-        | KvOp::OpenView { start: key } = &req.op
+        | KvOp::OpenView { start: key }
+        | KvOp::Cas { key, .. } = &req.op
             && !region.contains(key)
         {
             let mut err = crate::peer::key_not_in_region(key, region);
