@@ -174,6 +174,19 @@ fn a_refused_request_exits_4_naming_the_role_it_needs() {
     assert_refused(&put, "put", "readwrite", "viewer", "readonly");
     let got = pg.run_as(&certs, "client", &["kv", "get", "k"]).ok();
     assert_eq!(got.stdout.trim(), "v");
+    // A backup only reads: readonly may take one, and a compare-and-swap is a write.
+    let file = pg.dir.join("viewer.tkvbak");
+    let saved = pg
+        .run_as(
+            &viewer_dir,
+            "viewer",
+            &["backup", "save", path_str(&file), "-o", "json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(saved["keys"], json!(1));
+    let cas = pg.run_as(&viewer_dir, "viewer", &["kv", "cas", "k", "v", "w"]);
+    assert_refused(&cas, "cas", "readwrite", "viewer", "readonly");
 
     // readwrite (the playground's app.pem) writes, and may not change the cluster.
     pg.run_as(&certs, "app", &["kv", "put", "k", "w"]).ok();
