@@ -367,6 +367,7 @@ fn restore_error(file: &Path, e: RestoreError) -> CliError {
         RestoreError::Backup(e) => damaged(file, e),
         RestoreError::DirExists(_)
         | RestoreError::NoInitialCluster(_)
+        | RestoreError::NotAFounder(_)
         | RestoreError::Config(_) => CliError::usage(e.to_string()),
         RestoreError::Storage { .. } => CliError::failed(e.to_string()),
     }

@@ -35,6 +35,8 @@ pub enum RestoreError {
     DirExists(PathBuf),
     #[error("store {0}: initial-cluster is empty; a restored store founds a cluster")]
     NoInitialCluster(u64),
+    #[error("store {0} is not in initial-cluster; a restored store is one of the founders")]
+    NotAFounder(u64),
     #[error("data dir {dir}: {source}")]
     Storage { dir: PathBuf, source: StorageError },
 }
@@ -48,9 +50,23 @@ pub fn restore(
     mut progress: impl FnMut(u64),
 ) -> Result<RestoreSummary, RestoreError> {
     for config in configs {
-        config.validate()?;
+        // Only what the data dir records is checked: TLS files, ports and the rest belong to
+        // the node that will run on it.
         if config.initial_cluster.is_empty() {
             return Err(RestoreError::NoInitialCluster(config.store_id));
+        }
+        if !config
+            .initial_cluster
+            .iter()
+            .any(|m| m.store_id == config.store_id)
+        {
+            return Err(RestoreError::NotAFounder(config.store_id));
+        }
+        if config.initial_cluster_token.is_empty() {
+            return Err(RestoreError::Config(ConfigError::Invalid {
+                key: "initial-cluster-token",
+                message: "must not be empty".into(),
+            }));
         }
         if config.data_dir.exists() {
             return Err(RestoreError::DirExists(config.data_dir.clone()));
