@@ -24,7 +24,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -798,6 +798,8 @@ async fn client_loop(
     let keys = key_names();
     let mut rng = StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut seq = 0u64;
+    // The value this client last saw each key hold (`None`: absent), for its swaps.
+    let mut seen: HashMap<String, Option<String>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         if quiet.load(Ordering::Relaxed) {
             // The nemesis lets regions hibernate; it says when to go on.
@@ -806,15 +808,25 @@ async fn client_loop(
         }
         let key = keys[rng.random_range(0..keys.len())].clone();
         let request = match rng.random_range(0..100u32) {
-            0..35 => {
+            0..30 => {
                 seq += 1;
                 Request::Put {
                     key,
                     value: format!("c{id}-{seq}"),
                 }
             }
-            35..70 => Request::Get { key },
-            70..82 => Request::Delete { key },
+            30..62 => Request::Get { key },
+            62..72 => Request::Delete { key },
+            // Swaps from the value this client last saw for the key (often current, so some
+            // win), or from absent.
+            72..84 => {
+                seq += 1;
+                Request::Cas {
+                    expected: seen.get(&key).cloned().flatten(),
+                    key,
+                    value: format!("c{id}-{seq}"),
+                }
+            }
             _ => Request::Scan { keys: keys.clone() },
         };
         let call = history.now();
@@ -831,6 +843,23 @@ async fn client_loop(
                 .delete(key.clone().into_bytes())
                 .await
                 .map(|()| Outcome::Written),
+            Request::Cas {
+                key,
+                expected,
+                value,
+            } => client
+                .compare_and_swap(
+                    key.clone().into_bytes(),
+                    expected.clone().map(|e| e.into_bytes().into()),
+                    value.clone().into_bytes(),
+                )
+                .await
+                .map(|(swapped, previous)| {
+                    Outcome::Swapped(
+                        swapped,
+                        previous.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    )
+                }),
             // Every key lies in [k, l).
             Request::Scan { .. } => client
                 .scan(&b"k"[..], &b"l"[..], 1_000, ReadMode::Linearizable)
@@ -850,11 +879,35 @@ async fn client_loop(
                 }),
         };
         let outcome = result.unwrap_or_else(|e| history::classify_error(&request, &e));
+        remember(&mut seen, &request, &outcome);
         history.record(id, call, request, outcome);
         // Think time: a couple of hundred operations a second in all keeps a half-hour history
         // within what the checker can hold in memory (its memo grows with the square of a
         // key's operations), while leaving writes in flight whenever a fault strikes.
         tokio::time::sleep(Duration::from_millis(rng.random_range(10..40))).await;
+    }
+}
+
+/// Notes what `request` showed the key to hold, for the client's next swap of it.
+fn remember(seen: &mut HashMap<String, Option<String>>, request: &Request, outcome: &Outcome) {
+    match (request, outcome) {
+        (Request::Put { key, value }, Outcome::Written) => {
+            seen.insert(key.clone(), Some(value.clone()));
+        }
+        (Request::Delete { key }, Outcome::Written)
+        | (Request::Get { key }, Outcome::Value(None)) => {
+            seen.insert(key.clone(), None);
+        }
+        (Request::Get { key }, Outcome::Value(Some(v))) => {
+            seen.insert(key.clone(), Some(v.clone()));
+        }
+        (Request::Cas { key, value, .. }, Outcome::Swapped(true, _)) => {
+            seen.insert(key.clone(), Some(value.clone()));
+        }
+        (Request::Cas { key, .. }, Outcome::Swapped(false, previous)) => {
+            seen.insert(key.clone(), previous.clone());
+        }
+        _ => {}
     }
 }
 

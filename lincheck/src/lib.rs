@@ -46,12 +46,23 @@ pub enum OpKind {
         key: Vec<u8>,
         found: Option<Vec<u8>>,
     },
+    /// Writes `value` if the key holds `expected` (`None`: absent). `observed` is the answer,
+    /// whether it wrote and what the key held, or `None` with an unknown outcome.
+    Cas {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        observed: Option<(bool, Option<Vec<u8>>)>,
+    },
 }
 
 impl OpKind {
     pub fn key(&self) -> &[u8] {
         match self {
-            OpKind::Put { key, .. } | OpKind::Delete { key } | OpKind::Get { key, .. } => key,
+            OpKind::Put { key, .. }
+            | OpKind::Delete { key }
+            | OpKind::Get { key, .. }
+            | OpKind::Cas { key, .. } => key,
         }
     }
 }
@@ -96,6 +107,27 @@ impl Model for Register {
             OpKind::Put { value, .. } => Some(Some(value.clone())),
             OpKind::Delete { .. } => Some(None),
             OpKind::Get { found, .. } => (found == state).then(|| state.clone()),
+            OpKind::Cas {
+                expected,
+                value,
+                observed,
+                ..
+            } => {
+                let matches = expected == state;
+                let after = if matches {
+                    Some(value.clone())
+                } else {
+                    state.clone()
+                };
+                match observed {
+                    // Unknown: it took effect (as the state decides) or, placed last, never
+                    // showed; either is legal.
+                    None => Some(after),
+                    Some((swapped, previous)) => {
+                        (previous == state && *swapped == matches).then_some(after)
+                    }
+                }
+            }
         }
     }
 }

@@ -39,6 +39,71 @@ fn get(client: u64, call: u64, ret: u64, key: &str, found: Option<&str>) -> Oper
     }
 }
 
+fn cas(
+    client: u64,
+    call: u64,
+    ret: Option<u64>,
+    key: &str,
+    expected: Option<&str>,
+    value: &str,
+    observed: Option<(bool, Option<&str>)>,
+) -> Operation {
+    let kind = OpKind::Cas {
+        key: key.into(),
+        expected: expected.map(Into::into),
+        value: value.into(),
+        observed: observed.map(|(s, p)| (s, p.map(Into::into))),
+    };
+    Operation {
+        client,
+        call,
+        ret,
+        kind,
+    }
+}
+
+#[test]
+fn compare_and_swap_answers_must_match_the_register() {
+    // Sequential: put a, swap a→b, a failed swap reports b, a swap from absent fails.
+    let h = [
+        put(1, 0, Some(1), "k", "a"),
+        cas(1, 2, Some(3), "k", Some("a"), "b", Some((true, Some("a")))),
+        cas(1, 4, Some(5), "k", Some("a"), "c", Some((false, Some("b")))),
+        cas(1, 6, Some(7), "k", None, "d", Some((false, Some("b")))),
+        get(1, 8, 9, "k", Some("b")),
+    ];
+    assert!(check_kv(&h).is_ok());
+    // Two concurrent swaps from the same value cannot both win.
+    let both = [
+        put(1, 0, Some(1), "k", "a"),
+        cas(1, 2, Some(5), "k", Some("a"), "b", Some((true, Some("a")))),
+        cas(2, 3, Some(6), "k", Some("a"), "c", Some((true, Some("a")))),
+    ];
+    assert!(check_kv(&both).is_err());
+    // A swap that says it failed must have seen something else.
+    let lying = [
+        put(1, 0, Some(1), "k", "a"),
+        cas(1, 2, Some(3), "k", Some("a"), "b", Some((false, Some("a")))),
+    ];
+    assert!(check_kv(&lying).is_err());
+    // A lost write: the swap was answered, then a read misses it.
+    let lost = [
+        put(1, 0, Some(1), "k", "a"),
+        cas(1, 2, Some(3), "k", Some("a"), "b", Some((true, Some("a")))),
+        get(1, 4, 5, "k", Some("a")),
+    ];
+    assert!(check_kv(&lost).is_err());
+    // An unknown swap may have happened or not.
+    for seen in ["a", "b"] {
+        let unknown = [
+            put(1, 0, Some(1), "k", "a"),
+            cas(1, 2, None, "k", Some("a"), "b", None),
+            get(2, 4, 5, "k", Some(seen)),
+        ];
+        assert!(check_kv(&unknown).is_ok(), "{seen}");
+    }
+}
+
 #[test]
 fn empty_and_sequential_histories_pass() {
     assert!(check_kv(&[]).is_ok());

@@ -30,6 +30,12 @@ pub enum Request {
     Scan {
         keys: Vec<String>,
     },
+    /// Writes `value` if the key holds `expected` (`None`: absent).
+    Cas {
+        key: String,
+        expected: Option<String>,
+        value: String,
+    },
 }
 
 impl Request {
@@ -39,11 +45,15 @@ impl Request {
             Request::Get { .. } => "get",
             Request::Delete { .. } => "delete",
             Request::Scan { .. } => "scan",
+            Request::Cas { .. } => "cas",
         }
     }
 
     fn is_write(&self) -> bool {
-        matches!(self, Request::Put { .. } | Request::Delete { .. })
+        matches!(
+            self,
+            Request::Put { .. } | Request::Delete { .. } | Request::Cas { .. }
+        )
     }
 }
 
@@ -55,6 +65,8 @@ pub enum Outcome {
     Value(Option<String>),
     /// A scan's pairs.
     Pairs(BTreeMap<String, String>),
+    /// A compare-and-swap's answer: whether it wrote, and what the key held.
+    Swapped(bool, Option<String>),
     /// Refused before it could take effect (writes), or a read that failed: not checked.
     Failed(String),
     /// A write that may or may not have taken effect.
@@ -64,7 +76,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
-            Outcome::Written | Outcome::Value(_) | Outcome::Pairs(_) => "ok",
+            Outcome::Written | Outcome::Value(_) | Outcome::Pairs(_) | Outcome::Swapped(..) => "ok",
             Outcome::Failed(_) => "failed",
             Outcome::Unknown(_) => "unknown",
         }
@@ -191,6 +203,24 @@ pub fn to_operations(records: &[Record]) -> Vec<Operation> {
                 key: key.clone().into_bytes(),
                 found: found.clone().map(String::into_bytes),
             })),
+            (
+                Request::Cas {
+                    key,
+                    expected,
+                    value,
+                },
+                outcome,
+            ) => ops.push(op(OpKind::Cas {
+                key: key.clone().into_bytes(),
+                expected: expected.clone().map(String::into_bytes),
+                value: value.clone().into_bytes(),
+                observed: match outcome {
+                    Outcome::Swapped(swapped, previous) => {
+                        Some((*swapped, previous.clone().map(String::into_bytes)))
+                    }
+                    _ => None,
+                },
+            })),
             (Request::Scan { keys }, Outcome::Pairs(pairs)) => {
                 for key in keys {
                     ops.push(op(OpKind::Get {
@@ -218,11 +248,19 @@ pub fn write_jsonl(records: &[Record], path: &Path) -> std::io::Result<()> {
             Request::Get { key } => json!({"op": "get", "key": key}),
             Request::Delete { key } => json!({"op": "delete", "key": key}),
             Request::Scan { keys } => json!({"op": "scan", "keys": keys}),
+            Request::Cas {
+                key,
+                expected,
+                value,
+            } => json!({"op": "cas", "key": key, "expected": expected, "value": value}),
         };
         let outcome = match &r.outcome {
             Outcome::Written => json!({"ok": true}),
             Outcome::Value(v) => json!({"ok": true, "value": v}),
             Outcome::Pairs(p) => json!({"ok": true, "pairs": p}),
+            Outcome::Swapped(swapped, previous) => {
+                json!({"ok": true, "swapped": swapped, "previous": previous})
+            }
             Outcome::Failed(e) => json!({"failed": e}),
             Outcome::Unknown(e) => json!({"unknown": e}),
         };

@@ -236,7 +236,7 @@ fn puts_of(cmd: RaftCmd) -> Vec<(String, String)> {
         } => ops
             .into_iter()
             .filter_map(|op| match op {
-                // A compare-and-swap that matched writes its value once, like a put.
+                // A compare-and-swap stands in the log once, like a put, whether it matches or not.
                 WriteOp::Put { key, value } | WriteOp::Cas { key, value, .. } => Some((
                     String::from_utf8_lossy(&key).into_owned(),
                     String::from_utf8_lossy(&value).into_owned(),
