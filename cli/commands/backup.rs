@@ -83,15 +83,19 @@ async fn save(global: &GlobalArgs, file: &Path) -> CliResult {
     );
     let started = Instant::now();
     let result = client
-        .backup(BufWriter::with_capacity(1 << 20, out), |p| {
-            if let Some(bar) = &bar {
-                bar.set_position(p.data_bytes);
-                bar.set_message(format!(
-                    "{} keys, region {}/{}",
-                    p.keys, p.regions_done, p.regions
-                ));
-            }
-        })
+        .backup(
+            BufWriter::with_capacity(1 << 20, out),
+            crate::args::BUILD,
+            |p| {
+                if let Some(bar) = &bar {
+                    bar.set_position(p.data_bytes);
+                    bar.set_message(format!(
+                        "{} keys, region {}/{}",
+                        p.keys, p.regions_done, p.regions
+                    ));
+                }
+            },
+        )
         .await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();

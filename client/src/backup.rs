@@ -43,10 +43,12 @@ struct OpenedView {
 
 impl Client {
     /// Writes every key of the cluster to `out` as a backup file and returns its header and
-    /// `out` (for the caller to sync). `progress` hears after every chunk.
+    /// `out` (for the caller to sync). `written_by` names the program in the header (its
+    /// version, say); `progress` hears after every chunk.
     pub async fn backup<W: Write + Seek>(
         &self,
         out: W,
+        written_by: &str,
         mut progress: impl FnMut(&BackupProgress),
     ) -> Result<(BackupHeader, W), ClientError> {
         let cluster_id = self.refresh().await?.cluster_id;
@@ -61,7 +63,7 @@ impl Client {
         result?;
         let header = BackupHeader {
             cluster_id,
-            written_by: env!("CARGO_PKG_VERSION").to_string(),
+            written_by: written_by.to_string(),
             started_ms,
             opened_ms,
             finished_ms: unix_ms(),
