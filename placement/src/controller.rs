@@ -1,0 +1,345 @@
+//! The operator controller: the operators running, at most one per region, within per-store
+//! budgets. Region heartbeats move them along; the answer to a heartbeat is the one step the
+//! region's leader should carry out now. Nothing here acts: the caller sends the step.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tinykv_proto::region::RegionEpoch;
+
+use crate::cluster::Cluster;
+use crate::operator::{Operator, Step, StoreLimitKind};
+use crate::region_meta::RegionMeta;
+use crate::settings::Settings;
+use crate::store::StoreState;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AddOperatorError {
+    #[error("region {region_id} already has operator {operator_id} running")]
+    RegionBusy { region_id: u64, operator_id: u64 },
+    #[error("store {store_id} has no room for another {kind:?} operator")]
+    StoreLimit { store_id: u64, kind: StoreLimitKind },
+    #[error("region {0} is unknown")]
+    UnknownRegion(u64),
+    #[error(
+        "the operator for region {region_id} was planned at (conf_ver {}, version {}), the region is at (conf_ver {}, version {})",
+        planned.conf_ver, planned.version, current.conf_ver, current.version
+    )]
+    EpochMismatch {
+        region_id: u64,
+        planned: RegionEpoch,
+        current: RegionEpoch,
+    },
+    #[error("the operator for region {0} has no steps")]
+    NoSteps(u64),
+}
+
+/// Why an operator stopped before its last step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpiryReason {
+    /// The region split, merged or changed membership beyond what the operator does.
+    EpochChanged,
+    TimedOut,
+    /// The next step would remove a replica the region cannot spare (see
+    /// [`removal_keeps_replicas`]).
+    UnsafeRemoval,
+    /// The next step sends a replica or leadership to a store that no longer accepts them.
+    TargetUnavailable,
+    /// Cancelled by hand.
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperatorOutcome {
+    Finished,
+    Expired(ExpiryReason),
+}
+
+/// An operator that left the controller, for the caller to log or replicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorEvent {
+    pub operator_id: u64,
+    pub region_id: u64,
+    pub outcome: OperatorOutcome,
+}
+
+/// What the leader of a region should do now: carry out `step`, checking that the region is
+/// still at `region_epoch` (the epoch the instruction was computed from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instruction {
+    pub operator_id: u64,
+    pub region_id: u64,
+    pub region_epoch: RegionEpoch,
+    pub step: Step,
+}
+
+/// The controller's answer to one region heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub instruction: Option<Instruction>,
+    /// The region's operator, when this heartbeat finished or expired it.
+    pub event: Option<OperatorEvent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningOperator {
+    pub operator: Operator,
+    /// Index of the first step not yet seen done.
+    pub next_step: usize,
+    pub started_ms: u64,
+}
+
+impl RunningOperator {
+    fn timed_out(&self, now_ms: u64, settings: &Settings) -> bool {
+        let timeout = if self.operator.is_leader_only() {
+            settings.leader_operator_timeout_ms
+        } else {
+            settings.region_operator_timeout_ms
+        };
+        now_ms.saturating_sub(self.started_ms) > timeout
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorController {
+    /// The last id handed out; ids are never reused, so an instruction names one operator.
+    last_operator_id: u64,
+    running: BTreeMap<u64, RunningOperator>,
+}
+
+/// Whether removing the region's peer on `store_id` leaves it enough replicas: at least
+/// `max_replicas` voters, and, when the peer is a live voter, at least `max_replicas` live
+/// voters. Removing a learner, or a voter that is down, takes no live voter away, so only
+/// the first condition applies to them. Schedulers only remove a replica after adding its
+/// replacement, and the controller checks this again right before a removal is sent, since
+/// stores may have gone down in between.
+pub fn removal_keeps_replicas(
+    cluster: &Cluster,
+    meta: &RegionMeta,
+    store_id: u64,
+    settings: &Settings,
+) -> bool {
+    let Some(peer) = meta.region.peer_on_store(store_id) else {
+        return true;
+    };
+    if peer.is_learner() {
+        return true;
+    }
+    if meta.voter_count() <= settings.max_replicas {
+        return false;
+    }
+    !cluster.is_live_voter(meta, &peer) || cluster.live_voter_count(meta) > settings.max_replicas
+}
+
+impl OperatorController {
+    pub fn new() -> OperatorController {
+        OperatorController::default()
+    }
+
+    /// Admits `operator`, giving it an id (returned). Refused when the region already has an
+    /// operator, when the region is unknown or not at the epoch the operator was planned at,
+    /// or when a store it touches has used up its budget.
+    pub fn add(
+        &mut self,
+        mut operator: Operator,
+        cluster: &Cluster,
+        settings: &Settings,
+        now_ms: u64,
+    ) -> Result<u64, AddOperatorError> {
+        let region_id = operator.region_id;
+        if operator.steps.is_empty() {
+            return Err(AddOperatorError::NoSteps(region_id));
+        }
+        if let Some(running) = self.running.get(&region_id) {
+            return Err(AddOperatorError::RegionBusy {
+                region_id,
+                operator_id: running.operator.id,
+            });
+        }
+        let current = cluster
+            .region(region_id)
+            .ok_or(AddOperatorError::UnknownRegion(region_id))?
+            .region
+            .epoch;
+        if current != operator.region_epoch {
+            return Err(AddOperatorError::EpochMismatch {
+                region_id,
+                planned: operator.region_epoch,
+                current,
+            });
+        }
+        for kind in [StoreLimitKind::Leader, StoreLimitKind::Region] {
+            for store_id in operator.stores_touched(kind) {
+                if !self.has_room(store_id, kind, settings) {
+                    return Err(AddOperatorError::StoreLimit { store_id, kind });
+                }
+            }
+        }
+        self.last_operator_id += 1;
+        operator.id = self.last_operator_id;
+        let id = operator.id;
+        self.running.insert(
+            region_id,
+            RunningOperator {
+                operator,
+                next_step: 0,
+                started_ms: now_ms,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Running operators that draw on `store_id`'s `kind` budget.
+    pub fn store_load(&self, store_id: u64, kind: StoreLimitKind) -> usize {
+        self.running
+            .values()
+            .filter(|r| r.operator.stores_touched(kind).contains(&store_id))
+            .count()
+    }
+
+    pub fn has_room(&self, store_id: u64, kind: StoreLimitKind, settings: &Settings) -> bool {
+        let limit = match kind {
+            StoreLimitKind::Leader => settings.leader_moves_per_store,
+            StoreLimitKind::Region => settings.region_moves_per_store,
+        };
+        self.store_load(store_id, kind) < limit
+    }
+
+    pub fn operator(&self, region_id: u64) -> Option<&RunningOperator> {
+        self.running.get(&region_id)
+    }
+
+    pub fn has_operator(&self, region_id: u64) -> bool {
+        self.running.contains_key(&region_id)
+    }
+
+    /// Running operators by region id.
+    pub fn running(&self) -> impl Iterator<Item = &RunningOperator> {
+        self.running.values()
+    }
+
+    /// Drops the region's operator. Steps already carried out stay carried out; the replica
+    /// checker tidies up what a half-done operator left (an extra voter, say).
+    pub fn cancel(&mut self, region_id: u64) -> Option<OperatorEvent> {
+        self.finish(region_id, OperatorOutcome::Expired(ExpiryReason::Cancelled))
+    }
+
+    /// Moves the region's operator along by what `meta` (just recorded in `cluster`) shows,
+    /// and says what the leader should do next.
+    pub fn on_region_heartbeat(
+        &mut self,
+        meta: &RegionMeta,
+        cluster: &Cluster,
+        settings: &Settings,
+        now_ms: u64,
+    ) -> Dispatch {
+        let region_id = meta.id();
+        let Some(running) = self.running.get_mut(&region_id) else {
+            return Dispatch::default();
+        };
+        let planned = running.operator.region_epoch;
+        let current = meta.region.epoch;
+        let expire = |controller: &mut OperatorController, reason| Dispatch {
+            instruction: None,
+            event: controller.finish(region_id, OperatorOutcome::Expired(reason)),
+        };
+        if current.version != planned.version
+            || current.conf_ver > planned.conf_ver + running.operator.membership_step_count()
+        {
+            return expire(self, ExpiryReason::EpochChanged);
+        }
+        if running.timed_out(now_ms, settings) {
+            return expire(self, ExpiryReason::TimedOut);
+        }
+        let steps = &running.operator.steps;
+        while running.next_step < steps.len() && steps[running.next_step].is_done(meta) {
+            running.next_step += 1;
+        }
+        let Some(&step) = steps.get(running.next_step) else {
+            return Dispatch {
+                instruction: None,
+                event: self.finish(region_id, OperatorOutcome::Finished),
+            };
+        };
+        let operator_id = running.operator.id;
+        let step = match step {
+            Step::AddLearner { store, .. }
+            | Step::TransferLeader {
+                to_store: store, ..
+            } if !cluster
+                .store(store)
+                .is_some_and(|s| s.state == StoreState::Up) =>
+            {
+                return expire(self, ExpiryReason::TargetUnavailable);
+            }
+            Step::RemovePeer { store } => {
+                if !removal_keeps_replicas(cluster, meta, store, settings) {
+                    return expire(self, ExpiryReason::UnsafeRemoval);
+                }
+                if meta.leader_store() == Some(store) {
+                    // Leadership came back to this store after the operator was planned; a
+                    // leader does not remove itself, so it hands over first.
+                    match new_leader_for(cluster, meta, store) {
+                        Some(to_store) => Step::TransferLeader {
+                            from_store: store,
+                            to_store,
+                        },
+                        None => return Dispatch::default(),
+                    }
+                } else {
+                    step
+                }
+            }
+            _ => step,
+        };
+        let instruction = meta.leader.map(|_| Instruction {
+            operator_id,
+            region_id,
+            region_epoch: current,
+            step,
+        });
+        Dispatch {
+            instruction,
+            event: None,
+        }
+    }
+
+    /// Expires operators that ran out of time, including those of regions that stopped
+    /// heartbeating.
+    pub fn tick(&mut self, now_ms: u64, settings: &Settings) -> Vec<OperatorEvent> {
+        let timed_out: Vec<u64> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.timed_out(now_ms, settings))
+            .map(|(&region_id, _)| region_id)
+            .collect();
+        timed_out
+            .into_iter()
+            .filter_map(|region_id| {
+                self.finish(region_id, OperatorOutcome::Expired(ExpiryReason::TimedOut))
+            })
+            .collect()
+    }
+
+    fn finish(&mut self, region_id: u64, outcome: OperatorOutcome) -> Option<OperatorEvent> {
+        let running = self.running.remove(&region_id)?;
+        Some(OperatorEvent {
+            operator_id: running.operator.id,
+            region_id,
+            outcome,
+        })
+    }
+}
+
+/// A voter to hand leadership to from `from_store`: live, caught up, on an `Up` store; the one
+/// on the store leading the fewest regions.
+pub fn new_leader_for(cluster: &Cluster, meta: &RegionMeta, from_store: u64) -> Option<u64> {
+    meta.voters()
+        .filter(|p| p.store_id != from_store)
+        .filter(|p| cluster.is_live_voter(meta, p) && !meta.is_pending(p.id))
+        .filter_map(|p| cluster.store(p.store_id))
+        .filter(|s| s.state == StoreState::Up)
+        .min_by_key(|s| (s.leader_count, s.id))
+        .map(|s| s.id)
+}
