@@ -375,3 +375,391 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{NOW, cluster_with_stores, meta, peer_id, stats};
+
+    /// Three stores and three regions `[i, i+1)`, each with a voter on every store, region i
+    /// led from store i.
+    fn three_by_three() -> (Cluster, Vec<RegionMeta>) {
+        let mut cluster = cluster_with_stores(&[1, 2, 3]);
+        let mut regions = Vec::new();
+        for i in 1..=3u64 {
+            let mut stores = vec![1, 2, 3];
+            stores.rotate_left(i as usize - 1);
+            let m = meta(i, &[i as u8], &[i as u8 + 1], &stores, 10);
+            cluster.region_heartbeat(m.clone(), NOW).unwrap();
+            regions.push(m);
+            assert_regions(&cluster, &regions);
+        }
+        (cluster, regions)
+    }
+
+    /// The cluster knows exactly `expected`, by id and by key.
+    fn assert_regions(cluster: &Cluster, expected: &[RegionMeta]) {
+        assert_eq!(cluster.region_count(), expected.len());
+        for m in expected {
+            assert_eq!(cluster.region(m.id()), Some(m));
+            assert_eq!(cluster.region_by_key(&m.region.start_key), Some(m));
+            if let Some(&last) = m.region.end_key.last() {
+                let mut inside = m.region.end_key.clone();
+                *inside.last_mut().unwrap() = last - 1;
+                inside.push(0xff);
+                assert_eq!(cluster.region_by_key(&inside), Some(m));
+            }
+        }
+        // The tallies agree with the regions.
+        for store in cluster.stores() {
+            let held: Vec<&RegionMeta> = cluster.regions_on_store(store.id).collect();
+            assert_eq!(store.region_count, held.len() as u64, "store {}", store.id);
+            assert_eq!(
+                store.region_size,
+                held.iter().map(|m| m.approximate_size).sum::<u64>()
+            );
+            assert_eq!(
+                store.leader_count,
+                held.iter()
+                    .filter(|m| m.leader_store() == Some(store.id))
+                    .count() as u64
+            );
+        }
+    }
+
+    fn bump(m: &RegionMeta, version: u64, conf_ver: u64) -> RegionMeta {
+        let mut m = m.clone();
+        m.region.epoch.version += version;
+        m.region.epoch.conf_ver += conf_ver;
+        m
+    }
+
+    #[test]
+    fn the_same_report_again_changes_nothing() {
+        let (mut cluster, regions) = three_by_three();
+        for m in &regions {
+            cluster.region_heartbeat(m.clone(), NOW + 1).unwrap();
+            assert_regions(&cluster, &regions);
+        }
+    }
+
+    #[test]
+    fn newer_version_and_conf_ver_are_taken() {
+        let (mut cluster, mut regions) = three_by_three();
+        for i in 0..regions.len() {
+            regions[i] = bump(&regions[i], 1, 0);
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            assert_regions(&cluster, &regions);
+            regions[i] = bump(&regions[i], 1, 1);
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            assert_regions(&cluster, &regions);
+        }
+    }
+
+    #[test]
+    fn an_older_version_is_refused_even_with_a_newer_conf_ver() {
+        let (mut cluster, mut regions) = three_by_three();
+        for i in 0..regions.len() {
+            let origin = regions[i].clone();
+            regions[i] = bump(&origin, 1, 0);
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            let stale = bump(&origin, 0, 1);
+            assert_eq!(
+                cluster.region_heartbeat(stale, NOW),
+                Err(HeartbeatError::StaleEpoch {
+                    region_id: origin.id(),
+                    reported: RegionEpoch {
+                        conf_ver: 2,
+                        version: 1
+                    },
+                    known: RegionEpoch {
+                        conf_ver: 1,
+                        version: 2
+                    },
+                })
+            );
+            assert_regions(&cluster, &regions);
+        }
+    }
+
+    #[test]
+    fn an_older_conf_ver_is_refused() {
+        let (mut cluster, mut regions) = three_by_three();
+        for i in 0..regions.len() {
+            let origin = regions[i].clone();
+            regions[i] = bump(&origin, 0, 1);
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            let refused = cluster.region_heartbeat(origin, NOW);
+            assert!(matches!(refused, Err(HeartbeatError::StaleEpoch { .. })));
+            assert_regions(&cluster, &regions);
+        }
+    }
+
+    #[test]
+    fn a_report_older_than_an_overlapping_region_is_refused() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3]);
+        let parent = meta(1, b"a", b"z", &[1, 2, 3], 30);
+        cluster.region_heartbeat(parent.clone(), NOW).unwrap();
+        // The split's left half reports first, at the split's version: it replaces the
+        // parent, and the right half is a gap until region 1 reports again.
+        let left = bump(&meta(2, b"a", b"m", &[1, 2, 3], 15), 1, 0);
+        cluster.region_heartbeat(left.clone(), NOW).unwrap();
+        assert_regions(&cluster, std::slice::from_ref(&left));
+        assert_eq!(cluster.region_by_key(b"p"), None);
+        // The parent's old leader, not yet aware of the split, reports the whole range.
+        assert_eq!(
+            cluster.region_heartbeat(parent, NOW),
+            Err(HeartbeatError::StaleByOverlap {
+                region_id: 1,
+                reported_version: 1,
+                other_region_id: 2,
+                other_version: 2,
+            })
+        );
+        assert_regions(&cluster, std::slice::from_ref(&left));
+        let right = bump(&meta(1, b"m", b"z", &[1, 2, 3], 15), 1, 0);
+        cluster.region_heartbeat(right.clone(), NOW).unwrap();
+        assert_regions(&cluster, &[right, left]);
+    }
+
+    #[test]
+    fn a_split_leaves_a_gap_until_the_new_region_reports() {
+        let mut cluster = cluster_with_stores(&[1]);
+        let r1 = meta(1, b"", b"", &[1], 0);
+        cluster.region_heartbeat(r1.clone(), NOW).unwrap();
+        assert_eq!(cluster.region_by_key(b"foo"), Some(&r1));
+
+        // 1 splits into 2 [, m) and 1 [m, ); 2 reports first.
+        let r1 = bump(&meta(1, b"m", b"", &[1], 0), 1, 0);
+        let r2 = bump(&meta(2, b"", b"m", &[1], 0), 1, 0);
+        cluster.region_heartbeat(r2.clone(), NOW).unwrap();
+        assert_eq!(cluster.region_by_key(b"a"), Some(&r2));
+        assert_eq!(cluster.region_by_key(b"z"), None);
+        cluster.region_heartbeat(r1.clone(), NOW).unwrap();
+        assert_eq!(cluster.region_by_key(b"z"), Some(&r1));
+
+        // 1 splits into 3 [m, q) and 1 [q, ); 1 reports first.
+        let r1 = bump(&meta(1, b"q", b"", &[1], 0), 2, 0);
+        let r3 = bump(&meta(3, b"m", b"q", &[1], 0), 2, 0);
+        cluster.region_heartbeat(r1.clone(), NOW).unwrap();
+        assert_eq!(cluster.region_by_key(b"z"), Some(&r1));
+        assert_eq!(cluster.region_by_key(b"a"), Some(&r2));
+        assert_eq!(cluster.region_by_key(b"n"), None);
+        cluster.region_heartbeat(r3.clone(), NOW).unwrap();
+        assert_eq!(cluster.region_by_key(b"n"), Some(&r3));
+        assert_regions(&cluster, &[r1, r2, r3]);
+    }
+
+    /// Splits every region in two, or merges neighbours pairwise, bumping versions as the
+    /// node does, and checks every region can be found by id and by key after each report.
+    #[test]
+    fn splits_and_merges_keep_the_range_index_exact() {
+        let mut cluster = cluster_with_stores(&[1]);
+        let mut next_id = 1;
+        let mut version = 1;
+        // (start, end) byte bounds; 0 and 255 stand for the open ends.
+        let mut bounds: Vec<(u8, u8)> = vec![(0, 255)];
+        let to_meta = |id: u64, (s, e): (u8, u8), version: u64| {
+            let start = if s == 0 { vec![] } else { vec![s] };
+            let end = if e == 255 { vec![] } else { vec![e] };
+            let mut m = meta(id, &start, &end, &[1], 1);
+            m.region.epoch.version = version;
+            m
+        };
+        let mut ops = vec![true; 6];
+        ops.extend([false; 6]);
+        ops.extend([true, true, false, true, true, false]);
+        for split in ops {
+            version += 1;
+            bounds = if split {
+                bounds
+                    .iter()
+                    .flat_map(|&(s, e)| {
+                        let mid = s + (e - s) / 2;
+                        [(s, mid), (mid, e)]
+                    })
+                    .collect()
+            } else {
+                bounds
+                    .chunks(2)
+                    .map(|c| (c[0].0, c[c.len() - 1].1))
+                    .collect()
+            };
+            let regions: Vec<RegionMeta> = bounds
+                .iter()
+                .map(|&b| {
+                    next_id += 1;
+                    to_meta(next_id, b, version)
+                })
+                .collect();
+            for m in &regions {
+                cluster.region_heartbeat(m.clone(), NOW).unwrap();
+                assert_eq!(cluster.region_by_key(&m.region.start_key), Some(m));
+            }
+            assert_regions(&cluster, &regions);
+        }
+    }
+
+    #[test]
+    fn pending_peers_are_counted_per_store() {
+        let (mut cluster, mut regions) = three_by_three();
+        for (i, store) in [(0, 2), (1, 2), (2, 3)] {
+            let pending = regions[i].region.peer_on_store(store).unwrap();
+            regions[i].pending_peers = vec![pending];
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            assert_regions(&cluster, &regions);
+        }
+        let pending_counts =
+            |c: &Cluster| [1, 2, 3].map(|s| c.store(s).unwrap().pending_peer_count);
+        assert_eq!(pending_counts(&cluster), [0, 2, 1]);
+        for m in &mut regions {
+            m.pending_peers.clear();
+            cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        }
+        assert_regions(&cluster, &regions);
+        assert_eq!(pending_counts(&cluster), [0, 0, 0]);
+    }
+
+    #[test]
+    fn removed_and_re_added_peers_move_region_counts() {
+        let (mut cluster, mut regions) = three_by_three();
+        for i in 0..regions.len() {
+            let origin = regions[i].clone();
+            regions[i].region.peers.truncate(1);
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            assert_regions(&cluster, &regions);
+            regions[i] = origin;
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            assert_regions(&cluster, &regions);
+        }
+        for m in &mut regions {
+            m.region.peers.truncate(1);
+            cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        }
+        assert_regions(&cluster, &regions);
+        assert_eq!(
+            [1, 2, 3].map(|s| cluster.store(s).unwrap().region_count),
+            [1, 1, 1]
+        );
+    }
+
+    #[test]
+    fn leader_changes_and_sizes_are_tracked() {
+        let (mut cluster, mut regions) = three_by_three();
+        for i in 0..regions.len() {
+            regions[i].leader = Some(regions[i].region.peers[1].id);
+            regions[i].approximate_size = 144;
+            cluster.region_heartbeat(regions[i].clone(), NOW).unwrap();
+            assert_regions(&cluster, &regions);
+        }
+        for s in [1, 2, 3] {
+            let store = cluster.store(s).unwrap();
+            assert_eq!((store.leader_count, store.region_size), (1, 3 * 144));
+        }
+        let leaderless = RegionMeta {
+            leader: Some(12345),
+            ..regions[0].clone()
+        };
+        assert_eq!(
+            cluster.region_heartbeat(leaderless, NOW),
+            Err(HeartbeatError::LeaderNotAPeer {
+                region_id: 1,
+                leader: 12345
+            })
+        );
+    }
+
+    #[test]
+    fn a_store_first_heard_after_its_regions_is_counted() {
+        let mut cluster = cluster_with_stores(&[1, 2]);
+        cluster
+            .region_heartbeat(meta(1, b"", b"", &[1, 2, 3], 7), NOW)
+            .unwrap();
+        assert!(cluster.store(3).is_none());
+        cluster.store_heartbeat(stats(3), NOW).unwrap();
+        let store = cluster.store(3).unwrap();
+        assert_eq!((store.region_count, store.region_size), (1, 7));
+    }
+
+    #[test]
+    fn a_silent_store_goes_down_after_the_timeout_and_comes_back_up() {
+        let settings = Settings::default();
+        let down_after = settings.max_store_down_time_ms;
+        let mut cluster = cluster_with_stores(&[1, 2]);
+        assert!(cluster.tick(NOW + down_after, &settings).is_empty());
+        cluster.store_heartbeat(stats(2), NOW + down_after).unwrap();
+        assert_eq!(
+            cluster.tick(NOW + down_after + 1, &settings),
+            vec![StoreStateChange {
+                store_id: 1,
+                from: StoreState::Up,
+                to: StoreState::Down
+            }]
+        );
+        assert_eq!(cluster.store(1).unwrap().state, StoreState::Down);
+        assert_eq!(cluster.store(2).unwrap().state, StoreState::Up);
+        cluster
+            .store_heartbeat(stats(1), NOW + down_after + 2)
+            .unwrap();
+        assert_eq!(cluster.store(1).unwrap().state, StoreState::Up);
+    }
+
+    #[test]
+    fn an_offline_store_becomes_a_tombstone_once_empty() {
+        let settings = Settings::default();
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4]);
+        let m = meta(1, b"", b"", &[1, 2, 3], 10);
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+
+        assert_eq!(cluster.remove_store(4), Ok(StoreState::Tombstone));
+        assert_eq!(
+            cluster.store_heartbeat(stats(4), NOW),
+            Err(StoreError::Tombstone(4))
+        );
+        assert_eq!(cluster.remove_store(4), Err(StoreError::Tombstone(4)));
+        assert_eq!(cluster.remove_store(9), Err(StoreError::Unknown(9)));
+
+        assert_eq!(cluster.remove_store(3), Ok(StoreState::Offline));
+        // Heartbeats do not bring it back, and it stays while it holds a region.
+        cluster.store_heartbeat(stats(3), NOW + 1).unwrap();
+        assert!(cluster.tick(NOW + 1, &settings).is_empty());
+        assert_eq!(cluster.store(3).unwrap().state, StoreState::Offline);
+
+        let mut moved = m.clone();
+        moved.region.peers.retain(|p| p.store_id != 3);
+        moved.region.epoch.conf_ver += 1;
+        cluster.region_heartbeat(moved, NOW + 2).unwrap();
+        assert_eq!(
+            cluster.tick(NOW + 2, &settings),
+            vec![StoreStateChange {
+                store_id: 3,
+                from: StoreState::Offline,
+                to: StoreState::Tombstone
+            }]
+        );
+    }
+
+    #[test]
+    fn live_voters_exclude_down_reports_learners_and_dead_stores() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4]);
+        let mut m = meta(1, b"", b"", &[1, 2, 3, 4], 10);
+        m.region.peers.push(Peer::learner(peer_id(1, 5), 5));
+        m.down_peers = vec![m.region.peers[1]];
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        cluster.remove_store(4).unwrap();
+        let settings = Settings::default();
+        cluster.tick(NOW + settings.max_store_down_time_ms + 1, &settings);
+        // Every store went silent, so all but the offline one are down.
+        assert_eq!(cluster.live_voter_count(&m), 1);
+        assert!(cluster.is_live_voter(&m, &m.region.peers[3]));
+    }
+
+    #[test]
+    fn serialized_and_read_back_it_is_the_same_cluster() {
+        let (cluster, regions) = three_by_three();
+        let bytes = postcard::to_allocvec(&cluster).unwrap();
+        let back: Cluster = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, cluster);
+        assert_regions(&back, &regions);
+    }
+}
