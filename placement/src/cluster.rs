@@ -299,6 +299,14 @@ impl Cluster {
             .count()
     }
 
+    /// Puts a store in `state` directly, for tests of what schedulers do with it.
+    #[cfg(test)]
+    pub(crate) fn set_store_state(&mut self, store_id: u64, state: StoreState) {
+        if let Some(store) = self.stores.get_mut(&store_id) {
+            store.state = state;
+        }
+    }
+
     fn overlapping_region_ids(&self, start: &[u8], end: &[u8]) -> Vec<u64> {
         let after_start = (
             Bound::Excluded(RangeEnd::Key(start.to_vec())),

@@ -273,6 +273,15 @@ impl OperatorController {
             {
                 return expire(self, ExpiryReason::TargetUnavailable);
             }
+            Step::AddLearner { store, peer_id }
+                if meta
+                    .region
+                    .peer_on_store(store)
+                    .is_some_and(|p| p.id == peer_id) =>
+            {
+                // Added, and catching up: nothing to do but wait for it.
+                return Dispatch::default();
+            }
             Step::RemovePeer { store } => {
                 if !removal_keeps_replicas(cluster, meta, store, settings) {
                     return expire(self, ExpiryReason::UnsafeRemoval);
@@ -342,4 +351,345 @@ pub fn new_leader_for(cluster: &Cluster, meta: &RegionMeta, from_store: u64) -> 
         .filter(|s| s.state == StoreState::Up)
         .min_by_key(|s| (s.leader_count, s.id))
         .map(|s| s.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder;
+    use crate::operator::OperatorKind;
+    use crate::testkit::{NOW, apply_step, caught_up, cluster_with_stores, ids_from, meta};
+
+    fn setup() -> (Cluster, OperatorController, Settings) {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4, 5]);
+        cluster
+            .region_heartbeat(meta(1, b"", b"m", &[1, 2, 3], 10), NOW)
+            .unwrap();
+        cluster
+            .region_heartbeat(meta(2, b"m", b"", &[1, 2, 3], 10), NOW)
+            .unwrap();
+        (cluster, OperatorController::new(), Settings::default())
+    }
+
+    fn move_op(cluster: &Cluster, region_id: u64, from: u64, to: u64, first_id: u64) -> Operator {
+        let m = cluster.region(region_id).unwrap();
+        builder::move_replica(m, OperatorKind::Admin, from, to, &mut ids_from(first_id)).unwrap()
+    }
+
+    #[test]
+    fn a_region_runs_one_operator_at_a_time() {
+        let (cluster, mut controller, settings) = setup();
+        let first = controller
+            .add(move_op(&cluster, 1, 2, 4, 50), &cluster, &settings, NOW)
+            .unwrap();
+        assert_eq!(
+            controller.add(move_op(&cluster, 1, 3, 5, 60), &cluster, &settings, NOW),
+            Err(AddOperatorError::RegionBusy {
+                region_id: 1,
+                operator_id: first
+            })
+        );
+        let second = controller
+            .add(move_op(&cluster, 2, 3, 5, 70), &cluster, &settings, NOW)
+            .unwrap();
+        assert!(second > first);
+        assert_eq!(controller.running().count(), 2);
+        assert!(controller.cancel(1).is_some());
+        controller
+            .add(move_op(&cluster, 1, 3, 5, 80), &cluster, &settings, NOW)
+            .unwrap();
+    }
+
+    #[test]
+    fn per_store_budgets_are_respected() {
+        let (cluster, mut controller, mut settings) = setup();
+        settings.region_moves_per_store = 1;
+        settings.leader_moves_per_store = 1;
+        controller
+            .add(move_op(&cluster, 1, 2, 4, 50), &cluster, &settings, NOW)
+            .unwrap();
+        // Store 4 is receiving a replica already.
+        assert_eq!(
+            controller.add(move_op(&cluster, 2, 3, 4, 60), &cluster, &settings, NOW),
+            Err(AddOperatorError::StoreLimit {
+                store_id: 4,
+                kind: StoreLimitKind::Region
+            })
+        );
+        // So is store 2 losing one.
+        assert!(matches!(
+            controller.add(move_op(&cluster, 2, 2, 5, 60), &cluster, &settings, NOW),
+            Err(AddOperatorError::StoreLimit { store_id: 2, .. })
+        ));
+        // Region 2 led from store 1: its leader may move once, to store 3.
+        let m2 = cluster.region(2).unwrap();
+        let transfer = builder::transfer_leader(m2, OperatorKind::Admin, 3).unwrap();
+        controller.add(transfer, &cluster, &settings, NOW).unwrap();
+        assert_eq!(controller.store_load(1, StoreLimitKind::Leader), 1);
+        assert_eq!(controller.store_load(4, StoreLimitKind::Region), 1);
+        assert!(!controller.has_room(3, StoreLimitKind::Leader, &settings));
+        assert!(controller.has_room(5, StoreLimitKind::Region, &settings));
+    }
+
+    #[test]
+    fn an_operator_must_match_the_region_it_was_planned_for() {
+        let (mut cluster, mut controller, settings) = setup();
+        let planned = move_op(&cluster, 1, 2, 4, 50);
+        let mut split = cluster.region(1).unwrap().clone();
+        split.region.epoch.version += 1;
+        cluster.region_heartbeat(split, NOW).unwrap();
+        assert!(matches!(
+            controller.add(planned.clone(), &cluster, &settings, NOW),
+            Err(AddOperatorError::EpochMismatch { region_id: 1, .. })
+        ));
+        let unknown = Operator {
+            region_id: 9,
+            ..planned.clone()
+        };
+        assert_eq!(
+            controller.add(unknown, &cluster, &settings, NOW),
+            Err(AddOperatorError::UnknownRegion(9))
+        );
+        let empty = Operator {
+            steps: Vec::new(),
+            ..planned
+        };
+        assert_eq!(
+            controller.add(empty, &cluster, &settings, NOW),
+            Err(AddOperatorError::NoSteps(1))
+        );
+    }
+
+    /// Moves region 1's leader replica from store 1 to store 4, heartbeat by heartbeat, the
+    /// leader carrying out each instruction; every step is re-sent until the region shows it.
+    #[test]
+    fn an_operator_advances_through_heartbeats_and_finishes() {
+        let (mut cluster, mut controller, settings) = setup();
+        let id = controller
+            .add(move_op(&cluster, 1, 1, 4, 50), &cluster, &settings, NOW)
+            .unwrap();
+        let mut region = cluster.region(1).unwrap().clone();
+        let mut now = NOW;
+        let mut beat =
+            |cluster: &mut Cluster, controller: &mut OperatorController, region: &RegionMeta| {
+                now += 1000;
+                cluster.region_heartbeat(region.clone(), now).unwrap();
+                controller.on_region_heartbeat(region, cluster, &settings, now)
+            };
+        let expect_step = |d: Dispatch, step: Step, region: &RegionMeta| {
+            assert_eq!(
+                d,
+                Dispatch {
+                    instruction: Some(Instruction {
+                        operator_id: id,
+                        region_id: 1,
+                        region_epoch: region.region.epoch,
+                        step,
+                    }),
+                    event: None,
+                }
+            );
+        };
+        let add = Step::AddLearner {
+            store: 4,
+            peer_id: 50,
+        };
+        expect_step(beat(&mut cluster, &mut controller, &region), add, &region);
+        // A lost instruction is sent again.
+        expect_step(beat(&mut cluster, &mut controller, &region), add, &region);
+        region = apply_step(&region, add);
+        // Added but still catching up: nothing to do until it has.
+        assert_eq!(
+            beat(&mut cluster, &mut controller, &region),
+            Dispatch::default()
+        );
+        assert_eq!(controller.operator(1).unwrap().next_step, 0);
+        region = caught_up(&region, 4);
+        let promote = Step::PromoteLearner {
+            store: 4,
+            peer_id: 50,
+        };
+        expect_step(
+            beat(&mut cluster, &mut controller, &region),
+            promote,
+            &region,
+        );
+        region = apply_step(&region, promote);
+        let transfer = Step::TransferLeader {
+            from_store: 1,
+            to_store: 4,
+        };
+        expect_step(
+            beat(&mut cluster, &mut controller, &region),
+            transfer,
+            &region,
+        );
+        assert_eq!(controller.operator(1).unwrap().next_step, 2);
+        region = apply_step(&region, transfer);
+        let remove = Step::RemovePeer { store: 1 };
+        expect_step(
+            beat(&mut cluster, &mut controller, &region),
+            remove,
+            &region,
+        );
+        region = apply_step(&region, remove);
+        assert_eq!(
+            beat(&mut cluster, &mut controller, &region),
+            Dispatch {
+                instruction: None,
+                event: Some(OperatorEvent {
+                    operator_id: id,
+                    region_id: 1,
+                    outcome: OperatorOutcome::Finished
+                }),
+            }
+        );
+        assert!(!controller.has_operator(1));
+        assert_eq!(region.region.epoch.conf_ver, 4);
+    }
+
+    #[test]
+    fn an_operator_expires_when_the_region_changes_under_it() {
+        let (mut cluster, mut controller, settings) = setup();
+        let expired = |reason| OperatorOutcome::Expired(reason);
+        // A split.
+        controller
+            .add(move_op(&cluster, 1, 2, 4, 50), &cluster, &settings, NOW)
+            .unwrap();
+        let mut split = cluster.region(1).unwrap().clone();
+        split.region.epoch.version += 1;
+        cluster.region_heartbeat(split.clone(), NOW).unwrap();
+        let d = controller.on_region_heartbeat(&split, &cluster, &settings, NOW);
+        assert_eq!(d.instruction, None);
+        assert_eq!(
+            d.event.map(|e| e.outcome),
+            Some(expired(ExpiryReason::EpochChanged))
+        );
+        // Membership changed further than the operator's three changes can explain.
+        controller
+            .add(move_op(&cluster, 1, 2, 4, 60), &cluster, &settings, NOW)
+            .unwrap();
+        let mut changed = split.clone();
+        changed.region.epoch.conf_ver += 4;
+        cluster.region_heartbeat(changed.clone(), NOW).unwrap();
+        let d = controller.on_region_heartbeat(&changed, &cluster, &settings, NOW);
+        assert_eq!(
+            d.event.map(|e| e.outcome),
+            Some(expired(ExpiryReason::EpochChanged))
+        );
+        // Out of time, noticed by a heartbeat or by the tick.
+        controller
+            .add(move_op(&cluster, 1, 2, 4, 70), &cluster, &settings, NOW)
+            .unwrap();
+        controller
+            .add(move_op(&cluster, 2, 2, 4, 80), &cluster, &settings, NOW)
+            .unwrap();
+        let late = NOW + settings.region_operator_timeout_ms + 1;
+        assert!(controller.tick(late - 1, &settings).is_empty());
+        let d = controller.on_region_heartbeat(&changed, &cluster, &settings, late);
+        assert_eq!(
+            d.event.map(|e| e.outcome),
+            Some(expired(ExpiryReason::TimedOut))
+        );
+        let events = controller.tick(late, &settings);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].region_id, 2);
+        assert_eq!(controller.running().count(), 0);
+    }
+
+    #[test]
+    fn a_step_toward_a_store_that_went_down_expires_the_operator() {
+        let (mut cluster, mut controller, settings) = setup();
+        controller
+            .add(move_op(&cluster, 1, 2, 4, 50), &cluster, &settings, NOW)
+            .unwrap();
+        cluster.set_store_state(4, StoreState::Down);
+        let m = cluster.region(1).unwrap().clone();
+        let d = controller.on_region_heartbeat(&m, &cluster, &settings, NOW);
+        assert_eq!(
+            d.event.map(|e| e.outcome),
+            Some(OperatorOutcome::Expired(ExpiryReason::TargetUnavailable))
+        );
+    }
+
+    /// The controller itself never sends a removal that leaves fewer than `max_replicas`
+    /// voters, or fewer than `max_replicas` live voters when the removed one is live, however
+    /// the operator was built.
+    #[test]
+    fn a_removal_the_region_cannot_spare_is_never_sent() {
+        let (mut cluster, mut controller, settings) = setup();
+        let m = cluster.region(1).unwrap().clone();
+        let remove =
+            |store| Operator::new(&m, OperatorKind::Admin, vec![Step::RemovePeer { store }]);
+        controller.add(remove(3), &cluster, &settings, NOW).unwrap();
+        let d = controller.on_region_heartbeat(&m, &cluster, &settings, NOW);
+        assert_eq!(d.instruction, None);
+        assert_eq!(
+            d.event.map(|e| e.outcome),
+            Some(OperatorOutcome::Expired(ExpiryReason::UnsafeRemoval))
+        );
+
+        // Four voters, one of them reported down: only the down one may go.
+        let mut four = meta(1, b"", b"m", &[1, 2, 3, 4], 10);
+        four.region.epoch.conf_ver = 2;
+        four.down_peers = vec![four.region.peer_on_store(4).unwrap()];
+        cluster.region_heartbeat(four.clone(), NOW).unwrap();
+        assert!(!removal_keeps_replicas(&cluster, &four, 3, &settings));
+        assert!(removal_keeps_replicas(&cluster, &four, 4, &settings));
+        let remove_live = Operator::new(
+            &four,
+            OperatorKind::Admin,
+            vec![Step::RemovePeer { store: 3 }],
+        );
+        controller
+            .add(remove_live, &cluster, &settings, NOW)
+            .unwrap();
+        let d = controller.on_region_heartbeat(&four, &cluster, &settings, NOW);
+        assert_eq!(
+            d.event.map(|e| e.outcome),
+            Some(OperatorOutcome::Expired(ExpiryReason::UnsafeRemoval))
+        );
+        let remove_down = Operator::new(
+            &four,
+            OperatorKind::Admin,
+            vec![Step::RemovePeer { store: 4 }],
+        );
+        controller
+            .add(remove_down, &cluster, &settings, NOW)
+            .unwrap();
+        let d = controller.on_region_heartbeat(&four, &cluster, &settings, NOW);
+        assert_eq!(
+            d.instruction.map(|i| i.step),
+            Some(Step::RemovePeer { store: 4 })
+        );
+    }
+
+    #[test]
+    fn a_leader_on_the_store_to_leave_hands_over_first() {
+        let (mut cluster, mut controller, settings) = setup();
+        let mut four = meta(1, b"", b"m", &[1, 2, 3, 4], 10);
+        four.region.epoch.conf_ver = 2;
+        cluster.region_heartbeat(four.clone(), NOW).unwrap();
+        let op = Operator::new(
+            &four,
+            OperatorKind::Admin,
+            vec![Step::RemovePeer { store: 1 }],
+        );
+        controller.add(op, &cluster, &settings, NOW).unwrap();
+        let d = controller.on_region_heartbeat(&four, &cluster, &settings, NOW);
+        let Some(Step::TransferLeader {
+            from_store: 1,
+            to_store,
+        }) = d.instruction.map(|i| i.step)
+        else {
+            panic!("expected a transfer off store 1, got {d:?}");
+        };
+        let moved = apply_step(&four, d.instruction.unwrap().step);
+        assert_ne!(to_store, 1);
+        let d = controller.on_region_heartbeat(&moved, &cluster, &settings, NOW);
+        assert_eq!(
+            d.instruction.map(|i| i.step),
+            Some(Step::RemovePeer { store: 1 })
+        );
+    }
 }

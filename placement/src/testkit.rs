@@ -1,8 +1,9 @@
 //! Test fixtures: stores, regions and clusters in the shapes the scheduler tests need.
 
-use tinykv_proto::region::{Peer, Region, RegionEpoch};
+use tinykv_proto::region::{Peer, PeerRole, Region, RegionEpoch};
 
 use crate::cluster::Cluster;
+use crate::operator::{Operator, Step};
 use crate::region_meta::RegionMeta;
 use crate::store::StoreStats;
 
@@ -80,4 +81,65 @@ pub fn load_store(cluster: &mut Cluster, store_id: u64, count: u64) {
         let filler = meta(id, &start, &end, &[store_id, GHOST_STORE], 10);
         cluster.region_heartbeat(filler, NOW).unwrap();
     }
+}
+
+/// The region as the node leaves it after carrying out `step`: each membership change moves
+/// `conf_ver` by one; a new learner starts pending (it has no data yet).
+pub fn apply_step(meta: &RegionMeta, step: Step) -> RegionMeta {
+    let mut next = meta.clone();
+    match step {
+        Step::AddLearner { store, peer_id } => {
+            let learner = Peer::learner(peer_id, store);
+            next.region.peers.push(learner);
+            next.pending_peers.push(learner);
+            next.region.epoch.conf_ver += 1;
+        }
+        Step::PromoteLearner { peer_id, .. } => {
+            for p in next.region.peers.iter_mut().filter(|p| p.id == peer_id) {
+                p.role = PeerRole::Voter;
+            }
+            next.region.epoch.conf_ver += 1;
+        }
+        Step::RemovePeer { store } => {
+            next.region.peers.retain(|p| p.store_id != store);
+            next.pending_peers.retain(|p| p.store_id != store);
+            next.down_peers.retain(|p| p.store_id != store);
+            next.region.epoch.conf_ver += 1;
+        }
+        Step::TransferLeader { to_store, .. } => {
+            next.leader = next.region.peer_on_store(to_store).map(|p| p.id);
+        }
+    }
+    next
+}
+
+/// The learner on `store` has caught up.
+pub fn caught_up(meta: &RegionMeta, store: u64) -> RegionMeta {
+    let mut next = meta.clone();
+    next.pending_peers.retain(|p| p.store_id != store);
+    next
+}
+
+/// The stores `meta` has voters on, sorted.
+pub fn voter_stores(meta: &RegionMeta) -> Vec<u64> {
+    let mut stores: Vec<u64> = meta.voters().map(|p| p.store_id).collect();
+    stores.sort();
+    stores
+}
+
+/// The (source, target) of an operator that moves a replica, and whether it moves the
+/// leader on the way.
+pub fn move_of(op: &Operator) -> (Option<u64>, Option<u64>, bool) {
+    let mut source = None;
+    let mut target = None;
+    let mut transfers = false;
+    for step in &op.steps {
+        match *step {
+            Step::AddLearner { store, .. } => target = Some(store),
+            Step::RemovePeer { store } => source = Some(store),
+            Step::TransferLeader { .. } => transfers = true,
+            Step::PromoteLearner { .. } => {}
+        }
+    }
+    (source, target, transfers)
 }
