@@ -148,3 +148,254 @@ fn replace_unfit(
     }
     builder::move_replica(meta, OperatorKind::Replica, source, target, ids)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::Step;
+    use crate::testkit::{
+        NOW, apply_step, caught_up, cluster_with_stores, ids_from, load_store, meta, move_of,
+        voter_stores,
+    };
+
+    fn check(cluster: &Cluster, settings: &Settings, m: &RegionMeta) -> Option<Operator> {
+        let controller = OperatorController::new();
+        check_region(cluster, &controller, settings, m, NOW, &mut ids_from(500))
+    }
+
+    fn adds_on(op: Option<Operator>) -> Option<u64> {
+        let op = op?;
+        match op.steps.as_slice() {
+            [
+                Step::AddLearner { store, peer_id },
+                Step::PromoteLearner {
+                    store: promoted,
+                    peer_id: promoted_id,
+                },
+            ] if store == promoted && peer_id == promoted_id => Some(*store),
+            _ => panic!("not an added replica: {op:?}"),
+        }
+    }
+
+    /// Stores with 4, 3, 2 and 1 regions; the region on stores 1 and 2 needs a third voter.
+    #[test]
+    fn a_region_short_of_voters_gets_one_on_the_emptiest_running_store() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4]);
+        for (store, regions) in [(1, 4), (2, 3), (3, 2), (4, 1)] {
+            load_store(&mut cluster, store, regions);
+        }
+        let settings = Settings::default();
+        let m = meta(1, b"a", b"b", &[1, 2], 10);
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        assert_eq!(adds_on(check(&cluster, &settings, &m)), Some(4));
+        cluster.set_store_state(4, StoreState::Down);
+        assert_eq!(adds_on(check(&cluster, &settings, &m)), Some(3));
+        cluster.set_store_state(4, StoreState::Offline);
+        assert_eq!(adds_on(check(&cluster, &settings, &m)), Some(3));
+        cluster.set_store_state(4, StoreState::Tombstone);
+        assert_eq!(adds_on(check(&cluster, &settings, &m)), Some(3));
+        cluster.set_store_state(4, StoreState::Up);
+        assert_eq!(adds_on(check(&cluster, &settings, &m)), Some(4));
+
+        // A store silent for longer than the heartbeat window, though not down yet, gets
+        // nothing either.
+        let later = NOW + settings.store_heartbeat_window_ms + 1;
+        for store in [1, 2, 3] {
+            cluster
+                .store_heartbeat(crate::testkit::stats(store), later)
+                .unwrap();
+        }
+        let controller = OperatorController::new();
+        let op = check_region(
+            &cluster,
+            &controller,
+            &settings,
+            &m,
+            later,
+            &mut ids_from(1),
+        );
+        assert_eq!(adds_on(op), Some(3));
+
+        // Enough voters: nothing to do.
+        let mut three = meta(1, b"a", b"b", &[1, 2, 4], 10);
+        three.region.epoch.conf_ver = 2;
+        assert!(check(&cluster, &settings, &three).is_none());
+        // No peer ids at hand: no operator.
+        let mut no_ids = || None;
+        assert!(check_region(&cluster, &controller, &settings, &m, NOW, &mut no_ids).is_none());
+    }
+
+    #[test]
+    fn an_extra_voter_goes_from_the_fullest_store_and_the_leader_hands_over_first() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4]);
+        for (store, regions) in [(1, 4), (2, 3), (3, 2), (4, 1)] {
+            load_store(&mut cluster, store, regions);
+        }
+        let settings = Settings::default();
+        let m = meta(1, b"a", b"b", &[1, 2, 4, 3], 10);
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        let op = check(&cluster, &settings, &m).unwrap();
+        // Store 1 is fullest and leads; store 4 leads the fewest regions.
+        assert_eq!(
+            op.steps,
+            vec![
+                Step::TransferLeader {
+                    from_store: 1,
+                    to_store: 4
+                },
+                Step::RemovePeer { store: 1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn removal_prefers_down_then_offline_then_pending_voters() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4, 5, 6]);
+        load_store(&mut cluster, 6, 9);
+        let settings = Settings::default();
+        let mut m = meta(1, b"a", b"b", &[1, 2, 3, 4, 5, 6], 10);
+        m.pending_peers = vec![m.region.peer_on_store(5).unwrap()];
+        m.down_peers = vec![m.region.peer_on_store(3).unwrap()];
+        cluster.set_store_state(4, StoreState::Offline);
+        cluster.set_store_state(2, StoreState::Down);
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        let removed = |m: &RegionMeta| {
+            let op = check(&cluster, &settings, m).unwrap();
+            let (source, target, _) = move_of(&op);
+            assert_eq!(target, None, "{op:?}");
+            source.unwrap()
+        };
+        // Down (by store state or by the leader's report), then offline, then pending, then
+        // the fullest.
+        let mut order = Vec::new();
+        let mut current = m;
+        while current.voter_count() > settings.max_replicas {
+            let store = removed(&current);
+            order.push(store);
+            current = apply_step(&current, Step::RemovePeer { store });
+        }
+        order[..2].sort();
+        assert_eq!(order, vec![2, 3, 4]);
+        current
+            .region
+            .peers
+            .push(tinykv_proto::region::Peer::voter(999, 3));
+        assert_eq!(removed(&current), 5);
+        current.pending_peers.clear();
+        assert_eq!(removed(&current), 6);
+    }
+
+    #[test]
+    fn a_down_voter_is_replaced_before_it_is_removed() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4, 5]);
+        load_store(&mut cluster, 5, 3);
+        let settings = Settings::default();
+        let m = meta(1, b"a", b"b", &[1, 2, 3], 10);
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        assert!(check(&cluster, &settings, &m).is_none());
+
+        // Store 3 down by the clock.
+        cluster.set_store_state(3, StoreState::Down);
+        let op = check(&cluster, &settings, &m).unwrap();
+        assert_eq!(move_of(&op), (Some(3), Some(4), false));
+        assert_eq!(op.steps.len(), 3, "add, promote, remove: {op:?}");
+        cluster.set_store_state(3, StoreState::Up);
+
+        // Peer on store 2 reported down by the leader, its store still up.
+        let mut reported = m.clone();
+        reported.down_peers = vec![m.region.peer_on_store(2).unwrap()];
+        let op = check(&cluster, &settings, &reported).unwrap();
+        assert_eq!(move_of(&op), (Some(2), Some(4), false));
+
+        // Nowhere to put a replacement: the down voter stays, as removing it would leave
+        // too few voters.
+        cluster.set_store_state(4, StoreState::Down);
+        cluster.set_store_state(5, StoreState::Offline);
+        assert!(check(&cluster, &settings, &reported).is_none());
+    }
+
+    /// A region whose peers name a store the driver never heard of (as after losing its
+    /// records): no target, so nothing, and nothing panics.
+    #[test]
+    fn a_lost_store_with_no_replacement_is_left_alone() {
+        let cluster = cluster_with_stores(&[1, 2]);
+        let settings = Settings::default();
+        let m = meta(1, b"a", b"b", &[1, 2, 3], 10);
+        assert!(check(&cluster, &settings, &m).is_none());
+    }
+
+    /// Stores with 1, 2, 3 and 4 regions; a region on store 1 grows to three voters, loses
+    /// an extra one, and is drained from a store being retired.
+    #[test]
+    fn an_offline_store_is_drained() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4]);
+        for (store, regions) in [(1, 1), (2, 2), (3, 3), (4, 4)] {
+            load_store(&mut cluster, store, regions);
+        }
+        let settings = Settings::default();
+        let m = meta(1, b"a", b"b", &[1], 10);
+        assert_eq!(adds_on(check(&cluster, &settings, &m)), Some(2));
+        let m = meta(1, b"a", b"b", &[1, 2], 10);
+        assert_eq!(adds_on(check(&cluster, &settings, &m)), Some(3));
+        let m = meta(1, b"a", b"b", &[1, 2, 3, 4], 10);
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        let (source, _, _) = move_of(&check(&cluster, &settings, &m).unwrap());
+        assert_eq!(source, Some(4));
+
+        cluster.remove_store(3).unwrap();
+        let (source, _, _) = move_of(&check(&cluster, &settings, &m).unwrap());
+        assert_eq!(source, Some(3));
+        let m = apply_step(&m, Step::RemovePeer { store: 4 });
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        let op = check(&cluster, &settings, &m).unwrap();
+        assert_eq!(move_of(&op), (Some(3), Some(4), false));
+
+        cluster
+            .store_heartbeat(crate::testkit::stats(5), NOW)
+            .unwrap();
+        load_store(&mut cluster, 5, 3);
+        let op = check(&cluster, &settings, &m).unwrap();
+        assert_eq!(move_of(&op), (Some(3), Some(5), false));
+    }
+
+    /// With 1, 3 and 5 replicas, a region on one store is grown (and one on every store
+    /// shrunk) to exactly `max_replicas` voters by the checker's own operators, carried out
+    /// step by step.
+    #[test]
+    fn one_three_and_five_replicas_are_reached() {
+        for replicas in [1usize, 3, 5] {
+            let stores: Vec<u64> = (1..=6).collect();
+            let settings = Settings {
+                max_replicas: replicas,
+                ..Settings::default()
+            };
+            for start in [vec![1u64], stores.clone()] {
+                let mut cluster = cluster_with_stores(&stores);
+                let mut m = meta(1, b"a", b"b", &start, 10);
+                let mut ids = ids_from(1000);
+                for _ in 0..10 {
+                    cluster.region_heartbeat(m.clone(), NOW).unwrap();
+                    let controller = OperatorController::new();
+                    let Some(op) =
+                        check_region(&cluster, &controller, &settings, &m, NOW, &mut ids)
+                    else {
+                        break;
+                    };
+                    for step in op.steps {
+                        m = apply_step(&m, step);
+                        if let Step::AddLearner { store, .. } = step {
+                            m = caught_up(&m, store);
+                        }
+                    }
+                }
+                assert_eq!(
+                    m.voter_count(),
+                    replicas,
+                    "from {start:?}: {:?}",
+                    voter_stores(&m)
+                );
+                assert!(m.leader_peer().is_some());
+            }
+        }
+    }
+}
