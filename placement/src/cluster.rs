@@ -564,7 +564,6 @@ mod tests {
     fn splits_and_merges_keep_the_range_index_exact() {
         let mut cluster = cluster_with_stores(&[1]);
         let mut next_id = 1;
-        let mut version = 1;
         // (start, end) byte bounds; 0 and 255 stand for the open ends.
         let mut bounds: Vec<(u8, u8)> = vec![(0, 255)];
         let to_meta = |id: u64, (s, e): (u8, u8), version: u64| {
@@ -577,8 +576,8 @@ mod tests {
         let mut ops = vec![true; 6];
         ops.extend([false; 6]);
         ops.extend([true, true, false, true, true, false]);
-        for split in ops {
-            version += 1;
+        for (round, split) in (2u64..).zip(ops) {
+            let version = round;
             bounds = if split {
                 bounds
                     .iter()
