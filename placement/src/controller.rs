@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tinykv_proto::region::RegionEpoch;
+use tinykv_proto::region::{Peer, RegionEpoch};
 
 use crate::cluster::Cluster;
 use crate::operator::{Operator, Step, StoreLimitKind};
@@ -101,11 +101,24 @@ impl RunningOperator {
     }
 }
 
+/// A learner an operator added (or may have: its instruction may still be on its way) and
+/// never promoted before it expired. Nobody else will remove it, and while it is there its
+/// store cannot receive another replica of the region, so the replica checker removes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbandonedLearner {
+    pub region_id: u64,
+    pub store_id: u64,
+    pub peer_id: u64,
+    pub since_ms: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorController {
     /// The last id handed out; ids are never reused, so an instruction names one operator.
     last_operator_id: u64,
     running: BTreeMap<u64, RunningOperator>,
+    /// By peer id.
+    abandoned: BTreeMap<u64, AbandonedLearner>,
 }
 
 /// Whether removing the region's peer on `store_id` leaves it enough replicas: at least
@@ -220,9 +233,26 @@ impl OperatorController {
     }
 
     /// Drops the region's operator. Steps already carried out stay carried out; the replica
-    /// checker tidies up what a half-done operator left (an extra voter, say).
-    pub fn cancel(&mut self, region_id: u64) -> Option<OperatorEvent> {
-        self.finish(region_id, OperatorOutcome::Expired(ExpiryReason::Cancelled))
+    /// checker tidies up what a half-done operator left (an extra voter, a learner).
+    pub fn cancel(&mut self, region_id: u64, now_ms: u64) -> Option<OperatorEvent> {
+        self.finish(
+            region_id,
+            OperatorOutcome::Expired(ExpiryReason::Cancelled),
+            now_ms,
+        )
+    }
+
+    /// A learner of `meta` that an expired operator left behind, if there is one.
+    pub fn abandoned_learner(&self, meta: &RegionMeta) -> Option<Peer> {
+        meta.learners().find(|p| {
+            self.abandoned
+                .get(&p.id)
+                .is_some_and(|a| a.region_id == meta.id())
+        })
+    }
+
+    pub fn abandoned_learners(&self) -> impl Iterator<Item = &AbandonedLearner> {
+        self.abandoned.values()
     }
 
     /// Moves the region's operator along by what `meta` (just recorded in `cluster`) shows,
@@ -242,7 +272,7 @@ impl OperatorController {
         let current = meta.region.epoch;
         let expire = |controller: &mut OperatorController, reason| Dispatch {
             instruction: None,
-            event: controller.finish(region_id, OperatorOutcome::Expired(reason)),
+            event: controller.finish(region_id, OperatorOutcome::Expired(reason), now_ms),
         };
         if current.version != planned.version
             || current.conf_ver > planned.conf_ver + running.operator.membership_step_count()
@@ -253,13 +283,16 @@ impl OperatorController {
             return expire(self, ExpiryReason::TimedOut);
         }
         let steps = &running.operator.steps;
-        while running.next_step < steps.len() && steps[running.next_step].is_done(meta) {
+        while steps
+            .get(running.next_step)
+            .is_some_and(|s| s.is_done(meta))
+        {
             running.next_step += 1;
         }
         let Some(&step) = steps.get(running.next_step) else {
             return Dispatch {
                 instruction: None,
-                event: self.finish(region_id, OperatorOutcome::Finished),
+                event: self.finish(region_id, OperatorOutcome::Finished, now_ms),
             };
         };
         let operator_id = running.operator.id;
@@ -315,8 +348,21 @@ impl OperatorController {
     }
 
     /// Expires operators that ran out of time, including those of regions that stopped
-    /// heartbeating.
-    pub fn tick(&mut self, now_ms: u64, settings: &Settings) -> Vec<OperatorEvent> {
+    /// heartbeating, and forgets abandoned learners that are gone: their region is gone, or
+    /// it has not shown them for as long as an operator may run (an instruction to add one
+    /// that was on its way when its operator expired has landed by then, or never will).
+    pub fn tick(
+        &mut self,
+        now_ms: u64,
+        settings: &Settings,
+        cluster: &Cluster,
+    ) -> Vec<OperatorEvent> {
+        self.abandoned.retain(|&peer_id, a| {
+            cluster.region(a.region_id).is_some_and(|m| {
+                m.region.peers.iter().any(|p| p.id == peer_id)
+                    || now_ms.saturating_sub(a.since_ms) <= settings.region_operator_timeout_ms
+            })
+        });
         let timed_out: Vec<u64> = self
             .running
             .iter()
@@ -326,13 +372,46 @@ impl OperatorController {
         timed_out
             .into_iter()
             .filter_map(|region_id| {
-                self.finish(region_id, OperatorOutcome::Expired(ExpiryReason::TimedOut))
+                self.finish(
+                    region_id,
+                    OperatorOutcome::Expired(ExpiryReason::TimedOut),
+                    now_ms,
+                )
             })
             .collect()
     }
 
-    fn finish(&mut self, region_id: u64, outcome: OperatorOutcome) -> Option<OperatorEvent> {
+    fn finish(
+        &mut self,
+        region_id: u64,
+        outcome: OperatorOutcome,
+        now_ms: u64,
+    ) -> Option<OperatorEvent> {
         let running = self.running.remove(&region_id)?;
+        if outcome != OperatorOutcome::Finished {
+            // Every learner not seen promoted, whether or not its addition was sent: only one
+            // the region shows is ever removed.
+            let steps = &running.operator.steps;
+            for step in steps {
+                let Step::AddLearner { store, peer_id } = *step else {
+                    continue;
+                };
+                let promoted = steps[..running.next_step].iter().any(
+                    |done| matches!(done, Step::PromoteLearner { peer_id: p, .. } if *p == peer_id),
+                );
+                if !promoted {
+                    self.abandoned.insert(
+                        peer_id,
+                        AbandonedLearner {
+                            region_id,
+                            store_id: store,
+                            peer_id,
+                            since_ms: now_ms,
+                        },
+                    );
+                }
+            }
+        }
         Some(OperatorEvent {
             operator_id: running.operator.id,
             region_id,
@@ -394,7 +473,7 @@ mod tests {
             .unwrap();
         assert!(second > first);
         assert_eq!(controller.running().count(), 2);
-        assert!(controller.cancel(1).is_some());
+        assert!(controller.cancel(1, NOW).is_some());
         controller
             .add(move_op(&cluster, 1, 3, 5, 80), &cluster, &settings, NOW)
             .unwrap();
@@ -585,13 +664,13 @@ mod tests {
             .add(move_op(&cluster, 2, 2, 4, 80), &cluster, &settings, NOW)
             .unwrap();
         let late = NOW + settings.region_operator_timeout_ms + 1;
-        assert!(controller.tick(late - 1, &settings).is_empty());
+        assert!(controller.tick(late - 1, &settings, &cluster).is_empty());
         let d = controller.on_region_heartbeat(&changed, &cluster, &settings, late);
         assert_eq!(
             d.event.map(|e| e.outcome),
             Some(expired(ExpiryReason::TimedOut))
         );
-        let events = controller.tick(late, &settings);
+        let events = controller.tick(late, &settings, &cluster);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].region_id, 2);
         assert_eq!(controller.running().count(), 0);
@@ -691,5 +770,43 @@ mod tests {
             d.instruction.map(|i| i.step),
             Some(Step::RemovePeer { store: 1 })
         );
+    }
+
+    /// An operator that expires between adding a learner and promoting it leaves the learner
+    /// behind; the controller remembers it until the region no longer shows it.
+    #[test]
+    fn a_learner_left_by_an_expired_operator_is_remembered_until_gone() {
+        let (mut cluster, mut controller, settings) = setup();
+        controller
+            .add(move_op(&cluster, 1, 2, 4, 50), &cluster, &settings, NOW)
+            .unwrap();
+        let region = cluster.region(1).unwrap().clone();
+        let added = caught_up(
+            &apply_step(
+                &region,
+                Step::AddLearner {
+                    store: 4,
+                    peer_id: 50,
+                },
+            ),
+            4,
+        );
+        cluster.region_heartbeat(added.clone(), NOW).unwrap();
+        controller.on_region_heartbeat(&added, &cluster, &settings, NOW);
+        assert!(controller.abandoned_learner(&added).is_none());
+        controller.cancel(1, NOW);
+        assert_eq!(
+            controller.abandoned_learner(&added),
+            Some(Peer::learner(50, 4))
+        );
+        // Still there long after: still remembered.
+        let late = NOW + settings.region_operator_timeout_ms + 1;
+        controller.tick(late, &settings, &cluster);
+        assert_eq!(controller.abandoned_learners().count(), 1);
+        // Removed: forgotten once the region has not shown it for a while.
+        let removed = apply_step(&added, Step::RemovePeer { store: 4 });
+        cluster.region_heartbeat(removed, late).unwrap();
+        controller.tick(late, &settings, &cluster);
+        assert_eq!(controller.abandoned_learners().count(), 0);
     }
 }

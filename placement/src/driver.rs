@@ -76,7 +76,7 @@ impl PlacementDriver {
     pub fn tick(&mut self, now_ms: u64) -> TickReport {
         TickReport {
             store_changes: self.cluster.tick(now_ms, &self.settings),
-            operator_events: self.operators.tick(now_ms, &self.settings),
+            operator_events: self.operators.tick(now_ms, &self.settings, &self.cluster),
         }
     }
 
@@ -90,8 +90,8 @@ impl PlacementDriver {
             .add(operator, &self.cluster, &self.settings, now_ms)
     }
 
-    pub fn cancel_operator(&mut self, region_id: u64) -> Option<OperatorEvent> {
-        self.operators.cancel(region_id)
+    pub fn cancel_operator(&mut self, region_id: u64, now_ms: u64) -> Option<OperatorEvent> {
+        self.operators.cancel(region_id, now_ms)
     }
 
     /// Runs the schedulers that are not paused once and returns the operators admitted (with

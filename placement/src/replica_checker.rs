@@ -3,9 +3,10 @@
 //! least useful; a region with a voter on a store that is down (or reported down by the
 //! leader) or being retired has that voter replaced.
 //!
-//! Learners are left alone: a learner that no operator of the driver's made belongs to
-//! someone (a store joining, an operator adding a replica by hand), and promoting or removing
-//! it here would fight them. A pending voter is not replaced either: it is catching up, and a
+//! Learners are left alone, but for those an expired operator of the driver's left behind
+//! (removed first, as they block their store): any other learner belongs to someone (a store
+//! joining, an operator adding a replica by hand), and promoting or removing it here would
+//! fight them. A pending voter is not replaced either: it is catching up, and a
 //! replacement would have to catch up from further behind. It is only the first to go when
 //! the region has a voter too many.
 
@@ -29,6 +30,12 @@ pub fn check_region(
 ) -> Option<Operator> {
     if controller.has_operator(meta.id()) || meta.leader_store().is_none() {
         return None;
+    }
+    if let Some(learner) = controller.abandoned_learner(meta) {
+        if !controller.has_room(learner.store_id, StoreLimitKind::Region, settings) {
+            return None;
+        }
+        return builder::remove_replica(meta, OperatorKind::Replica, learner.store_id, None);
     }
     let voters = meta.voter_count();
     if voters < settings.max_replicas {
@@ -397,5 +404,49 @@ mod tests {
                 assert!(m.leader_peer().is_some());
             }
         }
+    }
+
+    #[test]
+    fn a_learner_left_by_an_expired_operator_is_removed_and_others_are_left_alone() {
+        let mut cluster = cluster_with_stores(&[1, 2, 3, 4]);
+        let settings = Settings::default();
+        let mut controller = OperatorController::new();
+        let m = meta(1, b"a", b"b", &[1, 2, 3], 10);
+        cluster.region_heartbeat(m.clone(), NOW).unwrap();
+        let mut ids = ids_from(50);
+        let op = builder::move_replica(&m, OperatorKind::Admin, 3, 4, &mut ids).unwrap();
+        controller.add(op, &cluster, &settings, NOW).unwrap();
+        let with_learner = caught_up(
+            &apply_step(
+                &m,
+                Step::AddLearner {
+                    store: 4,
+                    peer_id: 50,
+                },
+            ),
+            4,
+        );
+        cluster.region_heartbeat(with_learner.clone(), NOW).unwrap();
+        controller.cancel(1, NOW);
+        let op = check_region(
+            &cluster,
+            &controller,
+            &settings,
+            &with_learner,
+            NOW,
+            &mut ids,
+        );
+        assert_eq!(op.unwrap().steps, vec![Step::RemovePeer { store: 4 }]);
+
+        // A learner someone else added (a store joining) is not the checker's to remove.
+        let mut joining = m.clone();
+        joining
+            .region
+            .peers
+            .push(tinykv_proto::region::Peer::learner(77, 4));
+        joining.region.epoch.conf_ver += 1;
+        cluster.region_heartbeat(joining.clone(), NOW).unwrap();
+        let fresh = OperatorController::new();
+        assert!(check_region(&cluster, &fresh, &settings, &joining, NOW, &mut ids).is_none());
     }
 }
