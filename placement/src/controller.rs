@@ -44,7 +44,8 @@ pub enum ExpiryReason {
     /// The next step would remove a replica the region cannot spare (see
     /// [`removal_keeps_replicas`]).
     UnsafeRemoval,
-    /// The next step sends a replica or leadership to a store that no longer accepts them.
+    /// The next step sends a replica or leadership to a store that no longer accepts them
+    /// (not `Up`, or holding another peer of the region by now).
     TargetUnavailable,
     /// Cancelled by hand.
     Cancelled,
@@ -306,14 +307,17 @@ impl OperatorController {
             {
                 return expire(self, ExpiryReason::TargetUnavailable);
             }
-            Step::AddLearner { store, peer_id }
+            Step::AddLearner { store, peer_id } if meta.holds_store(store) => {
                 if meta
                     .region
                     .peer_on_store(store)
-                    .is_some_and(|p| p.id == peer_id) =>
-            {
-                // Added, and catching up: nothing to do but wait for it.
-                return Dispatch::default();
+                    .is_some_and(|p| p.id == peer_id)
+                {
+                    // Added, and catching up: nothing to do but wait for it.
+                    return Dispatch::default();
+                }
+                // Someone else put a peer of the region there meanwhile.
+                return expire(self, ExpiryReason::TargetUnavailable);
             }
             Step::RemovePeer { store } => {
                 if !removal_keeps_replicas(cluster, meta, store, settings) {
@@ -677,7 +681,7 @@ mod tests {
     }
 
     #[test]
-    fn a_step_toward_a_store_that_went_down_expires_the_operator() {
+    fn a_step_toward_a_store_that_cannot_take_it_expires_the_operator() {
         let (mut cluster, mut controller, settings) = setup();
         controller
             .add(move_op(&cluster, 1, 2, 4, 50), &cluster, &settings, NOW)
@@ -685,6 +689,19 @@ mod tests {
         cluster.set_store_state(4, StoreState::Down);
         let m = cluster.region(1).unwrap().clone();
         let d = controller.on_region_heartbeat(&m, &cluster, &settings, NOW);
+        assert_eq!(
+            d.event.map(|e| e.outcome),
+            Some(OperatorOutcome::Expired(ExpiryReason::TargetUnavailable))
+        );
+        // A store that got another peer of the region from someone else meanwhile.
+        controller
+            .add(move_op(&cluster, 1, 2, 5, 60), &cluster, &settings, NOW)
+            .unwrap();
+        let mut joined = m.clone();
+        joined.region.peers.push(Peer::learner(77, 5));
+        joined.region.epoch.conf_ver += 1;
+        cluster.region_heartbeat(joined.clone(), NOW).unwrap();
+        let d = controller.on_region_heartbeat(&joined, &cluster, &settings, NOW);
         assert_eq!(
             d.event.map(|e| e.outcome),
             Some(OperatorOutcome::Expired(ExpiryReason::TargetUnavailable))

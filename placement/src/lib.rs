@@ -18,7 +18,8 @@
 //! - `builder.rs`: the step sequences of adding, moving and removing a replica, moving a
 //!   leader; where new peer ids come from (`PeerIdSource`).
 //! - `controller.rs`: running operators (one per region, per-store budgets), advancing and
-//!   expiring them, the instruction for a heartbeat, the never-below-`max_replicas` rule.
+//!   expiring them, the instruction for a heartbeat, the never-below-`max_replicas` rule,
+//!   learners an expired operator left behind.
 //! - `targets.rs`: which stores may receive a new replica.
 //! - `replica_checker.rs`, `balance_leader.rs`, `balance_region.rs`: the schedulers.
 //! - `driver.rs`: `PlacementDriver`, all of the above behind the calls a node makes.
@@ -43,8 +44,8 @@ mod testkit;
 pub use builder::PeerIdSource;
 pub use cluster::{Cluster, HeartbeatError, StoreError, StoreStateChange};
 pub use controller::{
-    AddOperatorError, Dispatch, ExpiryReason, Instruction, OperatorController, OperatorEvent,
-    OperatorOutcome, RunningOperator,
+    AbandonedLearner, AddOperatorError, Dispatch, ExpiryReason, Instruction, OperatorController,
+    OperatorEvent, OperatorOutcome, RunningOperator,
 };
 pub use driver::{PlacementDriver, TickReport};
 pub use operator::{Operator, OperatorKind, Step, StoreLimitKind};
