@@ -8,7 +8,8 @@
 //! the instructions it answers with, and supplies new peer ids. Everything it keeps is
 //! serializable, so it can be replicated as records.
 //!
-//! Files, one idea each (imports point down this list's dependencies, never both ways):
+//! Files, one idea each; each imports only files above it in this list (the test fixtures
+//! aside):
 //! - `store.rs`: a store's state (`Up`, `Offline`, `Down`, `Tombstone`), report and tallies.
 //! - `region_meta.rs`: a region as its leader reports it (leader, pending and down peers, size).
 //! - `settings.rs`: replica count, timeouts, per-store budgets, paused schedulers.
