@@ -350,6 +350,16 @@ pub enum RegionCmd {
         #[arg(id = "user_key", value_name = "KEY")]
         key: String,
     },
+    /// Regions whose replicas need attention: too few or too many voters, peers down, or
+    /// peers that cannot catch up from the leader's log (pending).
+    Check {
+        /// What to look for.
+        #[arg(value_enum)]
+        kind: CheckKind,
+        /// How many voters a region should have.
+        #[arg(long, default_value_t = 3)]
+        max_replicas: usize,
+    },
     /// Split a region at one or more keys: it keeps the range left of the first key, and each
     /// key starts a new region on the same stores.
     Split {
@@ -360,6 +370,22 @@ pub enum RegionCmd {
         #[arg(long = "split-key", value_name = "KEY", required = true)]
         split_keys: Vec<String>,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Fewer voters than --max-replicas.
+    #[value(name = "miss-peer")]
+    Missing,
+    /// More voters than --max-replicas.
+    #[value(name = "extra-peer")]
+    Extra,
+    /// Peers the leader has not heard from lately, or on a store that does not answer.
+    #[value(name = "down-peer")]
+    Down,
+    /// Peers being sent a snapshot, or behind what the leader's log still holds.
+    #[value(name = "pending-peer")]
+    Pending,
 }
 
 #[derive(Subcommand, Debug)]

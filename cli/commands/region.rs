@@ -3,13 +3,14 @@
 //! stopped store's own regions and store directory instead.
 
 use serde_json::{Value, json};
+use tinykv_client::RegionCheck;
 use tinykv_proto::api::{ClusterInfo, RegionInfo};
 
 use std::path::Path;
 
 use tinykv_node::inspect::{self, StoredRegion};
 
-use crate::args::{GlobalArgs, Output, RegionCmd};
+use crate::args::{CheckKind, GlobalArgs, Output, RegionCmd};
 use crate::commands::offline::{inspect_error, open_offline};
 use crate::connect;
 use crate::exit::{CliError, CliResult, Exit};
@@ -22,6 +23,9 @@ pub async fn run(global: &GlobalArgs, data_dir: Option<&Path>, cmd: RegionCmd) -
     let client = connect::client(global).await?;
     if let RegionCmd::Split { region, split_keys } = &cmd {
         return split(global, &client, *region, split_keys).await;
+    }
+    if let RegionCmd::Check { kind, max_replicas } = &cmd {
+        return check(global, &client, *kind, *max_replicas).await;
     }
     let info = client.cluster().await?;
     let all = client.regions().await?;
@@ -43,7 +47,7 @@ pub async fn run(global: &GlobalArgs, data_dir: Option<&Path>, cmd: RegionCmd) -
                 })?;
             vec![r]
         }
-        RegionCmd::List | RegionCmd::Split { .. } => all.iter().collect(),
+        RegionCmd::List | RegionCmd::Split { .. } | RegionCmd::Check { .. } => all.iter().collect(),
     };
     if global.output == Output::Json {
         match cmd {
@@ -95,6 +99,69 @@ async fn split(
     Ok(())
 }
 
+async fn check(
+    global: &GlobalArgs,
+    client: &tinykv_client::Client,
+    kind: CheckKind,
+    max_replicas: usize,
+) -> CliResult {
+    let check = match kind {
+        CheckKind::Missing => RegionCheck::Missing,
+        CheckKind::Extra => RegionCheck::Extra,
+        CheckKind::Down => RegionCheck::Down,
+        CheckKind::Pending => RegionCheck::Pending,
+    };
+    let found = client.region_check(check, max_replicas).await?;
+    let peer_list = |peers: &[tinykv_proto::Peer]| -> Vec<Value> {
+        peers
+            .iter()
+            .map(|p| json!({ "id": p.id, "store": p.store_id, "role": role_name(p.role) }))
+            .collect()
+    };
+    if global.output == Output::Json {
+        let list: Vec<Value> = found
+            .iter()
+            .map(|f| {
+                let mut v = region_json(&f.region);
+                v["voters"] = json!(voters(&f.region));
+                v["matched_peers"] = json!(peer_list(&f.peers));
+                v
+            })
+            .collect();
+        print_json(&json!({ "max_replicas": max_replicas, "regions": list }));
+        return Ok(());
+    }
+    let mut table = Table::new(&["ID", "START", "END", "EPOCH", "VOTERS", "LEADER", "PEERS"]);
+    for f in &found {
+        let r = &f.region;
+        let peers = if f.peers.is_empty() {
+            peers_text(&r.region.peers)
+        } else {
+            peers_text(&f.peers)
+        };
+        table.row(vec![
+            r.region.id.to_string(),
+            key_bound(&r.region.start_key),
+            key_bound(&r.region.end_key),
+            format!("v{}/c{}", r.region.epoch.version, r.region.epoch.conf_ver),
+            format!("{}/{max_replicas}", voters(r)),
+            r.leader_store
+                .map_or("none".to_string(), |s| format!("store {s}")),
+            peers,
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+fn voters(r: &RegionInfo) -> usize {
+    r.region
+        .peers
+        .iter()
+        .filter(|p| p.role == tinykv_proto::PeerRole::Voter)
+        .count()
+}
+
 pub fn role_name(role: tinykv_proto::PeerRole) -> &'static str {
     match role {
         tinykv_proto::PeerRole::Voter => "voter",
@@ -143,7 +210,7 @@ fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
             key_bound(&r.region.start_key),
             key_bound(&r.region.end_key),
             format!("v{}/c{}", r.region.epoch.version, r.region.epoch.conf_ver),
-            peers_text(r),
+            peers_text(&r.region.peers),
             leader,
             r.applied.to_string(),
             human_bytes(r.approximate_size),
@@ -154,10 +221,8 @@ fn region_table(info: &ClusterInfo, regions: &[&RegionInfo]) -> Table {
 }
 
 /// `id@storeN` for each peer, learners marked.
-fn peers_text(r: &RegionInfo) -> String {
-    let peers: Vec<String> = r
-        .region
-        .peers
+fn peers_text(peers: &[tinykv_proto::Peer]) -> String {
+    let peers: Vec<String> = peers
         .iter()
         .map(|p| {
             let learner = if p.is_learner() { " (learner)" } else { "" };
@@ -218,6 +283,12 @@ fn offline(output: Output, dir: &Path, cmd: &RegionCmd) -> CliResult {
             )
             .hint("pass -e HOST:PORT instead of --data-dir"));
         }
+        RegionCmd::Check { .. } => {
+            return Err(
+                CliError::new(Exit::Usage, "a check asks the running regions' leaders")
+                    .hint("pass -e HOST:PORT instead of --data-dir"),
+            );
+        }
     };
     match output {
         Output::Json => {
@@ -251,7 +322,7 @@ fn offline(output: Output, dir: &Path, cmd: &RegionCmd) -> CliResult {
                         "v{}/c{}",
                         r.info.region.epoch.version, r.info.region.epoch.conf_ver
                     ),
-                    peers_text(&r.info),
+                    peers_text(&r.info.region.peers),
                     r.state.to_string(),
                     r.info.applied.to_string(),
                     human_bytes(r.info.approximate_size),

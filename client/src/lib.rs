@@ -20,6 +20,7 @@
 //! - `backup.rs`: a backup of every region at one point in time each; `backup_file.rs`: the
 //!   file it writes and the reader that checks one.
 //! - `region_cache.rs`: the regions by range, their leaders and the stores' addresses.
+//! - `region_check.rs`: regions with missing, extra, down or pending peers.
 //! - `connections.rs`: one connection per node, and the nodes avoided after a failure.
 //! - `retry.rs`: the pause between attempts.
 //! - `error.rs`: [`ClientError`], and what a transport error means for the caller.
@@ -34,9 +35,11 @@ mod connections;
 mod error;
 mod kv;
 mod region_cache;
+mod region_check;
 mod retry;
 
 pub use backup::BackupProgress;
 pub use client::{Client, ClientConfig};
 pub use error::ClientError;
 pub use kv::prefix_end;
+pub use region_check::{RegionCheck, RegionProblem};

@@ -158,6 +158,29 @@ impl Peer {
             .collect()
     }
 
+    /// On a leader, the other peers that cannot catch up from its log: in snapshot state, or
+    /// known to hold no more than what it compacted away. Just after an election every
+    /// follower shows as matched 0 until it answers, so they show here for a moment too.
+    pub fn pending_peers(&self) -> Vec<u64> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let truncated = self.raw.store().truncated_state().index;
+        let own = self.meta.id;
+        let status = self.raw.status();
+        let mut out: Vec<u64> = status
+            .progress
+            .iter()
+            .filter(|(id, p)| {
+                *id != own
+                    && (p.state == tinykv_raft::ProgressState::Snapshot || p.matched < truncated)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     pub fn peer_by_id(&self, id: u64) -> Option<tinykv_storage::Peer> {
         self.region()
             .peers

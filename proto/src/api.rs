@@ -363,6 +363,10 @@ pub struct PeerStatus {
     pub hibernating: bool,
     /// On a leader, what it knows of each other peer's log; empty elsewhere.
     pub progress: Vec<PeerProgressInfo>,
+    /// On a leader, the peers that cannot catch up from its log: being sent a snapshot, or
+    /// known to hold less than the log it still keeps (a new learner, one long gone). New
+    /// fields go at the end.
+    pub pending_peers: Vec<u64>,
 }
 
 /// A leader's view of one follower or learner: how far their logs agree and how it sends.

@@ -237,6 +237,7 @@ pub(super) fn peer_status(peer: &Peer, alive_window: std::time::Duration) -> Pee
                 learner: p.is_learner,
             })
             .collect(),
+        pending_peers: peer.pending_peers(),
     }
 }
 
