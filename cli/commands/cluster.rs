@@ -72,22 +72,22 @@ fn certs_dir(dir: &Path) -> PathBuf {
     dir.join("certs")
 }
 
+/// The operator's certificate (admin): what `env` points the command line at.
 fn client_tls(dir: &Path) -> TlsFiles {
-    let certs = certs_dir(dir);
-    TlsFiles {
-        ca: certs.join("ca.pem"),
-        cert: certs.join("client.pem"),
-        key: certs.join("client-key.pem"),
-    }
+    playground_tls(dir, "client")
 }
 
 /// The certificate for applications: it may read and write keys but not change the cluster.
 fn app_tls(dir: &Path) -> TlsFiles {
+    playground_tls(dir, "app")
+}
+
+fn playground_tls(dir: &Path, name: &str) -> TlsFiles {
     let certs = certs_dir(dir);
     TlsFiles {
         ca: certs.join("ca.pem"),
-        cert: certs.join("app.pem"),
-        key: certs.join("app-key.pem"),
+        cert: certs.join(format!("{name}.pem")),
+        key: certs.join(format!("{name}-key.pem")),
     }
 }
 
