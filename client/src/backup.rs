@@ -8,12 +8,14 @@
 //! time, from the stores that hold them. The backup's points in time therefore all lie in the
 //! short window of the first phase, not spread over the whole copy.
 
+use std::collections::BTreeMap;
 use std::io::{Seek, Write};
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tinykv_proto::api::{self, KvError, KvOp, KvRequest, KvResponse, KvResult};
+use tinykv_proto::api::{self, KvError, KvOp, KvRequest, KvResponse, KvResult, VIEW_IDLE_SECS};
 use tinykv_transport::Service;
 use tokio::time::Instant;
 
@@ -24,6 +26,10 @@ use crate::retry::backoff;
 
 /// Bytes of keys and values asked for per chunk.
 const CHUNK_BYTES: u32 = 1 << 20;
+
+/// How often the views not read yet are renewed: well within the time an idle view stays
+/// open.
+const RENEW_EVERY: Duration = Duration::from_secs(VIEW_IDLE_SECS / 4);
 
 /// How far a backup got.
 #[derive(Clone, Debug, Default)]
@@ -57,8 +63,11 @@ impl Client {
         let views = self.open_views().await?;
         let opened_ms = unix_ms();
         let result = self.read_views(&views, &mut writer, &mut progress).await;
-        for v in &views {
-            self.close_view(v).await;
+        if result.is_err() {
+            // Leave nothing open behind a failed backup (each view read is closed already).
+            for v in &views {
+                self.close_view(v).await;
+            }
         }
         result?;
         let header = BackupHeader {
@@ -127,11 +136,55 @@ impl Client {
         }
     }
 
+    /// Reads every view in order, closing each once read. Meanwhile the views not read yet
+    /// are renewed every `RENEW_EVERY`: a long backup reaches the last regions long after it
+    /// opened their views, and an idle view closes.
     async fn read_views<W: Write + Seek>(
         &self,
         views: &[OpenedView],
         writer: &mut BackupWriter<W>,
         progress: &mut impl FnMut(&BackupProgress),
+    ) -> Result<(), ClientError> {
+        let unread: Arc<Mutex<Vec<(SocketAddr, u64, u64)>>> = Arc::new(Mutex::new(
+            views
+                .iter()
+                .map(|v| (v.addr, v.point.region_id, v.view))
+                .collect(),
+        ));
+        let renewer = {
+            let client = self.clone();
+            let unread = unread.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    let mut by_store: BTreeMap<SocketAddr, (u64, Vec<u64>)> = BTreeMap::new();
+                    for (addr, region_id, view) in lock(&unread).iter() {
+                        by_store
+                            .entry(*addr)
+                            .or_insert_with(|| (*region_id, Vec::new()))
+                            .1
+                            .push(*view);
+                    }
+                    for (addr, (region_id, ids)) in by_store {
+                        // A view found closed fails its read later, which says so.
+                        let _ = client
+                            .view_call(addr, region_id, KvOp::RenewViews { views: ids })
+                            .await;
+                    }
+                }
+            })
+        };
+        let result = self.read_each(views, writer, progress, &unread).await;
+        renewer.abort();
+        result
+    }
+
+    async fn read_each<W: Write + Seek>(
+        &self,
+        views: &[OpenedView],
+        writer: &mut BackupWriter<W>,
+        progress: &mut impl FnMut(&BackupProgress),
+        unread: &Mutex<Vec<(SocketAddr, u64, u64)>>,
     ) -> Result<(), ClientError> {
         let mut done = BackupProgress {
             regions: views.len() as u64,
@@ -163,6 +216,8 @@ impl Client {
                     break;
                 }
             }
+            lock(unread).retain(|(_, _, view)| *view != v.view);
+            self.close_view(v).await;
             done.regions_done += 1;
             progress(&done);
         }
@@ -226,6 +281,10 @@ impl Client {
             }
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unix_ms() -> u64 {

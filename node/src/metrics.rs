@@ -318,6 +318,7 @@ pub(crate) fn op_name(op: &KvOp) -> &'static str {
         KvOp::OpenView { .. } => "open_view",
         KvOp::ViewScan { .. } => "view_scan",
         KvOp::CloseView { .. } => "close_view",
+        KvOp::RenewViews { .. } => "renew_views",
         KvOp::Cas { .. } => "cas",
     }
 }

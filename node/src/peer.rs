@@ -321,7 +321,8 @@ impl Peer {
             | KvOp::DeleteRange { .. }
             | KvOp::Cas { .. }
             | KvOp::ViewScan { .. }
-            | KvOp::CloseView { .. } => Err(KvError::BadRequest(
+            | KvOp::CloseView { .. }
+            | KvOp::RenewViews { .. } => Err(KvError::BadRequest(
                 "not a read the raft loop serves".into(),
             )),
         }

@@ -24,7 +24,8 @@ pub(crate) fn kv(op: &KvOp) -> Need {
         | KvOp::Scan { .. }
         | KvOp::OpenView { .. }
         | KvOp::ViewScan { .. }
-        | KvOp::CloseView { .. } => Role::ReadOnly,
+        | KvOp::CloseView { .. }
+        | KvOp::RenewViews { .. } => Role::ReadOnly,
         KvOp::Put { .. } | KvOp::Delete { .. } | KvOp::DeleteRange { .. } | KvOp::Cas { .. } => {
             Role::ReadWrite
         }
@@ -117,6 +118,7 @@ mod tests {
                 max_bytes: 1,
             },
             KvOp::CloseView { view: 1 },
+            KvOp::RenewViews { views: vec![1] },
         ];
         let writes = [
             KvOp::Put {

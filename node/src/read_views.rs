@@ -107,6 +107,22 @@ impl ReadViews {
         })
     }
 
+    /// Restarts the idle clock of `ids`; those no longer open.
+    pub(crate) fn renew(&self, ids: &[u64]) -> Vec<u64> {
+        let mut inner = self.lock();
+        let idle = self.idle;
+        inner.open.retain(|_, v| v.last_used.elapsed() < idle);
+        let now = Instant::now();
+        let mut missing = Vec::new();
+        for id in ids {
+            match inner.open.get_mut(id) {
+                Some(open) => open.last_used = now,
+                None => missing.push(*id),
+            }
+        }
+        missing
+    }
+
     pub(crate) fn close(&self, id: u64) {
         self.lock().open.remove(&id);
     }
@@ -163,9 +179,21 @@ mod tests {
         let (engines, _) = Engines::open(dir.path(), OpenOptions::default()).unwrap();
         let views = ReadViews::with_idle(Duration::ZERO);
         let id = views.open(engines.read_view(), b"", b"").unwrap();
+        assert_eq!(views.renew(&[id]), vec![id]);
         assert_eq!(
             views.scan(id, b"", 100),
             Err(KvError::ViewNotOpen { view: id })
         );
+    }
+
+    #[test]
+    fn renewing_names_the_views_no_longer_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engines, _) = Engines::open(dir.path(), OpenOptions::default()).unwrap();
+        let views = ReadViews::new();
+        let a = views.open(engines.read_view(), b"", b"m").unwrap();
+        let b = views.open(engines.read_view(), b"m", b"").unwrap();
+        views.close(b);
+        assert_eq!(views.renew(&[a, b]), vec![b]);
     }
 }

@@ -133,6 +133,9 @@ async fn serve_kv(
                 views.close(view);
                 Ok(KvResponse::ViewClosed)
             }
+            KvOp::RenewViews { views: ids } => Ok(KvResponse::ViewsRenewed {
+                missing: views.renew(&ids),
+            }),
             _ => {
                 let (reply, rx) = oneshot::channel();
                 match submit(tx, StoreMsg::Kv { req, reply }) {

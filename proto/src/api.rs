@@ -97,6 +97,12 @@ pub enum KvOp {
         expected: Option<Bytes>,
         value: Bytes,
     },
+    /// Restarts the idle clock of views a backup has not read yet (a long backup reads the
+    /// last regions long after it opened their views); answered `ViewsRenewed`. Served like
+    /// `ViewScan`.
+    RenewViews {
+        views: Vec<u64>,
+    },
 }
 
 /// How long a view opened with `KvOp::OpenView` stays open without a `ViewScan`.
@@ -144,6 +150,10 @@ pub enum KvResponse {
     Swapped {
         swapped: bool,
         previous: Option<Bytes>,
+    },
+    /// The views of a `RenewViews` that were no longer open.
+    ViewsRenewed {
+        missing: Vec<u64>,
     },
 }
 

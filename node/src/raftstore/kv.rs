@@ -97,7 +97,9 @@ impl Store {
             }
             KvOp::OpenView { start } => (start, Vec::new()),
             // Served off the raft loop by the store holding the view (`service.rs`).
-            KvOp::ViewScan { .. } | KvOp::CloseView { .. } => return Ok(()),
+            KvOp::ViewScan { .. } | KvOp::CloseView { .. } | KvOp::RenewViews { .. } => {
+                return Ok(());
+            }
         };
         let around = || self.regions_around(region, start, &end);
         if req.epoch.is_some_and(|e| e.version != region.epoch.version) {
