@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tinykv_proto::api::{AdminRequest, AdminResponse, ConfChangeRefusal, KvError, MAX_ALLOC_IDS};
+use tinykv_proto::placement::{Heartbeat, HeartbeatAnswer, PlacementAnswer, PlacementRequest};
 use tinykv_proto::split::{check_split_keys, deal_ids, ids_needed};
 use tinykv_proto::{CLUSTER_REGION_ID, PeerRole, Region};
 use tokio::time::Instant;
@@ -63,6 +64,43 @@ impl Client {
                 addr: self.endpoints()[0],
                 detail: format!("unexpected answer to an id allocation: {other:?}"),
             }),
+        }
+    }
+
+    /// A store's heartbeat to the placement driver (region 1's leader), answered with the
+    /// steps for the regions it reported.
+    pub async fn placement_heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
+        match self
+            .to_cluster_region(AdminRequest::PlacementHeartbeat(hb))
+            .await?
+        {
+            AdminResponse::HeartbeatAnswer(a) => Ok(a),
+            other => Err(self.unexpected_admin("a placement heartbeat", other)),
+        }
+    }
+
+    /// Asks the placement driver (region 1's leader). Orders that change what it does
+    /// (`DeleteStore`, pausing and resuming) are answered once its record is replicated.
+    pub async fn placement(&self, req: PlacementRequest) -> Result<PlacementAnswer, ClientError> {
+        let what = format!("{req:?}");
+        match self.to_cluster_region(AdminRequest::Placement(req)).await? {
+            AdminResponse::Placement(a) => Ok(a),
+            other => Err(self.unexpected_admin(&what, other)),
+        }
+    }
+
+    async fn to_cluster_region(&self, req: AdminRequest) -> Result<AdminResponse, ClientError> {
+        if self.read_route().region(CLUSTER_REGION_ID).is_none() {
+            // Region 1 always holds the smallest keys: a split leaves it the leftmost range.
+            self.refresh_for(Some(b"")).await?;
+        }
+        self.admin_leader(CLUSTER_REGION_ID, req).await
+    }
+
+    fn unexpected_admin(&self, what: &str, answer: AdminResponse) -> ClientError {
+        ClientError::Protocol {
+            addr: self.endpoints()[0],
+            detail: format!("unexpected answer to {what}: {answer:?}"),
         }
     }
 

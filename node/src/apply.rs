@@ -52,6 +52,8 @@ pub(crate) struct ApplyOutcome {
     pub started: Vec<u64>,
     /// Splits applied, in log order.
     pub splits: Vec<AppliedSplit>,
+    /// The placement driver's record, when an entry replaced it (region 1).
+    pub placement: Option<tinykv_storage::PlacementRecord>,
     /// An entry applied that must not be applied twice: anything but a write (or the noop).
     pub not_replayable: bool,
     /// How long each proposal answered here waited from its proposal.
@@ -311,6 +313,17 @@ impl Peer {
                 batch.set_store_started(store_id);
                 out.started.push(store_id);
                 Ok(None)
+            }
+            CmdBody::Placement(record) => {
+                if region.id != tinykv_storage::CLUSTER_REGION_ID {
+                    return Err(KvError::Storage(format!(
+                        "region {} keeps no placement record",
+                        region.id
+                    )));
+                }
+                batch.set_placement(&record);
+                out.placement = Some(record);
+                Ok(Some(Response::Admin(AdminResponse::Done)))
             }
             CmdBody::AllocIds { count } => {
                 let (first, count) = self.apply_alloc_ids(count, region, batch)?;

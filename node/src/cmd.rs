@@ -42,6 +42,9 @@ pub enum CmdBody {
         split_keys: Vec<Bytes>,
         new_regions: Vec<NewRegionIds>,
     },
+    /// Region 1 keeps the placement driver's new record (stores retired, schedulers paused),
+    /// replacing the one it had. Appended: the encoding is positional.
+    Placement(tinykv_storage::PlacementRecord),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +135,21 @@ impl RaftCmd {
             CmdBody::CompactLog { index, term } => format!("compact log to {index} (term {term})"),
             CmdBody::StoreStarted { store_id } => format!("store {store_id} started"),
             CmdBody::AllocIds { count } => format!("allocate {count} ids"),
+            CmdBody::Placement(record) => {
+                let retired: Vec<String> = record
+                    .retired
+                    .iter()
+                    .map(|r| {
+                        let state = if r.tombstone { "tombstone" } else { "offline" };
+                        format!("store {} {state}", r.store_id)
+                    })
+                    .collect();
+                format!(
+                    "placement record: retired [{}], paused [{}]",
+                    retired.join(", "),
+                    record.paused.join(", ")
+                )
+            }
             CmdBody::Split {
                 split_keys,
                 new_regions,

@@ -330,6 +330,75 @@ impl RegionConfig {
     }
 }
 
+/// The placement driver, which runs on region 1's leader: what stores and region leaders
+/// report to it, and how it repairs and balances (PD's schedule settings).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct PlacementConfig {
+    /// Whether this node reports to the driver and, when it leads region 1, runs it. Off,
+    /// regions keep the replicas an operator gives them by hand. The same on every node.
+    pub enabled: bool,
+    pub store_heartbeat_interval: ReadableDuration,
+    /// A region's leader reports it at once on a change (epoch, leader, lagging or silent
+    /// peers) and at least this often.
+    pub region_heartbeat_interval: ReadableDuration,
+    pub max_replicas: usize,
+    pub max_store_down_time: ReadableDuration,
+    pub leader_moves_per_store: usize,
+    pub region_moves_per_store: usize,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> PlacementConfig {
+        PlacementConfig {
+            enabled: true,
+            store_heartbeat_interval: ReadableDuration::millis(10_000),
+            region_heartbeat_interval: ReadableDuration::millis(60_000),
+            max_replicas: 3,
+            max_store_down_time: ReadableDuration::millis(30 * 60 * 1000),
+            leader_moves_per_store: 4,
+            region_moves_per_store: 4,
+        }
+    }
+}
+
+impl PlacementConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.store_heartbeat_interval.0.is_zero() {
+            return invalid(
+                "placement.store-heartbeat-interval",
+                "must be above 0".into(),
+            );
+        }
+        if self.region_heartbeat_interval.0.is_zero() {
+            return invalid(
+                "placement.region-heartbeat-interval",
+                "must be above 0".into(),
+            );
+        }
+        if self.max_replicas == 0 {
+            return invalid("placement.max-replicas", "must be above 0".into());
+        }
+        if self.max_store_down_time.0 <= self.store_heartbeat_interval.0 {
+            return invalid(
+                "placement.max-store-down-time",
+                format!(
+                    "must be longer than placement.store-heartbeat-interval ({})",
+                    self.store_heartbeat_interval
+                ),
+            );
+        }
+        if self.leader_moves_per_store == 0 {
+            return invalid("placement.leader-moves-per-store", "must be above 0".into());
+        }
+        if self.region_moves_per_store == 0 {
+            return invalid("placement.region-moves-per-store", "must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// A node's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -355,6 +424,7 @@ pub struct NodeConfig {
     pub snapshot: SnapshotConfig,
     pub storage: StorageConfig,
     pub region: RegionConfig,
+    pub placement: PlacementConfig,
     /// How long a client request may wait for its answer before `Timeout`.
     pub request_timeout: ReadableDuration,
     /// Accept `SetFaults`/`ClearFaults` admin requests (network faults, slow fsync). For tests
@@ -377,6 +447,7 @@ impl Default for NodeConfig {
             snapshot: SnapshotConfig::default(),
             storage: StorageConfig::default(),
             region: RegionConfig::default(),
+            placement: PlacementConfig::default(),
             request_timeout: ReadableDuration::millis(5_000),
             fault_injection: false,
         }
@@ -564,6 +635,7 @@ impl NodeConfig {
             return invalid("snapshot.concurrent-recv-limit", "must be above 0".into());
         }
         self.region.validate()?;
+        self.placement.validate()?;
         if self.request_timeout.0.is_zero() {
             return invalid("request-timeout", "must be above 0".into());
         }
@@ -652,6 +724,24 @@ impl NodeConfig {
              \x20 # How often each region's leader measures the region; one that grew by a\n\
              \x20 # sixteenth of split-size is measured at the next tick.\n\
              \x20 split-check-interval: {split_check}\n\
+             placement:\n\
+             \x20 # The placement driver runs on region 1's leader: stores and region leaders\n\
+             \x20 # report to it, and it keeps every region at max-replicas voters on live stores,\n\
+             \x20 # replaces replicas on stores down for max-store-down-time, drains stores\n\
+             \x20 # `store delete` retires, and evens out leaders and data. false: regions keep\n\
+             \x20 # the replicas given by hand. Set it the same on every node.\n\
+             \x20 enabled: {pd_enabled}\n\
+             \x20 store-heartbeat-interval: {store_hb}\n\
+             \x20 # A region's leader reports it on any change, and at least this often.\n\
+             \x20 region-heartbeat-interval: {region_hb}\n\
+             \x20 # Voters each region keeps, on distinct stores.\n\
+             \x20 max-replicas: {max_replicas}\n\
+             \x20 # A store silent this long is Down and its replicas are replaced elsewhere.\n\
+             \x20 max-store-down-time: {down_time}\n\
+             \x20 # Operators moving a leader, or a replica (a snapshot), to or from one store\n\
+             \x20 # at once.\n\
+             \x20 leader-moves-per-store: {leader_moves}\n\
+             \x20 region-moves-per-store: {region_moves}\n\
              # A client request not answered within this is answered Timeout.\n\
              request-timeout: {timeout}\n\
              # Accept fault-injection admin requests (tests only: network faults, slow fsync).\n\
@@ -683,6 +773,13 @@ impl NodeConfig {
             split_keys = d.region.split_keys,
             max_keys = d.region.max_keys,
             split_check = d.region.split_check_interval,
+            pd_enabled = d.placement.enabled,
+            store_hb = d.placement.store_heartbeat_interval,
+            region_hb = d.placement.region_heartbeat_interval,
+            max_replicas = d.placement.max_replicas,
+            down_time = d.placement.max_store_down_time,
+            leader_moves = d.placement.leader_moves_per_store,
+            region_moves = d.placement.region_moves_per_store,
             timeout = d.request_timeout,
             faults = d.fault_injection,
         )

@@ -16,6 +16,7 @@ pub mod message;
 pub mod metrics;
 mod peer;
 mod permission;
+mod placement_host;
 mod proposals;
 mod raftstore;
 mod read_queue;

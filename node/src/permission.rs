@@ -3,6 +3,7 @@
 //! not compile until someone decides who may send it.
 
 use tinykv_proto::api::{AdminRequest, KvError, KvOp};
+use tinykv_proto::placement::PlacementRequest;
 use tinykv_transport::{Identity, Role};
 
 /// What a request needs: its name (in refusals and metrics) and the least role that may send it.
@@ -55,6 +56,26 @@ pub(crate) fn admin(req: &AdminRequest) -> Need {
         AdminRequest::SetFaults(_) => need("set_faults", Admin),
         AdminRequest::ClearFaults => need("clear_faults", Admin),
         AdminRequest::SplitRegion { .. } => need("split_region", Admin),
+        // Only stores report: a false report could make the driver move replicas.
+        AdminRequest::PlacementHeartbeat(_) => need("placement_heartbeat", Admin),
+        AdminRequest::Placement(req) => placement(req),
+    }
+}
+
+/// Asking the placement driver what it knows needs `readonly`; changing what it does needs
+/// `admin`.
+fn placement(req: &PlacementRequest) -> Need {
+    use Role::{Admin, ReadOnly};
+    match req {
+        PlacementRequest::Status => need("placement_status", ReadOnly),
+        PlacementRequest::Stores => need("store_list", ReadOnly),
+        PlacementRequest::Operators => need("operator_list", ReadOnly),
+        PlacementRequest::Schedulers => need("scheduler_list", ReadOnly),
+        PlacementRequest::DeleteStore { .. } => need("store_delete", Admin),
+        PlacementRequest::AddOperator(_) => need("operator_add", Admin),
+        PlacementRequest::RemoveOperator { .. } => need("operator_remove", Admin),
+        PlacementRequest::PauseScheduler { .. } => need("scheduler_pause", Admin),
+        PlacementRequest::ResumeScheduler { .. } => need("scheduler_resume", Admin),
     }
 }
 
@@ -157,6 +178,10 @@ mod tests {
                 to: 0,
             },
             AdminRequest::RegionChecksum { region_id: 1 },
+            AdminRequest::Placement(PlacementRequest::Status),
+            AdminRequest::Placement(PlacementRequest::Stores),
+            AdminRequest::Placement(PlacementRequest::Operators),
+            AdminRequest::Placement(PlacementRequest::Schedulers),
         ];
         let change = [
             AdminRequest::TransferLeader {
@@ -191,6 +216,21 @@ mod tests {
                 split_keys: vec![key.clone()],
                 new_regions: Vec::new(),
             },
+            AdminRequest::PlacementHeartbeat(Default::default()),
+            AdminRequest::Placement(PlacementRequest::DeleteStore { store_id: 2 }),
+            AdminRequest::Placement(PlacementRequest::AddOperator(
+                tinykv_proto::placement::OperatorSpec::TransferLeader {
+                    region_id: 1,
+                    to_store: 2,
+                },
+            )),
+            AdminRequest::Placement(PlacementRequest::RemoveOperator { region_id: 1 }),
+            AdminRequest::Placement(PlacementRequest::PauseScheduler {
+                name: "balance-leader".into(),
+            }),
+            AdminRequest::Placement(PlacementRequest::ResumeScheduler {
+                name: "balance-leader".into(),
+            }),
         ];
         for req in &describe {
             for role in Role::ALL {

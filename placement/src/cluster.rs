@@ -194,6 +194,28 @@ impl Cluster {
         Ok(())
     }
 
+    /// Puts back a store a previous driver knew (a new leader loading the replicated record,
+    /// or the stores its node knows): in `state`, as heard from at `now_ms`, so a silent one
+    /// gets a whole `max_store_down_time_ms` before it counts as `Down`. A store already
+    /// known keeps what its heartbeats said, taking only a retirement from `state`.
+    pub fn restore_store(&mut self, store_id: u64, addr: &str, state: StoreState, now_ms: u64) {
+        if store_id == 0 {
+            return;
+        }
+        let store = self.stores.entry(store_id).or_insert_with(|| StoreInfo {
+            id: store_id,
+            addr: addr.to_string(),
+            last_heartbeat_ms: now_ms,
+            ..StoreInfo::default()
+        });
+        match (store.state, state) {
+            (StoreState::Tombstone, _) | (_, StoreState::Up | StoreState::Down) => {}
+            (StoreState::Offline, StoreState::Offline) => {}
+            (_, to) => store.state = to,
+        }
+        self.recount_store(store_id);
+    }
+
     /// Starts retiring a store (an operator's `store delete`): it becomes `Offline`, receives
     /// nothing new and has its replicas moved away, then becomes `Tombstone` once it holds
     /// none (at once when it holds none already). Returns the state it is in afterwards.

@@ -228,6 +228,12 @@ impl OperatorController {
         self.running.contains_key(&region_id)
     }
 
+    /// Makes the ids of operators admitted from now on follow `last`: a new driver starts
+    /// its ids past any an earlier driver could have given, so an id names one operator.
+    pub fn continue_ids_after(&mut self, last: u64) {
+        self.last_operator_id = self.last_operator_id.max(last);
+    }
+
     /// Running operators by region id.
     pub fn running(&self) -> impl Iterator<Item = &RunningOperator> {
         self.running.values()

@@ -68,6 +68,16 @@ impl PlacementDriver {
             .on_region_heartbeat(meta, &self.cluster, &self.settings, now_ms))
     }
 
+    /// See [`Cluster::restore_store`].
+    pub fn restore_store(&mut self, store_id: u64, addr: &str, state: StoreState, now_ms: u64) {
+        self.cluster.restore_store(store_id, addr, state, now_ms)
+    }
+
+    /// See [`OperatorController::continue_ids_after`].
+    pub fn continue_operator_ids_after(&mut self, last: u64) {
+        self.operators.continue_ids_after(last)
+    }
+
     /// An operator's `store delete`; see [`Cluster::remove_store`].
     pub fn remove_store(&mut self, store_id: u64) -> Result<StoreState, StoreError> {
         self.cluster.remove_store(store_id)

@@ -3,20 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a store is in its life. `Up` and `Down` follow heartbeats; `Offline` and `Tombstone`
-/// follow an operator's decision to retire the store, and no heartbeat undoes them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StoreState {
-    /// Heartbeating; may receive replicas and leaders.
-    #[default]
-    Up,
-    /// Being retired: its replicas are moved elsewhere, and it receives nothing new.
-    Offline,
-    /// Silent for longer than `max_store_down_time_ms`: its replicas are replaced.
-    Down,
-    /// Retired and empty. Final: its heartbeats are refused.
-    Tombstone,
-}
+pub use tinykv_proto::placement::StoreState;
 
 /// A store's own report, carried by its heartbeat. Region counts are not part of it: the
 /// driver counts them from region heartbeats, which a store cannot contradict.

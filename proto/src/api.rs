@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::fault::FaultSpec;
+use crate::placement::{Heartbeat, HeartbeatAnswer, PlacementAnswer, PlacementRequest};
 use crate::region::{Region, RegionEpoch};
 
 /// Encodes a service message (infallible for these types).
@@ -532,6 +533,10 @@ pub enum AdminRequest {
         split_keys: Vec<Bytes>,
         new_regions: Vec<NewRegionIds>,
     },
+    /// A store's heartbeat to the placement driver (region 1's leader).
+    PlacementHeartbeat(Heartbeat),
+    /// An operator's question or order to the placement driver (region 1's leader).
+    Placement(PlacementRequest),
 }
 
 /// Answers of the admin service.
@@ -557,6 +562,8 @@ pub enum AdminResponse {
     Split {
         regions: Vec<Region>,
     },
+    HeartbeatAnswer(HeartbeatAnswer),
+    Placement(PlacementAnswer),
 }
 
 pub type AdminResult = Result<AdminResponse, KvError>;

@@ -6,6 +6,7 @@
 //!   also store these records on disk, so their encoding never changes.
 //! - [`api`]: the client and admin services' requests and answers, their encoding and errors.
 //! - [`fault`]: the faults a test injects into a node through the admin service.
+//! - [`placement`]: heartbeats to the placement driver, its orders, and operators' requests.
 //! - [`split`]: the split-key checks and id dealing a split request needs on both sides.
 //! - [`display`]: keys as people read them in errors and descriptions.
 //!
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod display;
 pub mod fault;
+pub mod placement;
 pub mod region;
 pub mod split;
 

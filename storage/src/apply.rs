@@ -105,6 +105,12 @@ impl ApplyBatch {
         );
     }
 
+    /// Records the placement driver's new record (region 1's).
+    pub fn set_placement(&mut self, record: &crate::records::PlacementRecord) {
+        self.batch
+            .insert(self.engines.meta(), keys::PLACEMENT_KEY, record.encode());
+    }
+
     /// Records the id allocator's new state (region 1's allocations).
     pub fn set_id_alloc(&mut self, state: crate::records::IdAllocState) {
         self.batch

@@ -12,9 +12,9 @@ use tinykv_raft::Entry;
 use crate::error::{Result, StorageError};
 use crate::keys::{self, MetaKey};
 use crate::records::{
-    CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, IdAllocState, PeerState, RaftApplyState,
-    RaftLocalState, Record, Region, RegionLocalState, StoreAddress, StoreIdent, StoreStarted,
-    decode_exact, v1,
+    CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, IdAllocState, PeerState, PlacementRecord,
+    RaftApplyState, RaftLocalState, Record, Region, RegionLocalState, StoreAddress, StoreIdent,
+    StoreStarted, decode_exact, v1,
 };
 use crate::snapshot::recovery::{self, RecoveryReport};
 
@@ -150,7 +150,7 @@ impl Engines {
             }),
         };
         if format < DATA_FORMAT_VERSION && engines.store_ident()?.is_some() {
-            engines.upgrade_from_v1()?;
+            engines.upgrade(format)?;
         }
         for region in engines.regions()? {
             let id = region.region.id;
@@ -269,14 +269,16 @@ impl Engines {
         batch.insert(self.meta(), keys::DATA_FORMAT_KEY, format.encode());
     }
 
-    /// Rewrites a format-1 data dir's region states with roles (every peer of format 1 voted)
-    /// and records format 2, in one fsynced batch: a crash leaves format 1 whole, to be
-    /// upgraded again. Format 1 had no id allocator; region 1 starts one on its first
-    /// allocation (see `IdAllocState`).
-    fn upgrade_from_v1(&self) -> Result<()> {
+    /// Brings an older data dir to this build's format in one fsynced batch (a crash leaves
+    /// the old format whole, to be upgraded again). Format 1's region states are rewritten
+    /// with roles (every peer of format 1 voted); format 1 had no id allocator, and region 1
+    /// starts one on its first allocation (see `IdAllocState`). Format 2 differs from 3 only
+    /// in the records it could not hold.
+    fn upgrade(&self, from: u32) -> Result<()> {
         let mut batch = self.db().batch().durability(Some(PersistMode::SyncAll));
         let mut upgraded = 0;
-        for guard in self.meta().prefix(keys::REGION_META_MIN_KEY) {
+        let v1_states = (from < 2).then(|| self.meta().prefix(keys::REGION_META_MIN_KEY));
+        for guard in v1_states.into_iter().flatten() {
             let (key, value) = guard.into_inner()?;
             let old: v1::RegionLocalState = decode_exact(&value)
                 .map_err(|problem| StorageError::corrupt(META_KEYSPACE, &key, problem))?;
@@ -287,7 +289,7 @@ impl Engines {
         batch.commit()?;
         tracing::info!(
             regions = upgraded,
-            "upgraded the data dir from format 1 to {DATA_FORMAT_VERSION}"
+            "upgraded the data dir from format {from} to {DATA_FORMAT_VERSION}"
         );
         Ok(())
     }
@@ -337,6 +339,11 @@ impl Engines {
     /// never held region 1 and on a cluster founded before the allocator existed.
     pub fn id_alloc(&self) -> Result<Option<IdAllocState>> {
         read_record(self.meta(), META_KEYSPACE, &keys::ID_ALLOC_KEY)
+    }
+
+    /// The placement driver's record as far as this store applied region 1.
+    pub fn placement_record(&self) -> Result<Option<PlacementRecord>> {
+        read_record(self.meta(), META_KEYSPACE, &keys::PLACEMENT_KEY)
     }
 
     pub fn store_ident(&self) -> Result<Option<StoreIdent>> {
@@ -741,6 +748,9 @@ fn validate_meta(meta: &Keyspace, expected_cluster_id: Option<u64>, format: u32)
             }
             Some(MetaKey::DataFormat) => {
                 DataFormat::decode(META_KEYSPACE, &key, &value)?;
+            }
+            Some(MetaKey::Placement) => {
+                PlacementRecord::decode(META_KEYSPACE, &key, &value)?;
             }
             Some(MetaKey::RegionState(id)) => {
                 let state: RegionLocalState = if format == 1 {

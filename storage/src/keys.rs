@@ -34,6 +34,8 @@ pub const STORE_STARTED_MIN_KEY: [u8; 2] = [LOCAL_PREFIX, STORE_STARTED_PREFIX];
 pub const ID_ALLOC_KEY: [u8; 2] = [LOCAL_PREFIX, 0x06];
 /// `01 07`: the layout version of the data dir's records.
 pub const DATA_FORMAT_KEY: [u8; 2] = [LOCAL_PREFIX, 0x07];
+/// The placement driver's lasting decisions, kept by region 1 (see `PlacementRecord`).
+pub const PLACEMENT_KEY: [u8; 2] = [LOCAL_PREFIX, 0x08];
 const RAFT_LOG_SUFFIX: u8 = 0x01;
 const RAFT_STATE_SUFFIX: u8 = 0x02;
 const APPLY_STATE_SUFFIX: u8 = 0x03;
@@ -140,6 +142,7 @@ pub enum MetaKey {
     StoreStarted(u64),
     IdAlloc,
     DataFormat,
+    Placement,
 }
 
 /// Classifies a `meta` key; `None` for a key tinykv never writes there.
@@ -152,6 +155,9 @@ pub fn decode_meta_key(key: &[u8]) -> Option<MetaKey> {
     }
     if key == DATA_FORMAT_KEY {
         return Some(MetaKey::DataFormat);
+    }
+    if key == PLACEMENT_KEY {
+        return Some(MetaKey::Placement);
     }
     if let Some(id) = store_key_id(key, STORE_ADDR_MIN_KEY) {
         return Some(MetaKey::StoreAddr(id));

@@ -75,9 +75,10 @@ pub use log_gc::{LogGcScheduler, LogGcTask, LogGcWorker};
 pub use peer_storage::{PeerStorage, SnapshotApplyStatus};
 pub use records::{
     CLUSTER_REGION_ID, DATA_FORMAT_VERSION, DataFormat, INIT_EPOCH_CONF_VER, INIT_EPOCH_VER,
-    IdAllocState, Peer, PeerRole, PeerState, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM,
-    RaftApplyState, RaftLocalState, RaftTruncatedState, RangeEnd, Record, Region, RegionEpoch,
-    RegionLocalState, StoreAddress, StoreIdent, StoreStarted, conf_state,
+    IdAllocState, Peer, PeerRole, PeerState, PlacementRecord, RAFT_INIT_LOG_INDEX,
+    RAFT_INIT_LOG_TERM, RaftApplyState, RaftLocalState, RaftTruncatedState, RangeEnd, Record,
+    Region, RegionEpoch, RegionLocalState, RetiredStore, StoreAddress, StoreIdent, StoreStarted,
+    conf_state,
 };
 pub use snapshot::apply::apply_snapshot_file;
 pub use snapshot::build::build_snapshot;

@@ -137,6 +137,24 @@ pub struct IdAllocState {
     pub next_id: u64,
 }
 
+/// The placement driver's decisions that must outlive its leader (keyspace `meta`, key
+/// `01 08`), kept by region 1's state machine on every replica of region 1 and carried by its
+/// snapshots: the stores an operator retired, and the schedulers paused. What the driver
+/// learns from heartbeats (sizes, leaders, liveness) is not kept: it comes back with them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRecord {
+    pub retired: Vec<RetiredStore>,
+    /// Scheduler names, as `scheduler list` shows them.
+    pub paused: Vec<String>,
+}
+
+/// A store `store delete` retired: `Offline` while its replicas move away, then `Tombstone`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredStore {
+    pub store_id: u64,
+    pub tombstone: bool,
+}
+
 /// The layout of a data dir's records (keyspace `meta`, key `01 07`). A data dir without it
 /// was written before roles were stored with peers (format 1) and is upgraded when opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +163,9 @@ pub struct DataFormat {
 }
 
 /// The format this build writes. Format 2: peers carry a role, region 1 keeps the id allocator.
-pub const DATA_FORMAT_VERSION: u32 = 2;
+/// Format 3: region 1 may keep a `PlacementRecord`, which a build of format 2 would take for
+/// corruption; nothing else changed, so a format-2 dir is upgraded by recording 3.
+pub const DATA_FORMAT_VERSION: u32 = 3;
 
 /// The records of format 1, read only to upgrade them.
 pub(crate) mod v1 {
@@ -221,6 +241,7 @@ impl Record for StoreAddress {}
 impl Record for StoreStarted {}
 impl Record for IdAllocState {}
 impl Record for DataFormat {}
+impl Record for PlacementRecord {}
 impl Record for Region {}
 impl Record for Entry {}
 

@@ -243,9 +243,34 @@ fn a_first_format_data_dir_is_upgraded_when_opened() {
     );
     drop(meta);
     drop(db);
-    // Opened again, it is format 2 and reads the same.
+    // Opened again, it is this build's format and reads the same.
     let engines = open(dir.path(), Some(CLUSTER)).unwrap();
     assert_eq!(engines.region_state(1).unwrap().unwrap(), state);
+}
+
+/// A data dir of the second format opens as it is (region states with roles already) and is
+/// recorded as this build's: a build of format 2 would refuse a placement record it does not
+/// know, so it must refuse the dir by its format, naming it, rather than call it corrupt.
+#[test]
+fn a_second_format_data_dir_opens_and_is_recorded_as_this_format() {
+    let dir = bootstrapped();
+    let before = open(dir.path(), Some(CLUSTER))
+        .unwrap()
+        .region_state(1)
+        .unwrap();
+    let v2 = DataFormat { version: 2 }.encode();
+    poke(dir.path(), "meta", &keys::DATA_FORMAT_KEY, Some(&v2));
+    let engines = open(dir.path(), Some(CLUSTER)).unwrap();
+    assert_eq!(engines.region_state(1).unwrap(), before);
+    assert_eq!(engines.placement_record().unwrap(), None);
+    drop(engines);
+    let db = Database::builder(dir.path().join("db")).open().unwrap();
+    let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
+    let format = meta.get(keys::DATA_FORMAT_KEY).unwrap().expect("format");
+    assert_eq!(
+        DataFormat::decode("meta", &keys::DATA_FORMAT_KEY, &format).unwrap(),
+        DataFormat { version: 3 }
+    );
 }
 
 /// A data dir written by a newer build is refused before anything is decoded or written, with

@@ -107,6 +107,8 @@ impl Store {
                 split_keys,
                 new_regions,
             } => return self.propose_split(region_id, epoch, split_keys, new_regions, reply),
+            AdminRequest::PlacementHeartbeat(hb) => self.on_placement_heartbeat(hb),
+            AdminRequest::Placement(req) => return self.on_placement_request(req, reply),
             // The admin service answers these itself, off the raft loop.
             AdminRequest::SetFaults(_) | AdminRequest::ClearFaults => {
                 Err(KvError::FaultInjection {

@@ -8,7 +8,8 @@
 //!   and refusing peers), `kv.rs` (client requests and their route check), `admin.rs`
 //!   (operator requests), `status.rs` (inspection answers), `tick.rs` (ticks, log GC,
 //!   housekeeping), `membership.rs` (conf changes and the id allocator), `split.rs` (proposing
-//!   and applying splits, automatic splits).
+//!   and applying splits, automatic splits), `placement.rs` (the placement driver while this
+//!   store leads region 1), `heartbeat.rs` (reporting to the driver, carrying out its steps).
 //! - `ready.rs`: the ready round over the regions that had work: collect, persist (one batch,
 //!   one fsync), send, apply (one batch), answer and advance.
 //! - Leaf parts the handlers use: `ranges.rs` (regions by key range), `outbox.rs` (outgoing
@@ -19,12 +20,14 @@
 mod admin;
 mod auto_split;
 mod disk_space;
+mod heartbeat;
 mod hibernate;
 mod kv;
 mod membership;
 mod msg;
 mod outbox;
 mod pending_votes;
+mod placement;
 mod raft_config;
 mod raft_message;
 mod ranges;

@@ -1,9 +1,11 @@
 //! What the raft loop is asked to do: the messages its channel carries.
 
 use tinykv_proto::api::{AdminRequest, AdminResult, KvRequest, KvResult, StoreAddr};
+use tinykv_proto::placement::HeartbeatAnswer;
 use tinykv_transport::{Received, ReceivedSnapshot};
 use tokio::sync::oneshot;
 
+use super::heartbeat::SentReports;
 use crate::message::RaftMessage;
 use crate::split_check::SplitCheckResult;
 
@@ -46,6 +48,13 @@ pub(crate) enum StoreMsg {
     SplitDone {
         region_id: u64,
     },
+    /// The placement driver answered this store's heartbeat (or it could not be sent).
+    PlacementAnswered {
+        answer: Result<HeartbeatAnswer, String>,
+        sent: SentReports,
+    },
+    /// Ids the placement driver asked the allocator for (`None`: the allocation failed).
+    PlacementIds(Option<(u64, u32)>),
     /// The status server's health check: answered at once, so an answer also says the loop
     /// is not stuck.
     Health(oneshot::Sender<RegionHealth>),

@@ -259,6 +259,9 @@ impl Store {
         }
         self.splits
             .note_growth(region_id, self.peers.get(&region_id));
+        if let Some(record) = outcome.placement {
+            self.on_placement_record_applied(record);
+        }
         for store_id in outcome.started {
             self.registering.remove(&store_id);
             self.started_stores.insert(store_id);

@@ -22,12 +22,14 @@ use crate::read_views::ReadViews;
 
 use super::auto_split::AutoSplit;
 use super::disk_space::{self, DiskSpaceGuard, StoreFailure};
+use super::heartbeat::PlacementReporter;
 use super::msg::StoreMsg;
 use super::outbox::Outbox;
 use super::pending_votes::PendingVotes;
 use super::raft_config::raft_config;
 use super::ranges::RegionRanges;
 use super::unreachable::StoreBackoff;
+use crate::placement_host::PlacementHost;
 
 /// The most messages the loop takes before it processes readies.
 pub(super) const MAX_BATCH: usize = 4096;
@@ -77,6 +79,9 @@ pub(crate) struct Store {
     pub(super) metrics: Arc<Metrics>,
     /// Views a backup opened here, which the client service reads off this loop.
     pub(super) views: Arc<ReadViews>,
+    /// The placement driver, while this store leads region 1.
+    pub(super) placement: Option<PlacementHost>,
+    pub(super) reporter: PlacementReporter,
 }
 
 pub(crate) struct StoreParts {
@@ -146,6 +151,8 @@ impl Store {
             all_active: true,
             metrics: parts.metrics,
             views: parts.views,
+            placement: None,
+            reporter: PlacementReporter::default(),
         };
         store.started_stores = store.engines.started_stores()?.into_iter().collect();
         for rec in store.engines.store_addrs()? {
@@ -352,6 +359,11 @@ impl Store {
             }
             StoreMsg::SplitChecked(result) => self.on_split_checked(result),
             StoreMsg::SplitDone { region_id } => self.splits.done(region_id),
+            StoreMsg::PlacementAnswered { answer, sent } => {
+                self.all_active = true;
+                self.on_placement_answer(answer, sent)
+            }
+            StoreMsg::PlacementIds(ids) => self.on_placement_ids(ids),
             StoreMsg::Shutdown => return Ok(true),
         }
         Ok(false)

@@ -43,6 +43,8 @@ impl Store {
         self.schedule_split_checks();
         if self.ticks.is_multiple_of(self.gauge_every_ticks) {
             self.region_health();
+            self.drive_placement();
+            self.report_to_placement();
         }
         if gc {
             prune_generated_snapshots(self.engines.snap_dir());

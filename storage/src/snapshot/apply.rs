@@ -174,6 +174,9 @@ fn finish_from(engines: &Engines, region_id: u64, path: &Path) -> Result<()> {
         if let Some(alloc) = header.cluster.id_alloc {
             batch.insert(engines.meta(), keys::ID_ALLOC_KEY, alloc.encode());
         }
+        if let Some(placement) = &header.cluster.placement {
+            batch.insert(engines.meta(), keys::PLACEMENT_KEY, placement.encode());
+        }
         for &store_id in &header.cluster.started_stores {
             batch.insert(
                 engines.meta(),

@@ -7,8 +7,8 @@ use crate::engines::{Engines, KV_KEYSPACE, META_KEYSPACE, RAFT_KEYSPACE};
 use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::records::{
-    CLUSTER_REGION_ID, IdAllocState, PeerState, RaftApplyState, Record, RegionLocalState,
-    StoreStarted,
+    CLUSTER_REGION_ID, IdAllocState, PeerState, PlacementRecord, RaftApplyState, Record,
+    RegionLocalState, StoreStarted,
 };
 use crate::snapshot::format::{ClusterRecords, SnapshotFileWriter, SnapshotHeader};
 use crate::snapshot::{SnapshotFile, generated_path, publish, tmp_path};
@@ -113,9 +113,18 @@ fn cluster_records(engines: &Engines, view: &fjall::Snapshot) -> Result<ClusterR
         let (key, value) = guard.into_inner()?;
         started_stores.push(StoreStarted::decode(META_KEYSPACE, &key, &value)?.store_id);
     }
+    let placement = match view.get(engines.meta(), keys::PLACEMENT_KEY)? {
+        Some(v) => Some(PlacementRecord::decode(
+            META_KEYSPACE,
+            &keys::PLACEMENT_KEY,
+            &v,
+        )?),
+        None => None,
+    };
     Ok(ClusterRecords {
         id_alloc,
         started_stores,
+        placement,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The snapshot file format, written and read in bounded chunks:
 //!
 //! ```text
-//! "TKVSNAP2"                       magic, 8 bytes ("TKVSNAP1": format 1, still read)
+//! "TKVSNAP3"                       magic, 8 bytes ("TKVSNAP1" and "TKVSNAP2" still read)
 //! header_len u32 BE, header        postcard SnapshotHeader { region, index, term, cluster }
 //! { 01, key_len u32 BE, key, value_len u32 BE, value }*   user keys, strictly ascending
 //! 00, record_count u64 BE          end of records
@@ -17,9 +17,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
-use crate::records::{IdAllocState, Region};
+use crate::records::{IdAllocState, PlacementRecord, Region};
 
-const MAGIC: &[u8; 8] = b"TKVSNAP2";
+const MAGIC: &[u8; 8] = b"TKVSNAP3";
+/// Files whose region-1 records had no placement record.
+const MAGIC_V2: &[u8; 8] = b"TKVSNAP2";
 /// Files of data format 1: peers without roles, no cluster records.
 const MAGIC_V1: &[u8; 8] = b"TKVSNAP1";
 const TAG_RECORD: u8 = 1;
@@ -45,6 +47,17 @@ pub struct SnapshotHeader {
 pub struct ClusterRecords {
     pub id_alloc: Option<IdAllocState>,
     pub started_stores: Vec<u64>,
+    pub placement: Option<PlacementRecord>,
+}
+
+/// The header of a format-2 file: its cluster records had no placement record.
+#[derive(Deserialize)]
+struct HeaderV2 {
+    region: Region,
+    index: u64,
+    term: u64,
+    id_alloc: Option<IdAllocState>,
+    started_stores: Vec<u64>,
 }
 
 /// The header of a format-1 file.
@@ -224,7 +237,7 @@ impl SnapshotFileReader {
         };
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
-        if &magic != MAGIC && &magic != MAGIC_V1 {
+        if &magic != MAGIC && &magic != MAGIC_V2 && &magic != MAGIC_V1 {
             return Err(corrupt(path, "not a tinykv snapshot file (bad magic)"));
         }
         let header_len = r.read_u32()?;
@@ -238,6 +251,17 @@ impl SnapshotFileReader {
                 index: h.index,
                 term: h.term,
                 cluster: ClusterRecords::default(),
+            })
+        } else if &magic == MAGIC_V2 {
+            crate::records::decode_exact::<HeaderV2>(&header).map(|h| SnapshotHeader {
+                region: h.region,
+                index: h.index,
+                term: h.term,
+                cluster: ClusterRecords {
+                    id_alloc: h.id_alloc,
+                    started_stores: h.started_stores,
+                    placement: None,
+                },
             })
         } else {
             crate::records::decode_exact::<SnapshotHeader>(&header)
@@ -339,8 +363,46 @@ mod tests {
             cluster: ClusterRecords {
                 id_alloc: Some(IdAllocState { next_id: 40 }),
                 started_stores: vec![1, 2],
+                placement: Some(PlacementRecord {
+                    retired: vec![crate::records::RetiredStore {
+                        store_id: 2,
+                        tombstone: false,
+                    }],
+                    paused: vec!["balance-region".into()],
+                }),
             },
         }
+    }
+
+    /// A file of the second format (region 1's records without the placement record) still
+    /// reads, with no placement record.
+    #[test]
+    fn a_second_format_file_reads_without_a_placement_record() {
+        let h = header();
+        let old = postcard::to_allocvec(&(
+            &h.region,
+            h.index,
+            h.term,
+            &h.cluster.id_alloc,
+            &h.cluster.started_stores,
+        ))
+        .unwrap();
+        let mut body = MAGIC_V2.to_vec();
+        body.extend_from_slice(&(old.len() as u32).to_be_bytes());
+        body.extend_from_slice(&old);
+        body.push(TAG_END);
+        body.extend_from_slice(&0u64.to_be_bytes());
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&crc.to_be_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.snap");
+        std::fs::write(&path, &body).unwrap();
+        let (mut r, read) = SnapshotFileReader::open(&path).unwrap();
+        assert_eq!(read.region, h.region);
+        assert_eq!(read.cluster.id_alloc, h.cluster.id_alloc);
+        assert_eq!(read.cluster.started_stores, h.cluster.started_stores);
+        assert_eq!(read.cluster.placement, None);
+        assert_eq!(r.next_record().unwrap(), None);
     }
 
     #[test]
