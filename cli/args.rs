@@ -138,6 +138,15 @@ pub enum Command {
         /// The store whose peer of the region is to lead it.
         store: u64,
     },
+    /// The stores as the placement driver sees them; retire one with `store delete`.
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// The placement driver's operators: the replica and leader moves under way.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+    /// The placement driver's schedulers: list, pause and resume them.
+    #[command(subcommand)]
+    Scheduler(SchedulerCmd),
     /// Back a cluster up to a file, check a backup, or make a new cluster from one.
     #[command(subcommand)]
     Backup(BackupCmd),
@@ -206,9 +215,10 @@ pub enum ClusterCmd {
 pub enum NodeCmd {
     /// Run one node in the foreground.
     Start(NodeStartArgs),
-    /// Start a new node and add it to a running cluster: it joins every region as a learner,
-    /// catches up (a snapshot, then the log; progress on a terminal) and is promoted to voter,
-    /// then keeps serving in the foreground.
+    /// Start a new node and add it to a running cluster, then keep serving in the foreground.
+    /// With the placement driver on (`placement.enabled`, the default) the driver moves
+    /// replicas onto it; with it off, it joins every region as a learner, catches up (a
+    /// snapshot, then the log; progress on a terminal) and is promoted to voter.
     Join {
         #[command(flatten)]
         start: NodeStartArgs,
@@ -216,6 +226,7 @@ pub enum NodeCmd {
         #[arg(long)]
         seed: SocketAddr,
         /// Stay a learner (receives and applies the log, never votes); `node promote` later.
+        /// Only with the placement driver off.
         #[arg(long)]
         learner: bool,
     },
@@ -369,6 +380,78 @@ pub enum RegionCmd {
         /// region, not its start key).
         #[arg(long = "split-key", value_name = "KEY", required = true)]
         split_keys: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Every store the placement driver knows: state (Up, Offline, Down, Tombstone), address,
+    /// regions, leaders, data and disk space, and how long ago it reported.
+    List,
+    /// One store.
+    Show {
+        /// The store's id.
+        id: u64,
+    },
+    /// Retire a store: it becomes Offline, the driver moves its replicas to other stores
+    /// (writes go on), and it becomes Tombstone once it holds none. The node may then be
+    /// stopped. Returns once the retirement is recorded; watch it with `store show ID`.
+    Delete {
+        /// The store's id.
+        id: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCmd {
+    /// The operators running: region, kind, steps and how far along.
+    List,
+    /// Start an operator by hand.
+    #[command(subcommand)]
+    Add(OperatorAddCmd),
+    /// Stop a region's operator. Steps already taken stay taken; the replica checker tidies
+    /// up what a half-done move left.
+    Remove {
+        /// The region's id.
+        region: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorAddCmd {
+    /// Move a region's leadership to its voter on a store.
+    TransferLeader {
+        /// The region's id.
+        region: u64,
+        /// The store to lead it.
+        store: u64,
+    },
+    /// Move a region's replica from one store to another (a learner added there, promoted,
+    /// then the old replica removed; leadership moves off it first when it leads).
+    MovePeer {
+        /// The region's id.
+        region: u64,
+        /// The store whose replica moves.
+        from: u64,
+        /// The store it moves to.
+        to: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchedulerCmd {
+    /// The schedulers and whether each runs.
+    List,
+    /// Stop a scheduler from starting operators (running ones finish). Kept across restarts
+    /// and driver moves.
+    Pause {
+        /// replica-checker, balance-leader or balance-region.
+        name: String,
+    },
+    /// Let a paused scheduler start operators again.
+    Resume {
+        /// replica-checker, balance-leader or balance-region.
+        name: String,
     },
 }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tinykv_client::{Client, ClientConfig};
 use tinykv_node::config::{Member, NodeConfig, TlsConfig};
 use tinykv_proto::api::{AdminRequest, AdminResponse, StoreStatus};
+use tinykv_proto::placement::{DriverStatus, PlacementAnswer, PlacementRequest};
 use tinykv_transport::{Role, TlsFiles};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -592,6 +593,18 @@ async fn collect_status(config: Option<&ClientConfig>, nodes: &[NodeRef]) -> Vec
     out
 }
 
+/// The placement driver's own account, or why there is none.
+async fn driver_status(config: &ClientConfig) -> Result<DriverStatus, String> {
+    let client = Client::connect(config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    match client.placement(PlacementRequest::Status).await {
+        Ok(PlacementAnswer::Status(s)) => Ok(s),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn status(global: &GlobalArgs, dir: Option<&Path>) -> CliResult {
     let (config, nodes) = match dir {
         Some(dir) => {
@@ -626,7 +639,44 @@ async fn status(global: &GlobalArgs, dir: Option<&Path>) -> CliResult {
         }
     };
     let statuses = collect_status(Some(&config), &nodes).await;
-    print_status(global.output, &statuses);
+    let driver = driver_status(&config).await;
+    match global.output {
+        Output::Json => {
+            let mut out = status_json(&statuses);
+            out["placement"] = match &driver {
+                Ok(d) => json!({
+                    "leader_store": d.driver.store_id,
+                    "term": d.driver.term,
+                    "scheduling": d.scheduling,
+                    "stores": d.stores,
+                    "regions": d.regions,
+                    "operators": d.operators,
+                    "max_replicas": d.max_replicas,
+                }),
+                Err(reason) => json!({ "error": reason }),
+            };
+            print_json(&out);
+        }
+        Output::Table => {
+            print_status(global.output, &statuses);
+            match &driver {
+                Ok(d) => println!(
+                    "placement driver: store {} (term {}), {}; {} stores, {} regions, {} operators",
+                    d.driver.store_id,
+                    d.driver.term,
+                    if d.scheduling {
+                        "scheduling"
+                    } else {
+                        "warming up"
+                    },
+                    d.stores,
+                    d.regions,
+                    d.operators
+                ),
+                Err(reason) => println!("placement driver: {reason}"),
+            }
+        }
+    }
     let down: Vec<u64> = statuses
         .iter()
         .filter(|s| s.status.is_none())

@@ -8,6 +8,7 @@ mod config;
 mod kv;
 mod node;
 mod offline;
+mod placement;
 mod raft;
 mod region;
 
@@ -23,6 +24,9 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Region(cmd) => region::run(&global, cmd.data_dir.as_deref(), cmd.cmd).await,
         Command::Raft(cmd) => raft::run(&global, cmd.data_dir.as_deref(), cmd.cmd).await,
         Command::Backup(cmd) => backup::run(&global, cmd).await,
+        Command::Store(cmd) => placement::store(&global, cmd).await,
+        Command::Operator(cmd) => placement::operator(&global, cmd).await,
+        Command::Scheduler(cmd) => placement::scheduler(&global, cmd).await,
         Command::Snapshot(SnapshotCmd::Trigger { region }) => {
             raft::snapshot_trigger(&global, region).await
         }

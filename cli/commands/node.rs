@@ -32,6 +32,7 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
             learner,
         } => {
             let config = node_config(&start)?;
+            let placed = config.placement.enabled;
             let mut stop = StopSignal::install()?;
             let node = Node::join(config, seed, JoinAs::Learner)
                 .await
@@ -40,6 +41,7 @@ pub async fn run(global: &GlobalArgs, cmd: NodeCmd) -> CliResult {
             tokio::select! {
                 joined = follow_join(&node, seed, !learner) => {
                     match joined {
+                        Ok(_) if placed => print_placed(global.output, node.store_id()),
                         Ok(regions) => print_joined(global.output, node.store_id(), &regions, !learner),
                         Err(e) => {
                             node.shutdown().await;
@@ -290,6 +292,17 @@ impl JoinProgress {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+fn print_placed(output: Output, store: u64) {
+    match output {
+        Output::Json => {
+            print_json(&json!({ "store": store, "regions": [], "placed_by": "placement driver" }))
+        }
+        Output::Table => println!(
+            "store {store} joined; the placement driver moves replicas onto it (`tinykv store show {store}`)"
+        ),
     }
 }
 

@@ -5,7 +5,7 @@
 //! creates a host when its peer of region 1 becomes leader and drops it when it stops being
 //! one, and proposes the record changes the host asks for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tinykv_placement::{
@@ -24,8 +24,13 @@ use crate::config::PlacementConfig;
 
 /// Ids the host keeps in hand; it asks for more below this.
 const ID_LOW_WATER: u64 = 64;
+/// The size the driver counts a region at when it holds less (or was not measured yet), as
+/// PD does: balance is by data, and regions with none must still spread over the stores.
+const EMPTY_REGION_SIZE: u64 = 1024 * 1024;
 /// How often a store considers reporting (its loop's round of housekeeping).
 pub(crate) const REPORT_ROUND_MS: u64 = 1_000;
+/// Scheduling passes per round.
+const SCHEDULE_PASSES: usize = 8;
 /// Ids asked for at a time.
 pub(crate) const ID_BATCH: u32 = 256;
 
@@ -68,6 +73,8 @@ pub(crate) fn settings_from(config: &PlacementConfig) -> Settings {
         store_heartbeat_window_ms: (3 * heartbeat).min(down),
         leader_moves_per_store: config.leader_moves_per_store,
         region_moves_per_store: config.region_moves_per_store,
+        // Its leader runs the driver: moving it for balance would restart the driver.
+        balance_exempt: [tinykv_storage::CLUSTER_REGION_ID].into(),
         ..Settings::default()
     }
 }
@@ -86,6 +93,8 @@ pub(crate) struct PlacementHost {
     record: PlacementRecord,
     /// The record `tick` last asked to propose: not asked again until one applies.
     proposing: Option<PlacementRecord>,
+    /// The latest leader term reported for each region.
+    terms: HashMap<u64, u64>,
 }
 
 impl PlacementHost {
@@ -114,6 +123,7 @@ impl PlacementHost {
             asking_ids: false,
             record: PlacementRecord::default(),
             proposing: None,
+            terms: HashMap::new(),
         };
         host.load_record(record);
         info!(
@@ -201,6 +211,18 @@ impl PlacementHost {
         }
         for report in hb.regions {
             let region_id = report.region.id;
+            let known = self.terms.get(&region_id).copied().unwrap_or(0);
+            if report.term < known {
+                answer.refused.push(RefusedReport {
+                    region_id,
+                    reason: format!(
+                        "reported by a leader of term {}, the region has one of term {known}",
+                        report.term
+                    ),
+                });
+                continue;
+            }
+            self.terms.insert(region_id, report.term);
             match self.driver.region_heartbeat(region_meta(report), now) {
                 Ok(dispatch) => {
                     self.log_dispatch(&dispatch);
@@ -280,9 +302,18 @@ impl PlacementHost {
         }
         let mut ids = std::mem::take(&mut self.next_id)..self.end_id;
         let mut source = || ids.next();
-        let admitted = self
-            .driver
-            .schedule(now, &mut source as &mut dyn PeerIdSource);
+        // Each pass admits at most one operator per balance scheduler: a few passes let a
+        // new store fill at the pace its budget allows rather than one move a second.
+        let mut admitted = Vec::new();
+        for _ in 0..SCHEDULE_PASSES {
+            let more = self
+                .driver
+                .schedule(now, &mut source as &mut dyn PeerIdSource);
+            if more.is_empty() {
+                break;
+            }
+            admitted.extend(more);
+        }
         self.next_id = ids.start;
         for op in admitted {
             info!(
@@ -512,7 +543,7 @@ fn region_meta(report: RegionReport) -> RegionMeta {
         pending_peers: peers(&report.pending_peers),
         down_peers: peers(&report.down_peers),
         leader: Some(report.leader),
-        approximate_size: report.approximate_size,
+        approximate_size: report.approximate_size.max(EMPTY_REGION_SIZE),
         approximate_keys: report.approximate_keys,
         written_bytes: 0,
         region: report.region,

@@ -135,8 +135,10 @@ impl Node {
     }
 
     /// Starts a node with a fresh data dir and adds it to the cluster `seed` belongs to: it
-    /// learns the cluster from the seed, then asks each region's leader to add a learner on
-    /// this store under a newly allocated peer id, which is filled by a snapshot. With
+    /// learns the cluster from the seed. With the placement driver on, that is all: the store
+    /// reports to the driver, which moves replicas onto it. Without, it asks each region's
+    /// leader to add a learner on this store under a newly allocated peer id, which is filled
+    /// by a snapshot. With
     /// `JoinAs::Learner` it returns once every region added its learner; with `JoinAs::Voter`
     /// once every learner caught up and was promoted.
     pub async fn join(
@@ -378,6 +380,13 @@ impl Node {
             .send(StoreMsg::Addresses(info.stores.clone()))
             .await
             .map_err(|_| "the store stopped".to_string())?;
+        if self.config.placement.enabled {
+            // The store reports to the placement driver like any other, and the driver moves
+            // replicas onto it as balance asks: copying every region here first would only
+            // have the driver remove most of them again.
+            info!("joined; the placement driver places replicas on this store");
+            return Ok(Vec::new());
+        }
         let addr = self.addr.to_string();
         let mut regions = Vec::new();
         // Every region of the cluster, not only the seed's: each store hosts only some.

@@ -5,7 +5,7 @@
 
 use crate::builder;
 use crate::cluster::Cluster;
-use crate::controller::OperatorController;
+use crate::controller::{Influence, OperatorController};
 use crate::operator::{Operator, OperatorKind, StoreLimitKind};
 use crate::settings::Settings;
 use crate::store::{StoreInfo, StoreState};
@@ -18,6 +18,14 @@ pub fn schedule(
     now_ms: u64,
 ) -> Option<Operator> {
     let window = settings.store_heartbeat_window_ms;
+    // Leaders each store will have once the running operators are done.
+    let influence: std::collections::BTreeMap<u64, i64> = cluster
+        .stores()
+        .map(|s| (s.id, controller.influence(s.id, cluster).leaders))
+        .collect();
+    let leaders = |s: &StoreInfo| {
+        Influence::apply(influence.get(&s.id).copied().unwrap_or(0), s.leader_count)
+    };
     // A store being retired may still shed leaders; a silent one cannot be asked to.
     let mut sources: Vec<&StoreInfo> = cluster
         .stores()
@@ -25,7 +33,7 @@ pub fn schedule(
         .filter(|s| s.heard_from_within(now_ms, window) && s.leader_count > 0)
         .filter(|s| controller.has_room(s.id, StoreLimitKind::Leader, settings))
         .collect();
-    sources.sort_by_key(|s| (std::cmp::Reverse(s.leader_count), s.id));
+    sources.sort_by_key(|s| (std::cmp::Reverse(leaders(s)), s.id));
     for source in sources {
         // The best move off this store: to the follower store leading the fewest regions.
         let mut best: Option<(u64, u64, u64)> = None;
@@ -33,6 +41,7 @@ pub fn schedule(
             if meta.leader_store() != Some(source.id)
                 || !meta.is_healthy()
                 || controller.has_operator(meta.id())
+                || settings.balance_exempt.contains(&meta.id())
             {
                 continue;
             }
@@ -45,7 +54,7 @@ pub fn schedule(
                 {
                     continue;
                 }
-                let candidate = (target.leader_count, target.id, meta.id());
+                let candidate = (leaders(target), target.id, meta.id());
                 if best.is_none_or(|b| candidate < b) {
                     best = Some(candidate);
                 }
@@ -54,7 +63,7 @@ pub fn schedule(
         let Some((target_leaders, target, region_id)) = best else {
             continue;
         };
-        if source.leader_count.saturating_sub(target_leaders) <= settings.leader_balance_tolerance {
+        if leaders(source).saturating_sub(target_leaders) <= settings.leader_balance_tolerance {
             continue;
         }
         let meta = cluster.region(region_id)?;

@@ -8,7 +8,7 @@
 
 use crate::builder::{self, PeerIdSource};
 use crate::cluster::Cluster;
-use crate::controller::OperatorController;
+use crate::controller::{Influence, OperatorController};
 use crate::operator::{Operator, OperatorKind, StoreLimitKind};
 use crate::region_meta::RegionMeta;
 use crate::settings::Settings;
@@ -29,15 +29,22 @@ pub fn schedule(
         .filter(|s| s.accepts_new_work(now_ms, window))
         .filter(|s| controller.has_room(s.id, StoreLimitKind::Region, settings))
         .collect();
-    sources.sort_by_key(|s| (std::cmp::Reverse(s.region_size), s.id));
+    // Data each store will hold once the running operators are done.
+    let influence: std::collections::BTreeMap<u64, i64> = cluster
+        .stores()
+        .map(|s| (s.id, controller.influence(s.id, cluster).size))
+        .collect();
+    let size =
+        |s: &StoreInfo| Influence::apply(influence.get(&s.id).copied().unwrap_or(0), s.region_size);
+    sources.sort_by_key(|s| (std::cmp::Reverse(size(s)), s.id));
     for source in sources {
         for meta in candidate_regions(cluster, controller, settings, source.id) {
             let Some(target) = replica_targets(cluster, controller, settings, meta, now_ms)
-                .min_by_key(|s| (s.region_size, s.region_count, s.id))
+                .min_by_key(|s| (size(s), s.region_count, s.id))
             else {
                 continue;
             };
-            let gap = source.region_size.saturating_sub(target.region_size);
+            let gap = size(source).saturating_sub(size(target));
             if gap <= meta.approximate_size.saturating_mul(2) {
                 continue;
             }
@@ -74,6 +81,7 @@ fn candidate_regions<'a>(
         .filter(|m| m.voter_count() == settings.max_replicas)
         .filter(|m| m.leader.is_some() && m.down_peers.is_empty())
         .filter(|m| !controller.has_operator(m.id()))
+        .filter(|m| !settings.balance_exempt.contains(&m.id()))
         .filter_map(|m| {
             let peer = m.region.peer_on_store(store).filter(|p| !p.is_learner())?;
             let rank = if m.is_pending(peer.id) {

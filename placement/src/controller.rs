@@ -35,6 +35,20 @@ pub enum AddOperatorError {
     NoSteps(u64),
 }
 
+/// See [`OperatorController::influence`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Influence {
+    pub leaders: i64,
+    pub size: i64,
+}
+
+impl Influence {
+    /// `count` with this influence added, never below 0.
+    pub fn apply(delta: i64, count: u64) -> u64 {
+        (count as i64).saturating_add(delta).max(0) as u64
+    }
+}
+
 /// Why an operator stopped before its last step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExpiryReason {
@@ -212,6 +226,36 @@ impl OperatorController {
             .count()
     }
 
+    /// What the running operators will change at `store_id` once their remaining steps are
+    /// done: leaders gained (negative: lost) and bytes of data gained or lost. Balance plans
+    /// from the counts with this added, so one round does not plan moves that earlier rounds'
+    /// operators already make, and overshoot into moving them back (PD's operator influence).
+    pub fn influence(&self, store_id: u64, cluster: &Cluster) -> Influence {
+        let mut influence = Influence::default();
+        for running in self.running.values() {
+            let size = cluster
+                .region(running.operator.region_id)
+                .map_or(0, |m| m.approximate_size as i64);
+            for step in
+                &running.operator.steps[running.next_step.min(running.operator.steps.len())..]
+            {
+                match *step {
+                    Step::TransferLeader {
+                        from_store,
+                        to_store,
+                    } => {
+                        influence.leaders += i64::from(to_store == store_id);
+                        influence.leaders -= i64::from(from_store == store_id);
+                    }
+                    Step::AddLearner { store, .. } if store == store_id => influence.size += size,
+                    Step::RemovePeer { store } if store == store_id => influence.size -= size,
+                    _ => {}
+                }
+            }
+        }
+        influence
+    }
+
     pub fn has_room(&self, store_id: u64, kind: StoreLimitKind, settings: &Settings) -> bool {
         let limit = match kind {
             StoreLimitKind::Leader => settings.leader_moves_per_store,
@@ -354,6 +398,26 @@ impl OperatorController {
         Dispatch {
             instruction,
             event: None,
+        }
+    }
+
+    /// Marks the learners of `meta` that no running operator adds as abandoned. Every learner
+    /// is added by an operator; one without is left by an operator that expired, or by one of
+    /// an earlier driver (whose operators a new driver does not know), and would sit there,
+    /// never promoted, keeping its store from receiving a real replica of the region.
+    pub fn adopt_orphan_learners(&mut self, meta: &RegionMeta, now_ms: u64) {
+        if self.running.contains_key(&meta.id()) {
+            return;
+        }
+        for learner in meta.learners() {
+            self.abandoned
+                .entry(learner.id)
+                .or_insert(AbandonedLearner {
+                    region_id: meta.id(),
+                    store_id: learner.store_id,
+                    peer_id: learner.id,
+                    since_ms: now_ms,
+                });
         }
     }
 

@@ -63,9 +63,11 @@ impl PlacementDriver {
         let Some(meta) = self.cluster.region(region_id) else {
             return Ok(Dispatch::default());
         };
-        Ok(self
-            .operators
-            .on_region_heartbeat(meta, &self.cluster, &self.settings, now_ms))
+        let dispatch =
+            self.operators
+                .on_region_heartbeat(meta, &self.cluster, &self.settings, now_ms);
+        self.operators.adopt_orphan_learners(meta, now_ms);
+        Ok(dispatch)
     }
 
     /// See [`Cluster::restore_store`].
@@ -268,6 +270,63 @@ mod tests {
         assert_eq!(report.store_changes[0].store_id, 4);
         assert_eq!(report.store_changes[0].to, StoreState::Tombstone);
         assert!(driver.schedule(later, &mut ids).is_empty());
+    }
+
+    #[test]
+    fn a_learner_no_operator_adds_is_removed_and_exempt_regions_are_not_balanced() {
+        let mut driver = PlacementDriver::new(Settings::default());
+        let mut ids = ids_from(1000);
+        heartbeat_stores(&mut driver, &[1, 2, 3, 4], T0);
+        // A learner on store 4 that this driver never added (an earlier driver's operator).
+        let mut region = meta(1, b"", b"", &[1, 2, 3], 10);
+        region
+            .region
+            .peers
+            .push(tinykv_proto::region::Peer::learner(99, 4));
+        driver.region_heartbeat(region.clone(), T0).unwrap();
+        let planned = driver.schedule(T0, &mut ids);
+        assert_eq!(planned.len(), 1, "{planned:?}");
+        assert_eq!(planned[0].steps, vec![Step::RemovePeer { store: 4 }]);
+        let (region, outcome) = drive(&mut driver, region, T0);
+        assert_eq!(outcome, Some(OperatorOutcome::Finished));
+        assert_eq!(region.region.peers.len(), 3);
+
+        // Region 1 is exempt from balance: with every leader on store 1 and store 4 empty,
+        // only the other regions move.
+        driver.settings.balance_exempt.insert(1);
+        for i in 1..6u8 {
+            let m = meta(u64::from(i) + 1, &[i], &[i + 1], &[1, 2, 3], 10);
+            driver.region_heartbeat(m, T0).unwrap();
+        }
+        for _ in 0..10 {
+            for op in driver.schedule(T0, &mut ids) {
+                assert_ne!(op.region_id, 1, "{op:?}");
+            }
+        }
+    }
+
+    /// Balance plans from the counts the running operators will leave: several rounds before
+    /// any heartbeat shows a move done do not overshoot and plan moves back.
+    #[test]
+    fn balance_counts_the_moves_under_way() {
+        let mut driver = PlacementDriver::new(Settings {
+            leader_moves_per_store: 100,
+            ..Settings::default()
+        });
+        let mut ids = ids_from(1000);
+        driver.settings.pause(SchedulerKind::BalanceRegion);
+        heartbeat_stores(&mut driver, &[1, 2, 3], T0);
+        // Store 1 leads all six regions.
+        for i in 0..6u8 {
+            let m = meta(u64::from(i) + 1, &[i], &[i + 1], &[1, 2, 3], 10);
+            driver.region_heartbeat(m, T0).unwrap();
+        }
+        let mut transfers = 0;
+        for _ in 0..10 {
+            transfers += driver.schedule(T0, &mut ids).len();
+        }
+        // 6/0/0 evens out to 2/2/2 in four moves, not more.
+        assert_eq!(transfers, 4);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Settings {
     /// An operator that copies a replica and has not finished within this is dropped.
     pub region_operator_timeout_ms: u64,
     pub paused: BTreeSet<SchedulerKind>,
+    /// Regions the balance schedulers leave where they are (the replica checker still repairs
+    /// them): the region whose leader runs the driver, since moving its leadership restarts
+    /// the driver and drops the operators it runs.
+    pub balance_exempt: BTreeSet<u64>,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             leader_operator_timeout_ms: 30 * 1000,
             region_operator_timeout_ms: 10 * 60 * 1000,
             paused: BTreeSet::new(),
+            balance_exempt: BTreeSet::new(),
         }
     }
 }

@@ -48,8 +48,10 @@ pub struct StoreReport {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionReport {
     pub region: Region,
-    /// The reporting leader's peer id.
+    /// The reporting leader's peer id, and its Raft term: a report of an older term than one
+    /// the driver has (sent before a leadership change, delivered after) is refused.
     pub leader: u64,
+    pub term: u64,
     /// Peers that cannot catch up from the leader's log (being sent a snapshot, or behind it).
     pub pending_peers: Vec<u64>,
     /// Peers the leader has not heard from within two election timeouts.

@@ -41,10 +41,16 @@ impl Store {
             }
         }
         self.schedule_split_checks();
-        if self.ticks.is_multiple_of(self.gauge_every_ticks) {
+        let full_round = self.ticks.is_multiple_of(self.gauge_every_ticks);
+        if full_round {
             self.region_health();
             self.drive_placement();
-            self.report_to_placement();
+        }
+        if self
+            .ticks
+            .is_multiple_of(self.gauge_every_ticks.div_ceil(5))
+        {
+            self.report_to_placement(full_round);
         }
         if gc {
             prune_generated_snapshots(self.engines.snap_dir());
