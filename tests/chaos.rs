@@ -18,6 +18,12 @@
 //! with no gap and no overlap, every region at the same applied index with the same checksum
 //! on every store, a bounded Raft log everywhere, and a cluster that still takes writes.
 //!
+//! With `TINYKV_CHAOS_PLACEMENT=1` the placement driver runs and decides membership: instead of
+//! the hand-made churn a store is killed and kept down past `max-store-down-time` (20 s) so
+//! the driver replaces its replicas during the faults, a new store joins and is filled by the
+//! driver, and at the end every region must have three voters on running stores, its replicas
+//! converged (the regions tiling the key space together rather than on every store).
+//!
 //! `TINYKV_CHAOS_SEED` (default 7) picks the schedule, `TINYKV_CHAOS_SECS` (default 120) how long
 //! faults are injected, `TINYKV_CHAOS_LOG` (default `info`) the nodes' log filter. A failing run keeps its directory (seed, fault schedule as executed,
 //! history as JSON lines, node logs) and prints it with the command that replays the seed.
@@ -47,6 +53,9 @@ const CLIENTS: u64 = 5;
 const KEYS: usize = 8;
 const DEFAULT_SEED: u64 = 7;
 const DEFAULT_SECS: u64 = 120;
+/// How long `kill-keep-down` keeps a store down with the placement driver on: past its
+/// `max-store-down-time` (5 s shorter), so the driver replaces the store's replicas.
+const PLACEMENT_DOWN_HOLD: Duration = Duration::from_secs(25);
 /// Low so that log GC and snapshots to lagging stores happen many times in a run.
 const GC_COUNT_LIMIT: u64 = 100;
 /// What "bounded" means for a settled store's log: compaction keeps at most the limit's worth
@@ -154,6 +163,10 @@ struct Nemesis<'a> {
     /// The step at which a store new to the cluster joins (once a run).
     join_new_at: u64,
     steps: u64,
+    /// The placement driver runs (`TINYKV_CHAOS_PLACEMENT=1`): it, not the nemesis, decides
+    /// membership, so the hand-made membership churn gives way to stores kept down past
+    /// `max-store-down-time` (their replicas replaced while the faults go on).
+    placement: bool,
     /// Set while the clients are to send nothing (so that regions hibernate).
     quiet: Arc<AtomicBool>,
 }
@@ -282,6 +295,10 @@ impl Nemesis<'_> {
             }
             62..74 => self.slow_disk(),
             74..84 => self.lossy(),
+            84..92 if self.placement => {
+                let id = ids[self.rng.random_range(0..ids.len())];
+                self.kill_keep_down(id);
+            }
             84..87 => {
                 let id = ids[self.rng.random_range(0..ids.len())];
                 self.rebuild(id);
@@ -516,6 +533,17 @@ impl Nemesis<'_> {
             if self.cluster.exited(id) {
                 return false;
             }
+            // The driver moves replicas onto it when balance asks: it is in once it answers.
+            if self.placement {
+                let up = self
+                    .rt
+                    .block_on(self.admin.admin(addr, AdminRequest::StoreStatus));
+                if up.is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             // Filled by its snapshot: it applied past the bootstrap index.
             let filled = matches!(
                 self.rt.block_on(self.admin.admin(addr, AdminRequest::StoreStatus)),
@@ -617,6 +645,53 @@ impl Nemesis<'_> {
             for id in stores {
                 self.add_back("heal", id);
             }
+            // The membership lives in other processes; asking again is the only way to see it.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Kills a store and keeps it down past `max-store-down-time`, so the placement driver
+    /// declares it Down and replaces its replicas while the clients go on; then restarts it,
+    /// and the driver moves replicas back onto it as balance asks.
+    fn kill_keep_down(&mut self, id: u64) {
+        self.count("kill-keep-down");
+        self.note(&format!(
+            "kill-keep-down: kill -9 store {id} for {PLACEMENT_DOWN_HOLD:?}"
+        ));
+        self.cluster.kill(id);
+        std::thread::sleep(PLACEMENT_DOWN_HOLD);
+        self.cluster.start(id);
+        self.await_up(id);
+        self.note(&format!(
+            "kill-keep-down: store {id} restarted and answering"
+        ));
+    }
+
+    /// After healing, with the placement driver: every region at three voters on stores that
+    /// run, none a learner, as the leaders see it.
+    fn await_placement(&mut self) {
+        let started = Instant::now();
+        loop {
+            let regions = self.regions();
+            let live = self.cluster.live();
+            let off: Vec<String> = regions
+                .iter()
+                .filter(|r| {
+                    r.region.peers.len() != 3
+                        || r.region
+                            .peers
+                            .iter()
+                            .any(|p| p.is_learner() || !live.contains(&p.store_id))
+                })
+                .map(|r| format!("region {}: {:?}", r.region.id, r.region.peers))
+                .collect();
+            if !regions.is_empty() && off.is_empty() {
+                return;
+            }
+            assert!(
+                started.elapsed() < SETTLE_CAP * 3,
+                "the placement driver did not settle every region at three live voters: {off:#?}"
+            );
             // The membership lives in other processes; asking again is the only way to see it.
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -995,10 +1070,16 @@ fn converge(
     rt: &tokio::runtime::Runtime,
     admin: &Client,
     cluster: &Cluster,
+    placement: bool,
 ) -> (BTreeMap<u64, u64>, u64, Duration) {
     let started = Instant::now();
     loop {
-        let problem = match converged(rt, admin, cluster) {
+        let result = if placement {
+            converged_placed(rt, admin, cluster)
+        } else {
+            converged(rt, admin, cluster)
+        };
+        let problem = match result {
             Ok((applied, keys)) => return (applied, keys, started.elapsed()),
             Err(problem) => problem,
         };
@@ -1009,6 +1090,58 @@ fn converge(
         // The state lives in other processes; asking again is the only way to see it change.
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// With the placement driver, each store holds some regions: the regions as their leaders
+/// describe them tile the key space, and every region's replicas hold the same data at the
+/// same applied index.
+fn converged_placed(
+    rt: &tokio::runtime::Runtime,
+    admin: &Client,
+    cluster: &Cluster,
+) -> Result<(BTreeMap<u64, u64>, u64), String> {
+    let regions = rt.block_on(admin.regions()).map_err(|e| e.to_string())?;
+    if let Some(problem) = tiling_problem(&regions) {
+        return Err(format!("the regions do not tile: {problem}"));
+    }
+    let mut applied = BTreeMap::new();
+    let mut keys = 0;
+    for r in &regions {
+        let region_id = r.region.id;
+        let seen: Vec<Option<(u64, u32, u64)>> = rt.block_on(async {
+            let mut out = Vec::new();
+            for peer in &r.region.peers {
+                let Some(node) = cluster.nodes.iter().find(|n| n.id == peer.store_id) else {
+                    out.push(None);
+                    continue;
+                };
+                let answer = admin
+                    .admin(node.addr, AdminRequest::RegionChecksum { region_id })
+                    .await;
+                out.push(match answer {
+                    Ok(AdminResponse::Checksum {
+                        applied,
+                        crc32,
+                        keys,
+                    }) => Some((applied, crc32, keys)),
+                    _ => None,
+                });
+            }
+            out
+        });
+        match seen.first() {
+            Some(Some(first)) if seen.iter().all(|s| s.as_ref() == Some(first)) => {
+                applied.insert(region_id, first.0);
+                keys += first.2;
+            }
+            _ => {
+                return Err(format!(
+                    "region {region_id}: (applied, crc32, keys) per replica {seen:?}"
+                ));
+            }
+        }
+    }
+    Ok((applied, keys))
 }
 
 fn converged(
@@ -1169,6 +1302,7 @@ fn write_failure(dir: &Path, text: &str) {
 fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
     let seed = env_u64("TINYKV_CHAOS_SEED", DEFAULT_SEED);
     let secs = env_u64("TINYKV_CHAOS_SECS", DEFAULT_SECS);
+    let placement = env_u64("TINYKV_CHAOS_PLACEMENT", 0) == 1;
     let started = Instant::now();
     let mut run_dir = RunDir::new(seed, secs);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1184,6 +1318,13 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         c.region.max_size = tinykv_node::config::ByteSize(REGION_MAX_SIZE);
         c.region.split_size = tinykv_node::config::ByteSize(REGION_SPLIT_SIZE);
         c.region.split_check_interval = tinykv_node::config::ReadableDuration::millis(500);
+        // Without the driver the nemesis shapes membership by hand (leave, re-add, join).
+        c.placement.enabled = placement;
+        c.placement.store_heartbeat_interval = tinykv_node::config::ReadableDuration::millis(1_000);
+        c.placement.region_heartbeat_interval =
+            tinykv_node::config::ReadableDuration::millis(10_000);
+        c.placement.max_store_down_time =
+            tinykv_node::config::ReadableDuration(PLACEMENT_DOWN_HOLD - Duration::from_secs(5));
     });
     let admin = rt.block_on(async {
         let deadline = Instant::now() + SETTLE_CAP;
@@ -1242,6 +1383,7 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         join_new_at: StdRng::seed_from_u64(seed ^ 0x6a6f_696e).random_range(3..12),
         steps: 0,
         quiet: quiet.clone(),
+        placement,
     };
     nemesis.note(&format!(
         "seed {seed}, {secs} s of faults, nft {}",
@@ -1252,7 +1394,11 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
     for id in nemesis.cluster.ids() {
         nemesis.await_up(id);
     }
-    nemesis.restore_membership();
+    if placement {
+        nemesis.await_placement();
+    } else {
+        nemesis.restore_membership();
+    }
     let faults = std::mem::take(&mut nemesis.counts);
     nemesis.note("heal: every node answers; stopping the clients");
     drop(nemesis);
@@ -1280,7 +1426,7 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
 
     // (b) Every store's regions tile the key space, and every region converges to the same
     // applied index and data on every store.
-    let (applied, data_keys, converge_time) = converge(&rt, &admin, &cluster);
+    let (applied, data_keys, converge_time) = converge(&rt, &admin, &cluster, placement);
     // (c) The committed log holds no client write twice, and no two stores disagree on it.
     let audit = audit.finish(&applied);
     // An entry can be committed, compacted and deleted on every store between two polls; the
@@ -1322,7 +1468,7 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         "chaos summary: seed {seed}, {secs} s of faults ({:.1} s in all); faults injected: {} \
          ({} in all; nft partitions {}); operations: {} ({} recorded, {} checker operations after \
          splitting scans); {} keys checked, linearizable, checker {:.3} s; {} regions, tiling \
-         the key space on every store, converged with {data_keys} keys in {:.1} s; committed \
+         the key space {}, converged with {data_keys} keys in {:.1} s; committed \
          logs audited: {} entries seen of {} in {} regions ({} missed: {:?}), {} puts ({} \
          refused at apply after a split and sent again), none applied twice; longest raft log \
          last - truncated {longest_log} (bound {LOG_BOUND}); a write after healing took {:.2} s.",
@@ -1336,6 +1482,11 @@ fn nemesis_keeps_the_history_linearizable_and_the_stores_convergent() {
         keys_checked.len(),
         check_time.as_secs_f64(),
         applied.len(),
+        if placement {
+            "(three replicas each, placed by the driver)"
+        } else {
+            "on every store"
+        },
         converge_time.as_secs_f64(),
         audit.seen,
         audit.span,

@@ -97,6 +97,21 @@ fn a_three_process_cluster_through_the_command_line() {
         "{}",
         up.stdout
     );
+    // This test shapes membership by hand (`node join`, promote, leave): the placement
+    // driver goes off, and the cluster comes back up as it is (`tests/rebalance.rs` runs
+    // the driver).
+    tinykv(&["cluster", "down", "--dir", &dir_s]).ok();
+    for i in 1..=3 {
+        let path = dir.join(format!("node{i}/config.yaml"));
+        let text = std::fs::read_to_string(&path).expect("node config");
+        assert!(text.contains("placement:\n  enabled: true\n"), "{text}");
+        let text = text.replace(
+            "placement:\n  enabled: true\n",
+            "placement:\n  enabled: false\n",
+        );
+        std::fs::write(&path, text).expect("node config");
+    }
+    tinykv(&["cluster", "up", "--detach", "--dir", &dir_s]).ok();
     let env = Env::read(&dir);
     let addrs: Vec<String> = env.endpoints.split(',').map(str::to_string).collect();
     assert_eq!(addrs.len(), 3);
@@ -225,7 +240,7 @@ fn a_three_process_cluster_through_the_command_line() {
     std::fs::write(
         &config4,
         format!(
-            "store-id: 4\nlisten-addr: {addr4}\ndata-dir: {}\ninitial-cluster-token: tinykv-playground\ntls:\n  ca: {}\n  cert: {}\n  key: {}\n",
+            "store-id: 4\nlisten-addr: {addr4}\ndata-dir: {}\ninitial-cluster-token: tinykv-playground\ntls:\n  ca: {}\n  cert: {}\n  key: {}\nplacement:\n  enabled: false\n",
             node4.join("data").display(),
             env.ca,
             node4.join("store-4.pem").display(),
