@@ -12,7 +12,9 @@ use common::{TestCluster, init_logs};
 use tinykv_client::Client;
 use tinykv_node::config::{NodeConfig, ReadableDuration};
 use tinykv_proto::api::RegionInfo;
-use tinykv_proto::placement::{PlacementAnswer, PlacementRequest, StoreDesc, StoreState};
+use tinykv_proto::placement::{
+    OperatorSpec, PlacementAnswer, PlacementRequest, StoreDesc, StoreState,
+};
 
 fn placement_on(c: &mut NodeConfig) {
     c.placement.enabled = true;
@@ -258,5 +260,112 @@ async fn a_paused_scheduler_stays_paused_under_a_new_driver() {
         every_region_has_three_voters_off(&regions(&client).await, &[])
     })
     .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_built_by_hand_move_a_replica_and_a_leader() {
+    init_logs();
+    let cluster = TestCluster::start_with(4, placement_on).await;
+    let client = cluster.client().await;
+    within(60, "region 1 at three voters", async || {
+        every_region_has_three_voters_off(&regions(&client).await, &[])
+    })
+    .await;
+    let region = regions(&client).await.remove(0);
+    let holders: Vec<u64> = region.region.peers.iter().map(|p| p.store_id).collect();
+    let spare = (1..=4).find(|s| !holders.contains(s)).unwrap();
+    let from = *holders
+        .iter()
+        .find(|s| Some(**s) != region.leader_store)
+        .unwrap();
+    // The driver hears of the region's last change with the leader's next report.
+    within(30, "the driver sees the spare store empty", async || {
+        stores(&client)
+            .await
+            .iter()
+            .any(|s| s.id == spare && s.region_count == 0)
+    })
+    .await;
+    let added = client
+        .placement(PlacementRequest::AddOperator(OperatorSpec::MovePeer {
+            region_id: 1,
+            from_store: from,
+            to_store: spare,
+        }))
+        .await;
+    assert!(
+        matches!(added, Ok(PlacementAnswer::OperatorAdded { .. })),
+        "{added:?}"
+    );
+    // A second operator for the same region is refused while the first runs.
+    let busy = client
+        .placement(PlacementRequest::AddOperator(
+            OperatorSpec::TransferLeader {
+                region_id: 1,
+                to_store: from,
+            },
+        ))
+        .await;
+    assert!(
+        busy.as_ref()
+            .is_err_and(|e| e.to_string().contains("already has operator")),
+        "{busy:?}"
+    );
+    within(60, "the replica moved", async || {
+        every_region_has_three_voters_off(&regions(&client).await, &[from])
+    })
+    .await;
+    within(30, "the operator finished", async || {
+        matches!(
+            client.placement(PlacementRequest::Operators).await,
+            Ok(PlacementAnswer::Operators(list)) if list.is_empty()
+        )
+    })
+    .await;
+
+    // Leadership to a follower on the store the replica moved to.
+    let added = client
+        .placement(PlacementRequest::AddOperator(
+            OperatorSpec::TransferLeader {
+                region_id: 1,
+                to_store: spare,
+            },
+        ))
+        .await;
+    assert!(
+        matches!(added, Ok(PlacementAnswer::OperatorAdded { .. })),
+        "{added:?}"
+    );
+    within(30, "the leader moved", async || {
+        regions(&client)
+            .await
+            .first()
+            .is_some_and(|r| r.leader_store == Some(spare))
+    })
+    .await;
+    // Nonsense is refused with what is wrong.
+    let no_voter = client
+        .placement(PlacementRequest::AddOperator(
+            OperatorSpec::TransferLeader {
+                region_id: 1,
+                to_store: from,
+            },
+        ))
+        .await;
+    assert!(
+        no_voter
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("no voter on store")),
+        "{no_voter:?}"
+    );
+    let none = client
+        .placement(PlacementRequest::RemoveOperator { region_id: 77 })
+        .await;
+    assert!(
+        none.as_ref()
+            .is_err_and(|e| e.to_string().contains("no operator running")),
+        "{none:?}"
+    );
     cluster.shutdown().await;
 }

@@ -199,7 +199,7 @@ impl OperatorController {
         }
         for kind in [StoreLimitKind::Leader, StoreLimitKind::Region] {
             for store_id in operator.stores_touched(kind) {
-                if !self.has_room(store_id, kind, settings) {
+                if !self.store_has_room(cluster, store_id, kind, settings) {
                     return Err(AddOperatorError::StoreLimit { store_id, kind });
                 }
             }
@@ -216,6 +216,23 @@ impl OperatorController {
             },
         );
         Ok(id)
+    }
+
+    /// [`has_room`](Self::has_room), for a store the cluster knows: one that runs no replicas
+    /// (`Down`, `Tombstone`) copies and serves nothing, so removing its replicas uses no budget
+    /// of its own, and a dead store's replicas are replaced as fast as the stores receiving
+    /// them allow.
+    pub fn store_has_room(
+        &self,
+        cluster: &Cluster,
+        store_id: u64,
+        kind: StoreLimitKind,
+        settings: &Settings,
+    ) -> bool {
+        let runs = cluster
+            .store(store_id)
+            .is_some_and(crate::store::StoreInfo::hosts_live_replicas);
+        !runs || self.has_room(store_id, kind, settings)
     }
 
     /// Running operators that draw on `store_id`'s `kind` budget.

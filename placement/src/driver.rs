@@ -305,6 +305,29 @@ mod tests {
         }
     }
 
+    /// A down store's replicas are replaced as fast as the receiving stores' budgets allow:
+    /// the removals on the dead store use no budget of its own.
+    #[test]
+    fn a_down_stores_replicas_are_replaced_within_the_receivers_budgets() {
+        let mut driver = PlacementDriver::new(Settings::default());
+        let mut ids = ids_from(1000);
+        heartbeat_stores(&mut driver, &[1, 2, 3, 4, 5, 6], T0);
+        for i in 0..8u8 {
+            let m = meta(u64::from(i) + 1, &[i], &[i + 1], &[1, 2, 6], 10);
+            driver.region_heartbeat(m, T0).unwrap();
+        }
+        let later = T0 + driver.settings.max_store_down_time_ms + 1;
+        heartbeat_stores(&mut driver, &[1, 2, 3, 4, 5], later);
+        driver.tick(later);
+        assert_eq!(
+            driver.cluster().store(6).map(|s| s.state),
+            Some(StoreState::Down)
+        );
+        // Stores 3, 4 and 5 receive, four each at most: all eight at once.
+        let planned = driver.schedule(later, &mut ids);
+        assert_eq!(planned.len(), 8, "{planned:?}");
+    }
+
     /// Balance plans from the counts the running operators will leave: several rounds before
     /// any heartbeat shows a move done do not overshoot and plan moves back.
     #[test]

@@ -105,7 +105,7 @@ fn remove_extra(
     candidates.sort();
     candidates.into_iter().find_map(|(_, _, store_id)| {
         if !removal_keeps_replicas(cluster, meta, store_id, settings)
-            || !controller.has_room(store_id, StoreLimitKind::Region, settings)
+            || !controller.store_has_room(cluster, store_id, StoreLimitKind::Region, settings)
         {
             return None;
         }
@@ -143,7 +143,7 @@ fn replace_unfit(
         .collect();
     unfit.sort();
     let (_, source) = *unfit.first()?;
-    if !controller.has_room(source, StoreLimitKind::Region, settings) {
+    if !controller.store_has_room(cluster, source, StoreLimitKind::Region, settings) {
         return None;
     }
     let target = best_target(cluster, controller, settings, meta, now_ms)?;
