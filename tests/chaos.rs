@@ -31,6 +31,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1092,6 +1093,37 @@ fn converge(
     }
 }
 
+/// `(applied, crc32, keys)` of `region_id` at each address, `None` where there is no answer
+/// (or no address).
+fn checksums(
+    rt: &tokio::runtime::Runtime,
+    admin: &Client,
+    addrs: &[Option<SocketAddr>],
+    region_id: u64,
+) -> Vec<Option<(u64, u32, u64)>> {
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for addr in addrs {
+            let Some(addr) = addr else {
+                out.push(None);
+                continue;
+            };
+            let answer = admin
+                .admin(*addr, AdminRequest::RegionChecksum { region_id })
+                .await;
+            out.push(match answer {
+                Ok(AdminResponse::Checksum {
+                    applied,
+                    crc32,
+                    keys,
+                }) => Some((applied, crc32, keys)),
+                _ => None,
+            });
+        }
+        out
+    })
+}
+
 /// With the placement driver, each store holds some regions: the regions as their leaders
 /// describe them tile the key space, and every region's replicas hold the same data at the
 /// same applied index.
@@ -1108,27 +1140,19 @@ fn converged_placed(
     let mut keys = 0;
     for r in &regions {
         let region_id = r.region.id;
-        let seen: Vec<Option<(u64, u32, u64)>> = rt.block_on(async {
-            let mut out = Vec::new();
-            for peer in &r.region.peers {
-                let Some(node) = cluster.nodes.iter().find(|n| n.id == peer.store_id) else {
-                    out.push(None);
-                    continue;
-                };
-                let answer = admin
-                    .admin(node.addr, AdminRequest::RegionChecksum { region_id })
-                    .await;
-                out.push(match answer {
-                    Ok(AdminResponse::Checksum {
-                        applied,
-                        crc32,
-                        keys,
-                    }) => Some((applied, crc32, keys)),
-                    _ => None,
-                });
-            }
-            out
-        });
+        let addrs: Vec<Option<SocketAddr>> = r
+            .region
+            .peers
+            .iter()
+            .map(|p| {
+                cluster
+                    .nodes
+                    .iter()
+                    .find(|n| n.id == p.store_id)
+                    .map(|n| n.addr)
+            })
+            .collect();
+        let seen = checksums(rt, admin, &addrs, region_id);
         match seen.first() {
             Some(Some(first)) if seen.iter().all(|s| s.as_ref() == Some(first)) => {
                 applied.insert(region_id, first.0);
@@ -1174,23 +1198,8 @@ fn converged(
     let mut applied = BTreeMap::new();
     let mut keys = 0;
     for region_id in ids.unwrap_or_default() {
-        let seen: Vec<Option<(u64, u32, u64)>> = rt.block_on(async {
-            let mut out = Vec::new();
-            for node in &cluster.nodes {
-                let r = admin
-                    .admin(node.addr, AdminRequest::RegionChecksum { region_id })
-                    .await;
-                out.push(match r {
-                    Ok(AdminResponse::Checksum {
-                        applied,
-                        crc32,
-                        keys,
-                    }) => Some((applied, crc32, keys)),
-                    _ => None,
-                });
-            }
-            out
-        });
+        let addrs: Vec<Option<SocketAddr>> = cluster.nodes.iter().map(|n| Some(n.addr)).collect();
+        let seen = checksums(rt, admin, &addrs, region_id);
         match seen.first() {
             Some(Some(first)) if seen.iter().all(|s| s.as_ref() == Some(first)) => {
                 applied.insert(region_id, first.0);

@@ -1,6 +1,6 @@
 //! The placement driver over real node processes, with a writer running throughout:
 //!
-//! 1. three stores, the key space split into `TINYKV_REBALANCE_REGIONS` regions (40 here, 100
+//! 1. three stores, the key space split into `TINYKV_REBALANCE_REGIONS` regions (30 here, 100
 //!    for the full run); two empty stores join and the driver evens out regions and leaders
 //!    to within ±20% of the mean;
 //! 2. a store is killed (`kill -9`) and kept down: once it is Down (`max-store-down-time`
@@ -195,7 +195,7 @@ impl Phase {
 
 #[test]
 fn the_driver_balances_repairs_and_drains_with_writes_running() {
-    let regions = env_u64("TINYKV_REBALANCE_REGIONS", 40);
+    let regions = env_u64("TINYKV_REBALANCE_REGIONS", 30);
     let tmp = tempfile::tempdir().expect("temp dir");
     // Kept for reading the nodes' logs after a failure.
     let base = std::env::var_os("TINYKV_REBALANCE_DIR")

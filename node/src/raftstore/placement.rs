@@ -128,36 +128,34 @@ impl Store {
             PlacementRequest::Schedulers => Ok(PlacementAnswer::Schedulers(host.schedulers())),
             PlacementRequest::AddOperator(spec) => host.add_operator(spec),
             PlacementRequest::RemoveOperator { region_id } => host.remove_operator(region_id),
-            // Answered once region 1 applied the new record.
+            // The rest change the record: answered once region 1 applied the new one.
             PlacementRequest::DeleteStore { store_id } => {
-                match host.retire_store(store_id) {
-                    Ok(record) => self.propose_placement_record(record, Some(reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-                return;
+                let record = host.retire_store(store_id);
+                return self.propose_or_refuse(record, reply);
             }
             PlacementRequest::PauseScheduler { name } => {
-                match host.set_paused(&name, true) {
-                    Ok(record) => self.propose_placement_record(record, Some(reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-                return;
+                let record = host.set_paused(&name, true);
+                return self.propose_or_refuse(record, reply);
             }
             PlacementRequest::ResumeScheduler { name } => {
-                match host.set_paused(&name, false) {
-                    Ok(record) => self.propose_placement_record(record, Some(reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-                return;
+                let record = host.set_paused(&name, false);
+                return self.propose_or_refuse(record, reply);
             }
         };
         let _ = reply.send(answer.map(AdminResponse::Placement));
+    }
+
+    fn propose_or_refuse(
+        &mut self,
+        record: Result<PlacementRecord, KvError>,
+        reply: oneshot::Sender<AdminResult>,
+    ) {
+        match record {
+            Ok(record) => self.propose_placement_record(record, Some(reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
     }
 
     /// Proposes `record` to region 1; `reply`, if given, is answered once it applied.
