@@ -344,6 +344,19 @@ async fn operators_built_by_hand_move_a_replica_and_a_leader() {
             .is_some_and(|r| r.leader_store == Some(spare))
     })
     .await;
+    // Region 1's leader runs the driver: it moved with the leadership, and the new one
+    // learns the region from its leader's next report.
+    within(
+        30,
+        "the driver on the new leader's store knows region 1",
+        async || {
+            matches!(
+                client.placement(PlacementRequest::Status).await,
+                Ok(PlacementAnswer::Status(s)) if s.driver.store_id == spare && s.regions >= 1
+            )
+        },
+    )
+    .await;
     // Nonsense is refused with what is wrong.
     let no_voter = client
         .placement(PlacementRequest::AddOperator(
