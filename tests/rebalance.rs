@@ -1,4 +1,4 @@
-//! The placement driver over real node processes, with a writer running throughout:
+//! The placement driver over real node processes, with a writer per region running throughout:
 //!
 //! 1. three stores, the key space split into `TINYKV_REBALANCE_REGIONS` regions (30 here, 100
 //!    for the full run); two empty stores join and the driver evens out regions and leaders
@@ -48,39 +48,65 @@ fn tweak(c: &mut NodeConfig) {
     c.raft.election_timeout_ticks = 10;
 }
 
-/// What the writer saw.
+/// What the writers saw, one writer per region.
 #[derive(Default)]
 struct Writes {
     /// Key → the last value acknowledged.
     acked: BTreeMap<String, String>,
     failed: u64,
-    /// The longest a write waited, retries included, and the longest stretch in which no
-    /// write succeeded.
+    /// The longest a write waited, retries included.
     slowest: Duration,
+    /// The longest time between two acknowledged writes of one key (a writer writes its key
+    /// again `WRITE_EVERY` after each answer), the key, and when that stretch ended (from the
+    /// writers' start).
     longest_gap: Duration,
-    /// When the longest stretch ended, from the writer's start, and what failed.
+    gap_key: String,
     gap_ended: Duration,
+    /// Stretches without an acknowledged write longer than two election timeouts, over all keys.
+    gaps_over_two_elections: u64,
     errors: Vec<String>,
 }
 
-async fn writer(client: Client, regions: u64, stop: Arc<AtomicBool>) -> Writes {
+impl Writes {
+    fn merge(&mut self, other: Writes) {
+        self.acked.extend(other.acked);
+        self.failed += other.failed;
+        self.slowest = self.slowest.max(other.slowest);
+        if other.longest_gap > self.longest_gap {
+            self.longest_gap = other.longest_gap;
+            self.gap_key = other.gap_key;
+            self.gap_ended = other.gap_ended;
+        }
+        self.gaps_over_two_elections += other.gaps_over_two_elections;
+        self.errors.extend(other.errors);
+    }
+}
+
+/// The pause between a writer's writes.
+const WRITE_EVERY: Duration = Duration::from_millis(100);
+
+/// Writes `key` over and over until `stop`, from `began`.
+async fn writer(client: Client, key: String, stop: Arc<AtomicBool>, began: Instant) -> Writes {
     let mut w = Writes::default();
     let mut last_ok = Instant::now();
-    let began = Instant::now();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let key = format!("k{:04}", n % regions);
         let value = format!("v{n}");
         let started = Instant::now();
         match client.put(key.clone(), value.clone()).await {
             Ok(()) => {
                 w.slowest = w.slowest.max(started.elapsed());
-                if last_ok.elapsed() > w.longest_gap {
-                    w.longest_gap = last_ok.elapsed();
+                let gap = last_ok.elapsed();
+                if gap > 2 * ELECTION_TIMEOUT {
+                    w.gaps_over_two_elections += 1;
+                }
+                if gap > w.longest_gap {
+                    w.longest_gap = gap;
+                    w.gap_key = key.clone();
                     w.gap_ended = began.elapsed();
                 }
                 last_ok = Instant::now();
-                w.acked.insert(key, value);
+                w.acked.insert(key.clone(), value);
             }
             // An unknown outcome leaves the key's last value open: it is not checked.
             Err(e) => {
@@ -90,9 +116,29 @@ async fn writer(client: Client, regions: u64, stop: Arc<AtomicBool>) -> Writes {
             }
         }
         n += 1;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(WRITE_EVERY).await;
     }
     w
+}
+
+/// One writer per region's first key, all running until `stop`.
+async fn writers(client: Client, regions: u64, stop: Arc<AtomicBool>) -> Writes {
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..regions)
+        .map(|i| {
+            tokio::spawn(writer(
+                client.clone(),
+                format!("k{i:04}"),
+                stop.clone(),
+                began,
+            ))
+        })
+        .collect();
+    let mut all = Writes::default();
+    for t in tasks {
+        all.merge(t.await.expect("writer"));
+    }
+    all
 }
 
 async fn stores(client: &Client) -> Vec<StoreDesc> {
@@ -241,7 +287,7 @@ fn the_driver_balances_repairs_and_drains_with_writes_running() {
         }
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let writes = rt.spawn(writer(client.clone(), regions, stop.clone()));
+    let writes = rt.spawn(writers(client.clone(), regions, stop.clone()));
     let started = Instant::now();
 
     // 1. Two empty stores join; regions and leaders even out.
@@ -392,14 +438,17 @@ fn the_driver_balances_repairs_and_drains_with_writes_running() {
     stop.store(true, Ordering::Relaxed);
     let writes = rt.block_on(writes).expect("writer");
     eprintln!(
-        "writer: {} keys acknowledged last, {} writes failed, slowest write {:.1?}, longest \
-         stretch without a write {:.1?} ending {:.1?} in (election timeout {ELECTION_TIMEOUT:?}); \
-         {:.1?} in all; failures: {:?}",
+        "writers (one per region, a write every {WRITE_EVERY:?} after each answer): {} keys \
+         acknowledged last, {} writes failed, slowest write {:.1?}, longest stretch without an \
+         acknowledged write of one key {:.1?} ({}, ending {:.1?} in), {} stretches over two \
+         election timeouts ({ELECTION_TIMEOUT:?} each); {:.1?} in all; failures: {:?}",
         writes.acked.len(),
         writes.failed,
         writes.slowest,
         writes.longest_gap,
+        writes.gap_key,
         writes.gap_ended,
+        writes.gaps_over_two_elections,
         started.elapsed(),
         writes.errors
     );

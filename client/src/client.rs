@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ struct Inner {
     timeout: Duration,
     connections: Connections,
     route: RwLock<Route>,
+    /// The cluster said it runs no placement driver: routes come from the stores.
+    driver_off: AtomicBool,
 }
 
 impl Client {
@@ -53,6 +56,7 @@ impl Client {
                 timeout: config.timeout,
                 connections: Connections::new(identity, config.timeout),
                 route: RwLock::new(Route::default()),
+                driver_off: AtomicBool::new(false),
             }),
         };
         client.refresh().await?;
@@ -208,6 +212,10 @@ impl Client {
             .route
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn driver_off(&self) -> &AtomicBool {
+        &self.inner.driver_off
     }
 
     pub(crate) fn connections(&self) -> &Connections {

@@ -196,7 +196,9 @@ impl Client {
             let region = match located {
                 Some(r) => r,
                 None => {
-                    self.refresh_for(Some(route_key)).await?;
+                    if !self.locate_at_driver(route_key).await {
+                        self.refresh_for(Some(route_key)).await?;
+                    }
                     let located = self.read_route().locate(route_key).cloned();
                     match located {
                         Some(r) => r,

@@ -3,8 +3,9 @@
 //! depends on the shared types (tinykv-proto) and the network (tinykv-transport), not on the
 //! server, so an application builds neither the Raft core nor the storage engine.
 //!
-//! A [`Client`] learns the cluster (stores, regions, leaders) from any endpoint, routes each key
-//! to its region's leader, follows `NotLeader` hints and refreshes its routes when a region
+//! A [`Client`] learns the cluster (stores, regions, leaders) from any endpoint, asks the
+//! placement driver where a key it has no route for lives, routes each key to its region's
+//! leader, follows `NotLeader` hints and refreshes its routes when a region
 //! changed.
 //!
 //! It retries only what is safe: a request refused before it took effect (not the leader, a
@@ -20,6 +21,7 @@
 //! - `backup.rs`: a backup of every region at one point in time each; `backup_file.rs`: the
 //!   file it writes and the reader that checks one.
 //! - `region_cache.rs`: the regions by range, their leaders and the stores' addresses.
+//! - `driver_lookup.rs`: asking the placement driver where a key lives.
 //! - `region_check.rs`: regions with missing, extra, down or pending peers.
 //! - `connections.rs`: one connection per node, and the nodes avoided after a failure.
 //! - `retry.rs`: the pause between attempts.
@@ -32,6 +34,7 @@ mod backup;
 pub mod backup_file;
 mod client;
 mod connections;
+mod driver_lookup;
 mod error;
 mod kv;
 mod region_cache;

@@ -197,6 +197,30 @@ impl Peer {
         self.peer_by_id(self.leader_peer).map(|p| p.store_id)
     }
 
+    /// The transport lost `store_id`. If this peer follows a leader there, it campaigns soon,
+    /// ranked among the voters elsewhere by peer id so that they do not split the vote.
+    pub fn on_leader_store_lost(&mut self, store_id: u64) {
+        let raft = self.raw.raft();
+        let leader = raft.leader_id();
+        if raft.role() != StateRole::Follower
+            || leader == 0
+            || self.peer_by_id(leader).map(|p| p.store_id) != Some(store_id)
+        {
+            return;
+        }
+        let me = raft.id();
+        let mut remaining: Vec<u64> = raft
+            .conf_state()
+            .voters
+            .into_iter()
+            .filter(|v| self.peer_by_id(*v).is_some_and(|p| p.store_id != store_id))
+            .collect();
+        remaining.sort_unstable();
+        if let Some(rank) = remaining.iter().position(|v| *v == me) {
+            self.raw.report_leader_unreachable(rank);
+        }
+    }
+
     /// Proposes a write; the answer comes when it applies.
     pub fn propose_write(&mut self, ops: Vec<WriteOp>, reply: Reply) {
         let cmd = RaftCmd {

@@ -76,6 +76,8 @@ fn placement(req: &PlacementRequest) -> Need {
         PlacementRequest::RemoveOperator { .. } => need("operator_remove", Admin),
         PlacementRequest::PauseScheduler { .. } => need("scheduler_pause", Admin),
         PlacementRequest::ResumeScheduler { .. } => need("scheduler_resume", Admin),
+        PlacementRequest::Locate { .. } => need("region_locate", ReadOnly),
+        PlacementRequest::Regions => need("region_list", ReadOnly),
     }
 }
 

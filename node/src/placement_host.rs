@@ -12,10 +12,11 @@ use tinykv_placement::{
     Dispatch, Instruction, OperatorKind, OperatorOutcome, PeerIdSource, PlacementDriver,
     RegionMeta, SchedulerKind, Settings, Step, StoreInfo, StoreState, StoreStats, builder,
 };
-use tinykv_proto::api::KvError;
+use tinykv_proto::api::{KvError, StoreAddr};
 use tinykv_proto::placement::{
     DriverId, DriverStatus, Heartbeat, HeartbeatAnswer, OperatorDesc, OperatorSpec,
-    PlacementAnswer, RefusedReport, RegionReport, SchedulerDesc, StepDesc, StepOrder, StoreDesc,
+    PlacementAnswer, RefusedReport, RegionDesc, RegionReport, Route, SchedulerDesc, StepDesc,
+    StepOrder, StoreDesc,
 };
 use tinykv_storage::{PlacementRecord, RetiredStore};
 use tracing::{info, warn};
@@ -382,6 +383,58 @@ impl PlacementHost {
             .stores()
             .map(|s| store_desc(s, now))
             .collect()
+    }
+
+    /// The region holding `key` as its leader last reported it, and its stores' addresses.
+    pub(crate) fn locate(&self, key: &[u8]) -> Option<Route> {
+        let cluster = self.driver.cluster();
+        let meta = cluster.region_by_key(key)?;
+        let stores = meta
+            .region
+            .peers
+            .iter()
+            .filter_map(|p| {
+                cluster.store(p.store_id).map(|s| StoreAddr {
+                    store_id: s.id,
+                    addr: s.addr.clone(),
+                })
+            })
+            .collect();
+        Some(Route {
+            region: self.region_desc(meta),
+            stores,
+        })
+    }
+
+    /// Every region the driver knows, in key order.
+    pub(crate) fn regions(&self) -> Vec<RegionDesc> {
+        let mut out: Vec<RegionDesc> = self
+            .driver
+            .cluster()
+            .regions()
+            .map(|m| self.region_desc(m))
+            .collect();
+        out.sort_by(|a, b| a.region.start_key.cmp(&b.region.start_key));
+        out
+    }
+
+    fn region_desc(&self, meta: &RegionMeta) -> RegionDesc {
+        let cluster = self.driver.cluster();
+        let ids = |peers: &[tinykv_proto::Peer]| peers.iter().map(|p| p.id).collect();
+        RegionDesc {
+            region: meta.region.clone(),
+            leader_store: meta
+                .leader
+                .and_then(|l| meta.region.peers.iter().find(|p| p.id == l))
+                .map(|p| p.store_id),
+            pending_peers: ids(&meta.pending_peers),
+            down_peers: ids(&meta.down_peers),
+            approximate_size: meta.approximate_size,
+            approximate_keys: meta.approximate_keys,
+            last_heartbeat_ago_ms: cluster
+                .region_last_heartbeat_ms(meta.region.id)
+                .map_or(0, |at| self.now_ms().saturating_sub(at)),
+        }
     }
 
     pub(crate) fn operators(&self) -> Vec<OperatorDesc> {

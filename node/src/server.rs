@@ -202,6 +202,13 @@ impl Node {
             config.listen_addr,
             engines.snap_dir().join("incoming"),
         );
+        // A store killed without a word is noticed only by its connections going quiet; one
+        // election timeout of silence (pings every quarter of it) reports it lost, and the
+        // followers of its leaders elect at once, hibernating or not. Never under a second:
+        // a busy machine must not lose its links to a short stall.
+        let lost_after = config.raft.election_timeout().max(MIN_LOST_AFTER);
+        ep_config.tuning.idle_timeout = lost_after;
+        ep_config.tuning.keep_alive = lost_after / 4;
         ep_config.snapshot.chunk_size = config.snapshot.chunk_size.0 as usize;
         ep_config.snapshot.max_bytes_per_sec = config.snapshot.max_bytes_per_sec.0;
         ep_config.snapshot.max_concurrent_sends = config.snapshot.concurrent_send_limit;
@@ -703,6 +710,9 @@ pub(crate) fn bootstrap_first_region(
     info!(members = members.len(), "bootstrapped the first region");
     Ok(())
 }
+
+/// The least silence after which a store's connection is declared lost.
+const MIN_LOST_AFTER: Duration = Duration::from_secs(1);
 
 /// About the most Raft messages the forwarder hands the raft loop at once.
 const MAX_FORWARD_BATCH: usize = 1024;

@@ -228,6 +228,41 @@ async fn the_leaders_store_is_removed_after_leadership_moves_away() {
     cluster.shutdown().await;
 }
 
+/// A transfer holds the leader's proposals until it completes or times out: one to a store
+/// that has stopped must be refused, not started (the placement driver may ask for it before
+/// it learns the store is gone, and asks again until its operator times out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_not_handed_to_a_stopped_store() {
+    common::init_logs();
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.leader(1).await;
+    let client = cluster.client().await;
+    client.put("k", "v").await.unwrap();
+    let gone = if leader == 3 { 1 } else { leader + 1 };
+    cluster.stop(gone).await;
+    let mut answer = None;
+    eventually("the transfer to the stopped store is refused", async || {
+        let result = client
+            .admin_leader(
+                1,
+                AdminRequest::TransferLeader {
+                    region_id: 1,
+                    to_store: gone,
+                },
+            )
+            .await;
+        let refused = matches!(&result, Err(tinykv_client::ClientError::Kv(KvError::BadRequest(m))) if m.contains("not been heard from"));
+        answer = Some(result);
+        refused
+    })
+    .await;
+    // Accepted transfers before the refusal ended when the store was reported unreachable or
+    // timed out; writes go on.
+    client.put("k2", "v2").await.unwrap();
+    assert_eq!(cluster.leader(1).await, leader, "{answer:?}");
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_moves_where_it_is_asked_and_stale_reads_are_served_locally() {
     common::init_logs();

@@ -382,3 +382,131 @@ async fn operators_built_by_hand_move_a_replica_and_a_leader() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_locates_keys_and_checks_regions() {
+    init_logs();
+    let mut cluster = TestCluster::start_with(5, placement_on).await;
+    let client = cluster.client().await;
+    split_into(&client, &["k10", "k20", "k30", "k40"]).await;
+    within(60, "every region at three voters", async || {
+        every_region_has_three_voters_off(&regions(&client).await, &[])
+    })
+    .await;
+    let known: BTreeMap<u64, RegionInfo> = regions(&client)
+        .await
+        .into_iter()
+        .map(|r| (r.region.id, r))
+        .collect();
+    // The driver hears of each region's last change (the replicas it removed) from its leader.
+    within(
+        30,
+        "the driver knows every region as the stores do",
+        async || {
+            let Ok(PlacementAnswer::Regions(listed)) =
+                client.placement(PlacementRequest::Regions).await
+            else {
+                return false;
+            };
+            listed.len() == known.len()
+                && listed.iter().all(|d| {
+                    known
+                        .get(&d.region.id)
+                        .is_some_and(|r| r.region == d.region)
+                })
+        },
+    )
+    .await;
+    let Ok(PlacementAnswer::Regions(listed)) = client.placement(PlacementRequest::Regions).await
+    else {
+        panic!("no region list");
+    };
+    // In key order, tiling the key space.
+    assert!(listed[0].region.start_key.is_empty());
+    assert!(listed.last().unwrap().region.end_key.is_empty());
+    for pair in listed.windows(2) {
+        assert_eq!(pair[0].region.end_key, pair[1].region.start_key);
+    }
+    assert!(listed.iter().all(|d| d.leader_store.is_some()));
+
+    // A key's region, and the addresses of its stores.
+    let Ok(PlacementAnswer::Located(Some(route))) = client
+        .placement(PlacementRequest::Locate {
+            key: b"k25".to_vec(),
+        })
+        .await
+    else {
+        panic!("k25 not located");
+    };
+    assert_eq!(route.region.region.start_key, b"k20");
+    assert_eq!(route.region.region.end_key, b"k30");
+    let mut on: Vec<u64> = route.stores.iter().map(|s| s.store_id).collect();
+    on.sort_unstable();
+    let mut hosts: Vec<u64> = route
+        .region
+        .region
+        .peers
+        .iter()
+        .map(|p| p.store_id)
+        .collect();
+    hosts.sort_unstable();
+    assert_eq!(on, hosts);
+    for s in &route.stores {
+        assert_eq!(s.addr, cluster.node(s.store_id).addr().to_string());
+    }
+
+    // A client that knows one store and nothing else routes every key (through the driver for
+    // the regions that store does not host).
+    let config = tinykv_client::ClientConfig {
+        endpoints: vec![cluster.node(1).addr()],
+        tls: cluster.client_tls.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let lone = Client::connect(config).await.unwrap();
+    for k in ["k05", "k15", "k25", "k35", "k45"] {
+        lone.put(k, "v").await.unwrap();
+        assert_eq!(client.get(k).await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    // `region check` from the driver: every region short of five voters, none of three.
+    use tinykv_client::RegionCheck;
+    let short = client.region_check(RegionCheck::Missing, 5).await.unwrap();
+    assert_eq!(short.len(), 5);
+    assert!(
+        client
+            .region_check(RegionCheck::Missing, 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A stopped store's peers are down, as the leaders report them, while the replica checker
+    // is paused and leaves them be.
+    client
+        .placement(PlacementRequest::PauseScheduler {
+            name: "replica-checker".into(),
+        })
+        .await
+        .unwrap();
+    let driver = driver_store(&client).await.expect("a driver");
+    let victim = (1..=5).rev().find(|s| *s != driver).unwrap();
+    let mut expected: Vec<u64> = known
+        .values()
+        .filter(|r| r.region.peer_on_store(victim).is_some())
+        .map(|r| r.region.id)
+        .collect();
+    expected.sort_unstable();
+    cluster.stop(victim).await;
+    within(30, "the stopped store's peers reported down", async || {
+        let Ok(found) = client.region_check(RegionCheck::Down, 3).await else {
+            return false;
+        };
+        let mut ids: Vec<u64> = found.iter().map(|f| f.region.region.id).collect();
+        ids.sort_unstable();
+        ids == expected
+            && found
+                .iter()
+                .all(|f| f.peers.iter().all(|p| p.store_id == victim))
+    })
+    .await;
+    cluster.shutdown().await;
+}

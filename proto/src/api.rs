@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::fault::FaultSpec;
 use crate::placement::{Heartbeat, HeartbeatAnswer, PlacementAnswer, PlacementRequest};
+pub use crate::region::StoreAddr;
 use crate::region::{Region, RegionEpoch};
 
 /// Encodes a service message (infallible for these types).
@@ -156,13 +157,6 @@ pub enum KvResponse {
     ViewsRenewed {
         missing: Vec<u64>,
     },
-}
-
-/// A store and where to reach it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct StoreAddr {
-    pub store_id: u64,
-    pub addr: String,
 }
 
 /// Why a node did not carry out a request. Each says what the client should do.

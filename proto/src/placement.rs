@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::region::{Region, RegionEpoch};
+use crate::region::{Region, RegionEpoch, StoreAddr};
 
 /// Where a store is in its life. `Up` and `Down` follow heartbeats; `Offline` and `Tombstone`
 /// follow an operator's decision to retire the store (`store delete`), and no heartbeat undoes
@@ -234,6 +234,12 @@ pub enum PlacementRequest {
     ResumeScheduler {
         name: String,
     },
+    /// The region holding `key`, and where its stores are.
+    Locate {
+        key: Vec<u8>,
+    },
+    /// Every region the driver knows, in key order.
+    Regions,
 }
 
 /// The driver's answers to a [`PlacementRequest`]. New variants go at the end.
@@ -254,4 +260,28 @@ pub enum PlacementAnswer {
     /// The driver's replicated record now says what was asked (a store retired, a scheduler
     /// paused or resumed).
     Recorded,
+    /// `None`: no region the driver knows holds the key (it has not heard of it yet).
+    Located(Option<Route>),
+    Regions(Vec<RegionDesc>),
+}
+
+/// A region as the driver knows it: what its leader last reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionDesc {
+    pub region: Region,
+    /// The store of the leader that reported it.
+    pub leader_store: Option<u64>,
+    pub pending_peers: Vec<u64>,
+    pub down_peers: Vec<u64>,
+    pub approximate_size: u64,
+    pub approximate_keys: u64,
+    /// Since its leader's last report reached this driver.
+    pub last_heartbeat_ago_ms: u64,
+}
+
+/// Where a key lives: its region, and the addresses of the stores holding it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub region: RegionDesc,
+    pub stores: Vec<StoreAddr>,
 }

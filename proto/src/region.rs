@@ -26,6 +26,13 @@ pub enum PeerRole {
     Learner,
 }
 
+/// A store and where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoreAddr {
+    pub store_id: u64,
+    pub addr: String,
+}
+
 /// One replica of a region: the Raft peer id, the store that hosts it and its role. Peer ids
 /// come from the cluster's id allocator and are never reused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1163,9 +1163,31 @@ impl<S: Storage> Raft<S> {
 
     // ----- driver reports -----
 
+    /// The transport lost the leader's store: this follower forgets its leader (so its lease no
+    /// longer turns votes away and clients are told no leader is known) and campaigns
+    /// `1 + rank × heartbeat_tick` ticks from now unless a leader is heard from first. Waiting
+    /// out a whole election timeout would add nothing (the loss is already known) and a
+    /// hibernating group would first have to sleep through it. `rank` orders the voters that
+    /// remain, so the first one's election is over before the next would start: two followers
+    /// campaigning in the same tick split the vote and both wait a full timeout again.
+    pub(crate) fn leader_unreachable(&mut self, rank: usize) {
+        if self.role != StateRole::Follower || self.leader_id == 0 || !self.promotable() {
+            return;
+        }
+        self.leader_id = 0;
+        let delay = 1 + rank.saturating_mul(self.heartbeat_tick);
+        let campaign_at = self.randomized_election_timeout.saturating_sub(delay);
+        self.election_elapsed = self.election_elapsed.max(campaign_at);
+    }
+
     pub(crate) fn report_unreachable(&mut self, id: u64) {
         if self.role != StateRole::Leader {
             return;
+        }
+        // Proposals wait while leadership moves; to a peer that cannot be reached it will not
+        // move, so the wait would last until the transfer timed out.
+        if self.lead_transferee == Some(id) {
+            self.lead_transferee = None;
         }
         if let Some(pr) = self.prs.get_mut(id)
             && pr.state == ProgressState::Replicate

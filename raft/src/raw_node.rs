@@ -287,6 +287,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.report_unreachable(id);
     }
 
+    /// The transport lost the store of this follower's leader; `rank` is this peer's place
+    /// among the voters that remain. See [`crate::Raft`]'s `leader_unreachable`.
+    pub fn report_leader_unreachable(&mut self, rank: usize) {
+        self.raft.leader_unreachable(rank);
+    }
+
     /// The snapshot sent to `id` finished or failed.
     pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
         self.raft.report_snapshot(id, status);

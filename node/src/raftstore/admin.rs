@@ -36,6 +36,7 @@ impl Store {
                 region_id,
                 to_store,
             } => {
+                let election_timeout = self.config.raft.election_timeout();
                 match self.leader_peer(region_id) {
                     Err(e) => Err(e),
                     // A transfer while a split applies could leave the new regions without the
@@ -49,6 +50,17 @@ impl Store {
                             "the peer of region {region_id} on store {to_store} is a learner; \
                              only a voter can lead (promote it first)"
                         ))),
+                        // Proposals wait while a transfer runs: one to a peer that is gone
+                        // (a store killed since the driver last heard from it) would stop
+                        // the region's writes until it timed out, and the operator would
+                        // start it again.
+                        Some(target) if !peer.is_alive(target.id, election_timeout) => {
+                            Err(KvError::BadRequest(format!(
+                                "the peer of region {region_id} on store {to_store} has not been \
+                                 heard from within {election_timeout:?}; leadership cannot move \
+                                 to it now"
+                            )))
+                        }
                         Some(target) => {
                             peer.raw.transfer_leader(target.id);
                             Ok(AdminResponse::Done)

@@ -128,6 +128,8 @@ impl Store {
             PlacementRequest::Schedulers => Ok(PlacementAnswer::Schedulers(host.schedulers())),
             PlacementRequest::AddOperator(spec) => host.add_operator(spec),
             PlacementRequest::RemoveOperator { region_id } => host.remove_operator(region_id),
+            PlacementRequest::Locate { key } => Ok(PlacementAnswer::Located(host.locate(&key))),
+            PlacementRequest::Regions => Ok(PlacementAnswer::Regions(host.regions())),
             // The rest change the record: answered once region 1 applied the new one.
             PlacementRequest::DeleteStore { store_id } => {
                 let record = host.retire_store(store_id);

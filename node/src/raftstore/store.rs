@@ -319,10 +319,15 @@ impl Store {
                     }
                 }
                 // A hibernating region cannot tell a lost store on its own: with no ticks,
-                // the followers of a dead leader would never start an election.
+                // the followers of a dead leader would never start an election. Once awake,
+                // a follower whose leader was there campaigns at once rather than waiting out
+                // an election timeout it has in effect already waited.
                 for region_id in regions {
                     self.active.insert(region_id);
                     self.wake(region_id, Some(store_id));
+                    if let Some(peer) = self.peers.get_mut(&region_id) {
+                        peer.on_leader_store_lost(store_id);
+                    }
                 }
             }
             StoreMsg::Tick => self.on_tick(),

@@ -119,6 +119,24 @@ fn transfer_times_out_after_an_election_timeout() {
 }
 
 #[test]
+fn a_transferee_reported_unreachable_ends_the_transfer_at_once() {
+    let mut nw = three_nodes();
+    nw.isolate(3);
+    nw.send(vec![propose(1, b"")]);
+    nw.send(vec![transfer(1, 3)]);
+    // Another peer's report changes nothing.
+    nw.peer_mut(1).report_unreachable(2);
+    assert_eq!(nw.peer(1).lead_transferee, Some(3));
+    nw.peer_mut(1).report_unreachable(3);
+    check_transfer_done(nw.peer(1), StateRole::Leader, 1);
+    nw.send(vec![propose(1, b"x")]);
+    assert_eq!(
+        nw.peer(1).raft_log.committed,
+        nw.peer(1).raft_log.last_index()
+    );
+}
+
+#[test]
 fn proposals_are_dropped_during_a_transfer() {
     let mut nw = three_nodes();
     nw.isolate(3);

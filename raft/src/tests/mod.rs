@@ -7,6 +7,7 @@ mod conf_change;
 mod election;
 mod flow_control;
 mod hibernation;
+mod leader_loss;
 mod leader_transfer;
 mod pre_vote;
 mod raw_node;
