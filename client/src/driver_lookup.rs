@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tinykv_proto::api::KvError;
-use tinykv_proto::placement::{PlacementAnswer, PlacementRequest, Route};
+use tinykv_proto::placement::{PlacementAnswer, PlacementRequest};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -39,26 +39,8 @@ impl Client {
     pub(crate) async fn locate_at_driver(&self, key: &[u8]) -> bool {
         let req = PlacementRequest::Locate { key: key.to_vec() };
         if let Some(PlacementAnswer::Located(Some(route))) = self.ask_driver(req).await {
-            self.install_route(&route);
+            self.write_route().learn_located(&route);
         }
         self.read_route().locate(key).is_some()
-    }
-
-    fn install_route(&self, found: &Route) {
-        let mut route = self.write_route();
-        for s in &found.stores {
-            if let Ok(addr) = s.addr.parse() {
-                route.stores.insert(s.store_id, addr);
-            }
-        }
-        let region = &found.region.region;
-        route.insert(region);
-        // Its leader only if the cache took the region (it keeps a newer one it has).
-        let taken = route
-            .region(region.id)
-            .is_some_and(|r| r.epoch == region.epoch);
-        if let (true, Some(leader)) = (taken, found.region.leader_store) {
-            route.leaders.insert(region.id, leader);
-        }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Bound;
 
+use tinykv_proto::placement::Route as Located;
 use tinykv_proto::{RangeEnd, Region};
 
 /// What the client knows of where keys live: regions by range (TiKV's region cache), the
@@ -55,6 +56,24 @@ impl Route {
             }
         }
         self.regions.insert(region.range_end(), region.clone());
+    }
+
+    /// Learns what the placement driver said of a key: the stores' addresses, the region
+    /// (unless a newer one is cached) and, if the region was taken, its leader.
+    pub(crate) fn learn_located(&mut self, found: &Located) {
+        for s in &found.stores {
+            if let Ok(addr) = s.addr.parse() {
+                self.stores.insert(s.store_id, addr);
+            }
+        }
+        let region = &found.region.region;
+        self.insert(region);
+        let taken = self
+            .region(region.id)
+            .is_some_and(|r| r.epoch == region.epoch);
+        if let (true, Some(leader)) = (taken, found.region.leader_store) {
+            self.leaders.insert(region.id, leader);
+        }
     }
 }
 
@@ -121,6 +140,37 @@ mod tests {
         assert_eq!(route.regions.len(), 1);
         assert_eq!(located(&route, "a"), Some(3));
         assert!(route.leaders.is_empty());
+    }
+
+    fn located_by_driver(region: Region, leader: u64) -> Located {
+        Located {
+            stores: vec![tinykv_proto::api::StoreAddr {
+                store_id: leader,
+                addr: format!("127.0.0.1:{}", 20000 + leader),
+            }],
+            region: tinykv_proto::placement::RegionDesc {
+                region,
+                leader_store: Some(leader),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_driver_s_answer_is_learned_unless_the_cache_is_newer() {
+        let mut route = Route::default();
+        route.learn_located(&located_by_driver(region(2, "m", "", 2), 4));
+        assert_eq!(located(&route, "z"), Some(2));
+        assert_eq!(route.leaders.get(&2), Some(&4));
+        assert_eq!(route.stores[&4].port(), 20004);
+        // A driver that has not heard of the split yet: the split halves stay, and so does
+        // the leader seen for them; the address it gave is learned all the same.
+        route.learn_located(&located_by_driver(region(1, "", "", 1), 5));
+        assert_eq!(located(&route, "z"), Some(2));
+        assert_eq!(located(&route, "a"), None);
+        assert_eq!(route.leaders.get(&2), Some(&4));
+        assert!(!route.leaders.contains_key(&1));
+        assert_eq!(route.stores[&5].port(), 20005);
     }
 
     #[test]
