@@ -16,10 +16,27 @@ use tinykv_transport::{
 use crate::Node;
 use crate::config::{ByteSize, Member, NodeConfig, ReadableDuration, TlsConfig};
 
-/// A UDP port nobody is bound to right now.
+/// A port nobody is bound to right now (UDP and TCP), below Linux's ephemeral range (32768 and
+/// up): a port from that range can be handed to any client socket bound to port 0 between the
+/// probe and the node's bind, and a restarted node must find its port again.
 pub fn free_port() -> u16 {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
-    sock.local_addr().expect("probe address").port()
+    const LOW: u32 = 10_000;
+    const HIGH: u32 = 32_000;
+    // Different test processes start from different places; tests in one process move on
+    // through a shared counter, so two never pick the same port.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = HIGH - LOW;
+    let seed = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..2_000 {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (LOW + (seed + step) % span) as u16;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found below {HIGH}");
 }
 
 pub struct TestCluster {
