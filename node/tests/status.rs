@@ -169,11 +169,17 @@ async fn metrics_move_under_load_and_parse_as_prometheus_text() {
 
     // The follower that caught up: it installed the snapshot and received its bytes (its
     // metrics start again with the process).
-    let f = scrape(&cluster, behind).await;
+    // The write after the snapshot committed on the leader and the other follower; the
+    // append that carries it here may still be on its way.
+    let mut f = scrape(&cluster, behind).await;
+    eventually("the follower receives an append", async || {
+        f = scrape(&cluster, behind).await;
+        f.value("tinykv_raft_messages_received_total", &[("type", "append")]) > 0.0
+    })
+    .await;
     assert!(f.value("tinykv_snapshots_applied_total", &[]) >= 1.0);
     assert!(f.value("tinykv_snapshots_received_total", &[]) >= 1.0);
     assert!(f.value("tinykv_snapshot_received_bytes_total", &[]) > 0.0);
-    assert!(f.value("tinykv_raft_messages_received_total", &[("type", "append")]) > 0.0);
     assert_eq!(f.value("tinykv_region_leaders", &[]), 0.0);
 
     // The example dashboard draws only metrics the node serves.
