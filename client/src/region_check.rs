@@ -43,8 +43,8 @@ struct Observed {
 
 impl Client {
     /// The regions `check` finds, in key order. `max_replicas` is the voter count a region
-    /// should have. The placement driver answers when it runs (one request, what every
-    /// leader reported to it); else every store is asked.
+    /// should have. The placement driver answers when it runs (two requests: what every
+    /// leader and store reported to it); else every store is asked.
     pub async fn region_check(
         &self,
         check: RegionCheck,
