@@ -3,8 +3,8 @@
 #   1. `bench --op fill` of FILL_MIB (default 1024) MiB with the default region sizes: how
 #      many regions the split checker leaves;
 #   2. the same fill with `region: {split-size: 1MiB, max-size: 2MiB}`;
-#   3. 16-client puts with 1 region, then with the key space split into 64 regions by hand:
-#      QPS and the nodes' CPU per put;
+#   3. 16-client puts with 1 region, then on another cluster with the key space split into 64
+#      regions by hand: QPS and the nodes' CPU per put, each after an untimed warm-up run;
 #   4. the nodes' idle CPU while they hold 1,000 regions (with hibernate-regions on).
 # Usage: bench/regions.sh [path/to/tinykv]   (default: target/dist/tinykv, else target/release)
 # Environment: FILL_MIB, PUT_SECS (default 10), IDLE_SECS (default 30), BASE_PORT (24160),
@@ -117,9 +117,16 @@ if step 2; then
 fi
 
 if step 3; then
+  # Each count on a fresh cluster, split before any write and warmed up by one untimed run of
+  # the same puts: the engines' state (memtable size, files, compactions under way) then has
+  # the same history for both, where measuring 64 regions after 1 on one cluster charged the
+  # second run for the first run's data (about a tenth more CPU per put by itself).
   up
+  puts >/dev/null
   echo "3. 16-client puts, 1 region:   $(puts)"
+  up
   split_evenly 64
+  puts >/dev/null
   echo "   16-client puts, $(regions) regions: $(puts)"
 fi
 

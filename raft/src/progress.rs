@@ -21,6 +21,9 @@ pub(crate) struct Progress {
     pub(crate) recent_active: bool,
     pub(crate) is_learner: bool,
     pub(crate) ins: Inflights,
+    /// An append went to the peer since the last heartbeat round, which then leaves it out
+    /// (see `Raft::bcast_heartbeat_with_ctx`).
+    pub(crate) appended: bool,
 }
 
 impl Progress {
@@ -35,6 +38,7 @@ impl Progress {
             recent_active: false,
             is_learner,
             ins: Inflights::new(max_inflight),
+            appended: false,
         }
     }
 
@@ -44,6 +48,7 @@ impl Progress {
         self.next_idx = next_idx;
         self.reset_state(ProgressState::Probe);
         self.recent_active = false;
+        self.appended = false;
     }
 
     fn reset_state(&mut self, state: ProgressState) {

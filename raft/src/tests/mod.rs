@@ -6,6 +6,7 @@ mod check_quorum;
 mod conf_change;
 mod election;
 mod flow_control;
+mod heartbeat_rounds;
 mod hibernation;
 mod leader_loss;
 mod leader_transfer;
