@@ -13,11 +13,12 @@ use std::collections::BTreeSet;
 pub(crate) enum Hibernation {
     #[default]
     Awake,
-    /// As leader, asked the followers to hibernate with the group at rest at `index` of
-    /// `term`; `agreed` are those that did.
+    /// As leader, the group at rest at `index` of `term` for `ticks` ticks; once that is
+    /// long enough, asking the followers to hibernate. `agreed` are those that did.
     Asking {
         term: u64,
         index: u64,
+        ticks: usize,
         agreed: BTreeSet<u64>,
     },
     /// Not ticking.
@@ -29,21 +30,34 @@ impl Hibernation {
         *self == Hibernation::Asleep
     }
 
-    /// As leader with the group at rest at `index` of `term`: which of `others` (every other
-    /// peer of the region) to ask now. A new rest point starts a new round. Once all of them
-    /// agreed the leader is asleep and asks no one.
-    pub fn ask(&mut self, term: u64, index: u64, others: &[u64]) -> Vec<u64> {
-        let same_round = matches!(self, Hibernation::Asking { term: t, index: i, .. } if *t == term && *i == index);
-        if !same_round && !self.is_asleep() {
-            *self = Hibernation::Asking {
-                term,
-                index,
-                agreed: BTreeSet::new(),
-            };
+    /// As leader, on a tick with the group at rest at `index` of `term`: which of `others`
+    /// (every other peer of the region) to ask now. A new rest point starts a new round, whose
+    /// asks go out once the rest point has held for `quiet` ticks: a follower agrees only once
+    /// it knows the last commit, which reaches it with a heartbeat round, so asking a region
+    /// between two writes would only be refused (with hundreds of busy regions that was
+    /// thousands of signals a second). Once all of them agreed the leader is asleep and asks
+    /// no one.
+    pub fn ask(&mut self, term: u64, index: u64, others: &[u64], quiet: usize) -> Vec<u64> {
+        match self {
+            Hibernation::Asking {
+                term: t,
+                index: i,
+                ticks,
+                ..
+            } if *t == term && *i == index => *ticks = ticks.saturating_add(1),
+            Hibernation::Asleep => {}
+            _ => {
+                *self = Hibernation::Asking {
+                    term,
+                    index,
+                    ticks: 1,
+                    agreed: BTreeSet::new(),
+                }
+            }
         }
         self.settle(others);
         match self {
-            Hibernation::Asking { agreed, .. } => others
+            Hibernation::Asking { agreed, ticks, .. } if *ticks >= quiet => others
                 .iter()
                 .copied()
                 .filter(|p| !agreed.contains(p))
@@ -59,6 +73,7 @@ impl Hibernation {
             term: t,
             index: i,
             agreed,
+            ..
         } = self
             && *t == term
             && *i == index
@@ -103,10 +118,10 @@ mod tests {
     #[test]
     fn a_leader_sleeps_once_every_other_peer_agreed_to_the_same_rest_point() {
         let mut h = Hibernation::default();
-        assert_eq!(h.ask(2, 10, &[2, 3]), vec![2, 3]);
+        assert_eq!(h.ask(2, 10, &[2, 3], 1), vec![2, 3]);
         assert!(!h.agreed(2, 2, 10, &[2, 3]));
         assert_eq!(
-            h.ask(2, 10, &[2, 3]),
+            h.ask(2, 10, &[2, 3], 1),
             vec![3],
             "only who has not agreed is asked again"
         );
@@ -118,15 +133,19 @@ mod tests {
         assert!(!h.is_asleep());
         assert!(h.agreed(3, 2, 10, &[2, 3]));
         assert!(h.is_asleep());
-        assert_eq!(h.ask(2, 10, &[2, 3]), Vec::<u64>::new());
+        assert_eq!(h.ask(2, 10, &[2, 3], 1), Vec::<u64>::new());
     }
 
     #[test]
     fn a_new_rest_point_starts_a_new_round() {
         let mut h = Hibernation::default();
-        h.ask(2, 10, &[2, 3]);
+        h.ask(2, 10, &[2, 3], 1);
         h.agreed(2, 2, 10, &[2, 3]);
-        assert_eq!(h.ask(2, 11, &[2, 3]), vec![2, 3], "2 agreed to 10, not 11");
+        assert_eq!(
+            h.ask(2, 11, &[2, 3], 1),
+            vec![2, 3],
+            "2 agreed to 10, not 11"
+        );
         assert!(!h.agreed(3, 2, 10, &[2, 3]));
         h.unsettle();
         assert_eq!(h, Hibernation::Awake);
@@ -134,9 +153,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rest_point_is_asked_about_once_it_held_for_the_quiet_ticks() {
+        let mut h = Hibernation::default();
+        assert_eq!(h.ask(2, 10, &[2, 3], 3), Vec::<u64>::new());
+        assert_eq!(h.ask(2, 10, &[2, 3], 3), Vec::<u64>::new());
+        // A write between two ticks: the count starts again.
+        assert_eq!(h.ask(2, 11, &[2, 3], 3), Vec::<u64>::new());
+        assert_eq!(h.ask(2, 11, &[2, 3], 3), Vec::<u64>::new());
+        assert_eq!(h.ask(2, 11, &[2, 3], 3), vec![2, 3]);
+        assert!(!h.agreed(2, 2, 11, &[2, 3]));
+        assert_eq!(h.ask(2, 11, &[2, 3], 3), vec![3]);
+        assert!(h.agreed(3, 2, 11, &[2, 3]));
+        assert!(h.is_asleep());
+        // Going to sleep is no new rest point, and an unsettled round starts from nothing.
+        assert_eq!(h.ask(2, 11, &[2, 3], 3), Vec::<u64>::new());
+        assert!(h.is_asleep());
+        h.wake();
+        h.ask(3, 20, &[2, 3], 3);
+        h.unsettle();
+        assert_eq!(h.ask(3, 20, &[2, 3], 3), Vec::<u64>::new());
+    }
+
+    #[test]
     fn a_lone_leader_sleeps_at_once() {
         let mut h = Hibernation::default();
-        assert_eq!(h.ask(1, 5, &[]), Vec::<u64>::new());
+        assert_eq!(h.ask(1, 5, &[], 4), Vec::<u64>::new());
         assert!(h.is_asleep());
     }
 
@@ -144,7 +185,7 @@ mod tests {
     fn waking_says_whether_the_peer_slept() {
         let mut h = Hibernation::default();
         assert!(!h.wake());
-        h.ask(1, 5, &[2]);
+        h.ask(1, 5, &[2], 1);
         assert!(!h.wake(), "asking is not sleeping");
         assert_eq!(h, Hibernation::Awake);
         h.sleep();

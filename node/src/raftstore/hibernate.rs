@@ -19,6 +19,9 @@ impl Store {
         }
         let window = self.alive_window();
         let gc = self.gc_limits();
+        // Followers learn the last commit with the heartbeat round after appends stop, and a
+        // round leaves out whoever was sent an append since the last one: two rounds.
+        let quiet = 2 * self.config.raft.heartbeat_ticks;
         let Some(peer) = self.peers.get_mut(&region_id) else {
             return;
         };
@@ -36,7 +39,7 @@ impl Store {
             return;
         };
         let term = peer.raw.raft().term();
-        for id in peer.sleep.ask(term, index, &others) {
+        for id in peer.sleep.ask(term, index, &others, quiet) {
             if let Some(to) = peer.peer_by_id(id) {
                 self.outbox
                     .send_signal(peer, to, Signal::Hibernate { term, index });
