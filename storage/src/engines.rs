@@ -407,8 +407,9 @@ impl Engines {
 
     /// A region's Raft state. The record is written when the term or the vote changes, when a
     /// snapshot is installed and when the log's end moves back (a conflicting suffix deleted),
-    /// not with every append or commit: the log's end is read from the log itself (every entry
-    /// past the recorded end was appended and none was deleted since), and the commit index is
+    /// not with every append or commit: the log's end and its term are read from the log itself
+    /// (every entry past the recorded end was appended and none was deleted since; the entry at
+    /// the recorded end may have been replaced by a later term's), and the commit index is
     /// at least what was applied. Raft does not need the commit index to be durable; a peer
     /// learns it again from its leader.
     pub fn raft_state(&self, region_id: u64) -> Result<Option<RaftLocalState>> {
@@ -422,7 +423,9 @@ impl Engines {
         {
             let (key, value) = last.into_inner()?;
             let entry = Entry::decode(RAFT_KEYSPACE, &key, &value)?;
-            if entry.index > state.last_index {
+            // At the recorded end too: a new leader's entry may have replaced the last one in
+            // place, which leaves the end where it was and the record as it was.
+            if entry.index >= state.last_index {
                 state.last_index = entry.index;
                 state.last_term = entry.term;
             }

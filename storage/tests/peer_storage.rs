@@ -154,6 +154,41 @@ fn appends_and_commits_leave_the_record_and_a_reopen_reads_the_end_from_the_log(
     assert_eq!(stored_log_indexes(&node, 1), (6..=14).collect::<Vec<_>>());
 }
 
+/// A new leader's entry replaces the last one at the same index: the log's end does not move,
+/// so the record keeps the old last term. A reopen takes the term from the log, not the record
+/// (a store that stopped here refused to open: "last term 6 but the entry at 8 has term 7").
+#[test]
+fn a_last_entry_overwritten_in_place_reopens_with_the_new_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::bootstrap(dir.path(), 1, &region(1, b"", b""));
+    let mut ps = node.peer(1);
+    let hs = HardState {
+        term: 6,
+        vote: 1,
+        commit: 5,
+    };
+    persist(&node.engines, &mut ps, &ready(entries(6..=8, 6), Some(hs)));
+    // The new term is recorded before the new leader's append reaches this peer.
+    let newer = HardState {
+        term: 7,
+        vote: 0,
+        commit: 5,
+    };
+    persist(&node.engines, &mut ps, &ready(Vec::new(), Some(newer)));
+    persist(&node.engines, &mut ps, &ready(entries(8..=8, 7), None));
+    assert_eq!((ps.last_index().unwrap(), ps.term(8).unwrap()), (8, 7));
+    let read = node.engines.raft_state(1).unwrap().unwrap();
+    assert_eq!((read.last_index, read.last_term), (8, 7));
+    drop(ps);
+    drop(node);
+    let node = Node::open(dir.path());
+    let ps = PeerStorage::open(node.engines.clone(), node.workers.handles(), 1)
+        .expect("the reopened peer storage is consistent");
+    assert_eq!((ps.last_index().unwrap(), ps.term(8).unwrap()), (8, 7));
+    assert_eq!(ps.term(7).unwrap(), 6);
+    assert_eq!(ps.initial_state().unwrap().hard_state, newer);
+}
+
 #[test]
 fn entries_across_the_truncated_boundary_and_size_limits() {
     let dir = tempfile::tempdir().unwrap();
