@@ -459,11 +459,10 @@ impl Node {
         }
         let store_id = self.store_id;
         let endpoint = self.endpoint.clone();
-        // The raft loop has ended and released its handle; with `self` gone this is the last.
         drop(self);
-        if let Ok(endpoint) = Arc::try_unwrap(endpoint) {
-            endpoint.shutdown().await;
-        }
+        // Closed here even if a task still holds a handle: its sends fail at once rather than
+        // keeping the port bound until they time out.
+        endpoint.shutdown().await;
         info!(store = store_id, "node stopped");
     }
 }

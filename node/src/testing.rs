@@ -334,11 +334,18 @@ impl TestCluster {
         }
     }
 
+    /// Stops every running store at once: one after another, each would wait out its
+    /// connections to the stores already stopped.
+    pub async fn stop_all(&mut self) {
+        let stopping = self
+            .nodes
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(Node::shutdown);
+        futures_util::future::join_all(stopping).await;
+    }
+
     pub async fn shutdown(mut self) {
-        for i in 0..self.nodes.len() {
-            if let Some(node) = self.nodes[i].take() {
-                node.shutdown().await;
-            }
-        }
+        self.stop_all().await;
     }
 }

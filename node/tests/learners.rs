@@ -192,9 +192,7 @@ async fn ids_are_never_handed_out_twice() {
         move_leader(&cluster, &client, to).await;
         given.push(alloc(&client, 7).await);
     }
-    for s in 1..=3 {
-        cluster.stop(s).await;
-    }
+    cluster.stop_all().await;
     for s in 1..=3 {
         cluster.restart(s).await;
     }

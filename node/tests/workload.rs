@@ -287,9 +287,7 @@ async fn run(name: &str, sc: Scenario) {
             }
         }
         if sc.restarts {
-            for s in 1..=STORES {
-                cluster.stop(s).await;
-            }
+            cluster.stop_all().await;
             for s in 1..=STORES {
                 cluster.restart(s).await;
             }

@@ -435,7 +435,7 @@ where
 
     /// Stops serving, closes every connection with a reason, and waits (bounded) until peers
     /// have been told, so the port can be bound again.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.shared.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.quic.wait_idle()).await;
     }

@@ -142,7 +142,7 @@ impl Store {
         let client = self.splits.ids.clone();
         let config = self.splits.client_config.clone();
         let tx = self.splits.tx.clone();
-        self.runtime.spawn(async move {
+        self.background.spawn(async move {
             let answer = async {
                 let client = client
                     .get_or_try_init(|| Client::connect(config))
@@ -258,7 +258,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.all_active = true;
         self.on_admin(req, reply);
-        self.runtime.spawn(async move {
+        self.background.spawn(async move {
             if let Ok(Err(e)) = answer.await
                 && !matches!(e, KvError::ServerBusy)
             {

@@ -15,10 +15,12 @@
 //! - Leaf parts the handlers use: `ranges.rs` (regions by key range), `outbox.rs` (outgoing
 //!   messages and snapshot sends), `pending_votes.rs`, `auto_split.rs`, `disk_space.rs`,
 //!   `snapshot_files.rs`, `raft_config.rs`, `unreachable.rs`, `resolve.rs` (asking other
-//!   stores for an address this store does not know).
+//!   stores for an address this store does not know), `background.rs` (the tasks a store
+//!   started on the runtime, aborted when it stops).
 
 mod admin;
 mod auto_split;
+mod background;
 mod disk_space;
 mod heartbeat;
 mod hibernate;

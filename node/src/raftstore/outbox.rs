@@ -15,6 +15,7 @@ use crate::message::{RaftMessage, Signal};
 use crate::metrics::Metrics;
 use crate::peer::Peer;
 
+use super::background::Background;
 use super::msg::StoreMsg;
 use super::raft_config::snapshot_send_timeout;
 
@@ -23,7 +24,8 @@ use super::raft_config::snapshot_send_timeout;
 /// them, so all a round has for one store goes to the transport as one batch.
 pub(super) struct Outbox {
     pub(super) endpoint: Arc<Endpoint<RaftMessage>>,
-    pub(super) runtime: tokio::runtime::Handle,
+    /// The snapshot sends under way.
+    pub(super) background: Background,
     /// For the outcome of a snapshot sent in the background.
     pub(super) tx: mpsc::Sender<StoreMsg>,
     pub(super) snap_dir: PathBuf,
@@ -111,7 +113,7 @@ impl Outbox {
         }
     }
 
-    pub(super) fn send_snapshot(&self, envelope: RaftMessage) {
+    pub(super) fn send_snapshot(&mut self, envelope: RaftMessage) {
         let region_id = envelope.region_id;
         let to_peer = envelope.to_peer;
         let report = move |ok: bool| StoreMsg::SnapshotSent {
@@ -152,7 +154,7 @@ impl Outbox {
             "sending snapshot"
         );
         let timeout = snapshot_send_timeout(desc.size, self.snapshot_rate);
-        self.runtime.spawn(async move {
+        self.background.spawn(async move {
             let send = endpoint.send_snapshot(to_peer.store_id, meta, &path, None);
             let ok = match tokio::time::timeout(timeout, send).await {
                 Ok(Ok(())) => true,

@@ -65,7 +65,7 @@ impl Store {
             let (reply, answer) = oneshot::channel();
             self.alloc_ids(ID_BATCH, reply);
             let tx = self.splits.tx.clone();
-            self.runtime.spawn(async move {
+            self.background.spawn(async move {
                 let ids = match answer.await {
                     Ok(Ok(AdminResponse::Ids { first, count })) => Some((first, count)),
                     _ => None,
@@ -185,7 +185,7 @@ impl Store {
                 // Applying the record answers `Done`; the asker hears it as recorded.
                 let (applied, answer) = oneshot::channel();
                 peer.propose_cmd(cmd, Reply::Admin(applied));
-                self.runtime.spawn(async move {
+                self.background.spawn(async move {
                     let result = match answer.await {
                         Ok(Ok(_)) => Ok(AdminResponse::Placement(PlacementAnswer::Recorded)),
                         Ok(Err(e)) => Err(e),

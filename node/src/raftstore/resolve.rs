@@ -66,7 +66,7 @@ impl Store {
         let endpoint = self.endpoint.clone();
         let tx = self.outbox.tx.clone();
         let timeout = self.config.request_timeout.0;
-        self.runtime.spawn(async move {
+        self.background.spawn(async move {
             if let Some((client, config)) = driver {
                 let found = async {
                     let client = client.get_or_try_init(|| Client::connect(config)).await.ok()?;

@@ -188,7 +188,7 @@ impl Store {
         let ids = self.splits.ids.clone();
         let config = self.splits.client_config.clone();
         let epoch = result.epoch;
-        self.runtime.spawn(async move {
+        self.background.spawn(async move {
             let asked = async {
                 let client = ids
                     .get_or_try_init(|| Client::connect(config))

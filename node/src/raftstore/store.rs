@@ -21,6 +21,7 @@ use crate::peer::Peer;
 use crate::read_views::ReadViews;
 
 use super::auto_split::AutoSplit;
+use super::background::Background;
 use super::disk_space::{self, DiskSpaceGuard, StoreFailure};
 use super::heartbeat::PlacementReporter;
 use super::msg::StoreMsg;
@@ -44,6 +45,8 @@ pub(crate) struct Store {
     pub(super) workers: WorkerHandles,
     pub(super) endpoint: Arc<Endpoint<RaftMessage>>,
     pub(super) runtime: tokio::runtime::Handle,
+    /// What the handlers started on the runtime and wait to hear from.
+    pub(super) background: Background,
     pub(super) peers: BTreeMap<u64, Peer>,
     pub(super) directory: BTreeMap<u64, String>,
     pub(super) ticks: u64,
@@ -112,7 +115,7 @@ impl Store {
         );
         let outbox = Outbox {
             endpoint: parts.endpoint.clone(),
-            runtime: parts.runtime.clone(),
+            background: Background::new(parts.runtime.clone()),
             tx: parts.tx,
             snap_dir: parts.engines.snap_dir().to_path_buf(),
             snapshot_rate: parts.config.snapshot.max_bytes_per_sec.0,
@@ -128,6 +131,7 @@ impl Store {
             engines: parts.engines,
             workers: parts.workers,
             endpoint: parts.endpoint,
+            background: Background::new(parts.runtime.clone()),
             runtime: parts.runtime,
             peers: BTreeMap::new(),
             directory: BTreeMap::new(),
