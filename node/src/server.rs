@@ -462,7 +462,7 @@ impl Node {
         drop(self);
         // Closed here even if a task still holds a handle: its sends fail at once rather than
         // keeping the port bound until they time out.
-        endpoint.shutdown().await;
+        endpoint.close().await;
         info!(store = store_id, "node stopped");
     }
 }

@@ -434,10 +434,16 @@ where
     }
 
     /// Stops serving, closes every connection with a reason, and waits (bounded) until peers
-    /// have been told, so the port can be bound again.
-    pub async fn shutdown(&self) {
+    /// have been told. Sends through any handle fail from here on; the port is free once the
+    /// last handle is dropped.
+    pub async fn close(&self) {
         self.shared.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.quic.wait_idle()).await;
+    }
+
+    /// [`Endpoint::close`], then lets go of this handle, so the port can be bound again.
+    pub async fn shutdown(self) {
+        self.close().await;
     }
 }
 
