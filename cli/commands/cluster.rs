@@ -380,7 +380,7 @@ async fn up(global: &GlobalArgs, dir: &Path, n: u64, base_port: u16, detach: boo
         reap(&mut children);
         return Err(e);
     }
-    let statuses = collect_status(Some(&config), &nodes_view(&nodes)).await;
+    let statuses = collect_status(&config, &nodes_view(&nodes)).await;
     match global.output {
         Output::Json => {
             let mut out = status_json(&statuses);
@@ -487,7 +487,7 @@ async fn foreground(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = ticker.tick() => {
-                let statuses = collect_status(Some(config), &nodes_view(nodes)).await;
+                let statuses = collect_status(config, &nodes_view(nodes)).await;
                 let up = statuses.iter().filter(|s| s.status.is_some()).count();
                 let leader = statuses.iter().find(|s| s.status.as_ref().is_some_and(|st| !st.leader_of.is_empty()));
                 eprintln!(
@@ -569,35 +569,39 @@ struct NodeStatus {
     status: Option<StoreStatus>,
 }
 
-async fn collect_status(config: Option<&ClientConfig>, nodes: &[NodeRef]) -> Vec<NodeStatus> {
-    let client = match config {
-        Some(c) => Client::connect(c.clone()).await.ok(),
-        None => None,
+/// Asks every node for its status at once, through a client connected for the purpose.
+async fn collect_status(config: &ClientConfig, nodes: &[NodeRef]) -> Vec<NodeStatus> {
+    let client = Client::connect(config.clone()).await.ok();
+    statuses_of(client.as_ref(), nodes).await
+}
+
+/// Every node's status (none for a node that does not answer), asked of all at once: nodes
+/// that are down cost one connect timeout together, not one each.
+async fn statuses_of(client: Option<&Client>, nodes: &[NodeRef]) -> Vec<NodeStatus> {
+    let answers = match client {
+        Some(client) => {
+            let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+            client.admin_each(&addrs, AdminRequest::StoreStatus).await
+        }
+        None => Vec::new(),
     };
-    let mut out = Vec::new();
-    for n in nodes {
-        let status = match &client {
-            Some(client) => match client.admin(n.addr, AdminRequest::StoreStatus).await {
-                Ok(AdminResponse::StoreStatus(s)) => Some(s),
-                _ => None,
-            },
-            None => None,
-        };
-        out.push(NodeStatus {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NodeStatus {
             id: n.id,
             addr: n.addr,
             pid: n.pid,
-            status,
-        });
-    }
-    out
+            status: match answers.get(i) {
+                Some((_, Ok(AdminResponse::StoreStatus(s)))) => Some(s.clone()),
+                _ => None,
+            },
+        })
+        .collect()
 }
 
 /// The placement driver's own account, or why there is none.
-async fn driver_status(config: &ClientConfig) -> Result<DriverStatus, String> {
-    let client = Client::connect(config.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+async fn driver_status(client: &Client) -> Result<DriverStatus, String> {
     match client.placement(PlacementRequest::Status).await {
         Ok(PlacementAnswer::Status(s)) => Ok(s),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
@@ -606,7 +610,9 @@ async fn driver_status(config: &ClientConfig) -> Result<DriverStatus, String> {
 }
 
 async fn status(global: &GlobalArgs, dir: Option<&Path>) -> CliResult {
-    let (config, nodes) = match dir {
+    // One client for everything asked below: what it learns of a node that is down (tried
+    // last from then on) spares the later questions its connect timeout.
+    let (client, nodes) = match dir {
         Some(dir) => {
             let nodes = load_nodes(dir)?;
             let config = ClientConfig {
@@ -614,7 +620,8 @@ async fn status(global: &GlobalArgs, dir: Option<&Path>) -> CliResult {
                 tls: client_tls(dir),
                 timeout: global.timeout,
             };
-            (config, nodes_view(&nodes))
+            let client = Client::connect(config).await.map_err(|e| e.to_string());
+            (client, nodes_view(&nodes))
         }
         None => {
             let client = connect::client(global).await?;
@@ -630,16 +637,14 @@ async fn status(global: &GlobalArgs, dir: Option<&Path>) -> CliResult {
                     })
                 })
                 .collect();
-            let config = ClientConfig {
-                endpoints: global.endpoints.clone(),
-                tls: connect::tls_files(global)?,
-                timeout: global.timeout,
-            };
-            (config, nodes)
+            (Ok(client), nodes)
         }
     };
-    let statuses = collect_status(Some(&config), &nodes).await;
-    let driver = driver_status(&config).await;
+    let statuses = statuses_of(client.as_ref().ok(), &nodes).await;
+    let driver = match &client {
+        Ok(client) => driver_status(client).await,
+        Err(reason) => Err(reason.clone()),
+    };
     match global.output {
         Output::Json => {
             let mut out = status_json(&statuses);

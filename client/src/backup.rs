@@ -23,6 +23,7 @@ use crate::backup_file::{BackupHeader, BackupWriter, RegionPoint};
 use crate::client::Client;
 use crate::error::{ClientError, rpc_error};
 use crate::retry::backoff;
+use crate::sync::lock;
 
 /// Bytes of keys and values asked for per chunk.
 const CHUNK_BYTES: u32 = 1 << 20;
@@ -281,10 +282,6 @@ impl Client {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unix_ms() -> u64 {

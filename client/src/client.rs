@@ -5,19 +5,23 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tinykv_proto::api::{
     self, AdminRequest, AdminResponse, AdminResult, ClusterInfo, KvError, RegionInfo,
 };
-use tinykv_transport::{Service, TlsFiles, TlsIdentity};
+use tinykv_transport::{RpcError, Service, TlsFiles, TlsIdentity};
 use tokio::time::Instant;
 
 use crate::connections::Connections;
 use crate::error::{ClientError, rpc_error};
 use crate::region_cache::Route;
 use crate::retry::backoff;
+use crate::sync::lock;
+
+/// How long a refresh waits for one store's answer before it asks the next one as well.
+const ASK_NEXT_AFTER: Duration = Duration::from_millis(250);
 
 /// How to reach a cluster.
 #[derive(Clone, Debug)]
@@ -41,6 +45,8 @@ struct Inner {
     route: RwLock<Route>,
     /// The cluster said it runs no placement driver: routes come from the stores.
     driver_off: AtomicBool,
+    /// The node that answered the last refresh: asked first by the next one.
+    answered_last: Mutex<Option<SocketAddr>>,
 }
 
 impl Client {
@@ -57,6 +63,7 @@ impl Client {
                 connections: Connections::new(identity, config.timeout),
                 route: RwLock::new(Route::default()),
                 driver_off: AtomicBool::new(false),
+                answered_last: Mutex::new(None),
             }),
         };
         client.refresh().await?;
@@ -83,27 +90,47 @@ impl Client {
     /// Learns the cluster from the first store that answers with regions; with `key`, goes on
     /// asking stores until one holds the key's region (each store knows only the regions it
     /// hosts). Returns the first answer with regions.
+    ///
+    /// Stores are asked in order (the endpoints, then the stores learned, those that failed
+    /// lately last), the next one as soon as the last fails or after [`ASK_NEXT_AFTER`]
+    /// without an answer: a dead endpoint at the head of the list costs that, not the whole
+    /// connect timeout.
     pub(crate) async fn refresh_for(&self, key: Option<&[u8]>) -> Result<ClusterInfo, ClientError> {
-        let mut candidates: Vec<SocketAddr> = self.inner.endpoints.clone();
-        {
-            let route = self.read_route();
-            for addr in route.stores.values() {
-                if !candidates.contains(addr) {
-                    candidates.push(*addr);
-                }
-            }
-        }
+        let candidates = self.refresh_candidates();
+        let mut asking = tokio::task::JoinSet::new();
+        let mut next = 0;
         let mut last = None;
         let mut regionless = None;
         let mut first = None;
-        for addr in &candidates {
-            match self.admin(*addr, AdminRequest::Cluster).await {
+        loop {
+            if let Some(&addr) = candidates.get(next) {
+                let client = self.clone();
+                asking
+                    .spawn(async move { (addr, client.admin(addr, AdminRequest::Cluster).await) });
+                next += 1;
+            }
+            let answered = if next < candidates.len() {
+                match tokio::time::timeout(ASK_NEXT_AFTER, asking.join_next()).await {
+                    Ok(answered) => answered,
+                    Err(_) => continue,
+                }
+            } else {
+                asking.join_next().await
+            };
+            let (addr, answer) = match answered {
+                Some(Ok(answered)) => answered,
+                Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Some(Err(_)) => continue,
+                None => break,
+            };
+            match answer {
                 // A store that hosts no region (removed, or still joining) knows too little.
                 Ok(AdminResponse::Cluster(info)) if info.regions.is_empty() => {
                     regionless = Some(info)
                 }
                 Ok(AdminResponse::Cluster(info)) => {
                     self.install(&info);
+                    *lock(&self.inner.answered_last) = Some(addr);
                     let found = key.is_none_or(|k| self.read_route().locate(k).is_some());
                     let first = first.get_or_insert(info);
                     if found {
@@ -112,7 +139,7 @@ impl Client {
                 }
                 Ok(other) => {
                     return Err(ClientError::Protocol {
-                        addr: *addr,
+                        addr,
                         detail: format!("unexpected {other:?}"),
                     });
                 }
@@ -132,6 +159,29 @@ impl Client {
             },
             None => ClientError::NoEndpoints,
         })
+    }
+
+    /// The node that answered last, the endpoints, then every store learned; those that
+    /// failed lately last.
+    fn refresh_candidates(&self) -> Vec<SocketAddr> {
+        let mut candidates: Vec<SocketAddr> =
+            lock(&self.inner.answered_last).iter().copied().collect();
+        for addr in &self.inner.endpoints {
+            if !candidates.contains(addr) {
+                candidates.push(*addr);
+            }
+        }
+        {
+            let route = self.read_route();
+            for addr in route.stores.values() {
+                if !candidates.contains(addr) {
+                    candidates.push(*addr);
+                }
+            }
+        }
+        // Stable: the order among the healthy (and among the suspects) stays the caller's.
+        candidates.sort_by_key(|a| self.connections().is_suspect(a));
+        candidates
     }
 
     fn install(&self, info: &ClusterInfo) {
@@ -156,9 +206,9 @@ impl Client {
         self.refresh().await?;
         let addrs: Vec<SocketAddr> = self.read_route().stores.values().copied().collect();
         let mut best: HashMap<u64, RegionInfo> = HashMap::new();
-        for addr in addrs {
-            let Ok(AdminResponse::Cluster(info)) = self.admin(addr, AdminRequest::Cluster).await
-            else {
+        // All at once: a store that is down costs one connect timeout, not one each.
+        for (_, answer) in self.admin_each(&addrs, AdminRequest::Cluster).await {
+            let Ok(AdminResponse::Cluster(info)) = answer else {
                 continue;
             };
             self.install(&info);
@@ -232,13 +282,47 @@ impl Client {
             .connections()
             .call(addr, Service::Admin, api::encode(&req), self.inner.timeout)
             .await
-            .map_err(|e| rpc_error(addr, e, false))?;
+            .map_err(|e| {
+                // Never reached: routing and the next refresh try it last for a while.
+                if matches!(e, RpcError::Connect(_)) {
+                    self.connections().suspect(addr);
+                }
+                rpc_error(addr, e, false)
+            })?;
         let result: AdminResult =
             api::decode("admin answer", &body).map_err(|e| ClientError::Protocol {
                 addr,
                 detail: e.to_string(),
             })?;
         result.map_err(ClientError::Kv)
+    }
+
+    /// Sends `req` to every node of `addrs` at once; the answers come in the order of `addrs`.
+    pub async fn admin_each(
+        &self,
+        addrs: &[SocketAddr],
+        req: AdminRequest,
+    ) -> Vec<(SocketAddr, Result<AdminResponse, ClientError>)> {
+        let mut asking = tokio::task::JoinSet::new();
+        for (i, &addr) in addrs.iter().enumerate() {
+            let client = self.clone();
+            let req = req.clone();
+            asking.spawn(async move { (i, addr, client.admin(addr, req).await) });
+        }
+        let mut answers = Vec::with_capacity(addrs.len());
+        while let Some(answered) = asking.join_next().await {
+            match answered {
+                Ok(answer) => answers.push(answer),
+                // A task ends only by answering: it is never aborted, and panics propagate.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {}
+            }
+        }
+        answers.sort_by_key(|(i, _, _)| *i);
+        answers
+            .into_iter()
+            .map(|(_, addr, answer)| (addr, answer))
+            .collect()
     }
 
     /// Sends an admin request to a region's leader, following `NotLeader` hints.

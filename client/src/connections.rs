@@ -14,6 +14,7 @@ use tinykv_transport::{
 use tokio::time::Instant;
 
 use crate::error::ClientError;
+use crate::sync::lock;
 
 /// How long a node that failed a call is avoided while others are available.
 const SUSPECT_FOR: Duration = Duration::from_secs(3);
@@ -48,10 +49,7 @@ impl Connections {
     }
 
     fn rpc(&self, addr: SocketAddr) -> Result<Arc<RpcClient>, ClientError> {
-        let mut conns = self
-            .conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conns = lock(&self.conns);
         if let Some(c) = conns.get(&addr) {
             return Ok(c.clone());
         }
@@ -88,21 +86,12 @@ impl Connections {
 
     /// Forgets `addr`'s connection and avoids it for a while.
     pub(crate) fn suspect(&self, addr: SocketAddr) {
-        self.suspects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(addr, Instant::now());
-        self.conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&addr);
+        lock(&self.suspects).insert(addr, Instant::now());
+        lock(&self.conns).remove(&addr);
     }
 
     pub(crate) fn is_suspect(&self, addr: &SocketAddr) -> bool {
-        let mut suspects = self
-            .suspects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut suspects = lock(&self.suspects);
         suspects.retain(|_, since| since.elapsed() < SUSPECT_FOR);
         suspects.contains_key(addr)
     }

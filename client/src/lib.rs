@@ -40,6 +40,7 @@ mod kv;
 mod region_cache;
 mod region_check;
 mod retry;
+mod sync;
 
 pub use backup::BackupProgress;
 pub use client::{Client, ClientConfig};

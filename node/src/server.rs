@@ -209,6 +209,11 @@ impl Node {
         let lost_after = config.raft.election_timeout().max(MIN_LOST_AFTER);
         ep_config.tuning.idle_timeout = lost_after;
         ep_config.tuning.keep_alive = lost_after / 4;
+        // The election timeout is sized to the network (about ten round trips or more), so a
+        // twentieth of it is a fair first guess: a lost handshake packet is sent again well
+        // within one election timeout, and a store stopping while a peer is down does not
+        // wait a second or more on the handshake it had started towards it.
+        ep_config.tuning.initial_rtt = lost_after / 20;
         ep_config.snapshot.chunk_size = config.snapshot.chunk_size.0 as usize;
         ep_config.snapshot.max_bytes_per_sec = config.snapshot.max_bytes_per_sec.0;
         ep_config.snapshot.max_concurrent_sends = config.snapshot.concurrent_send_limit;

@@ -45,6 +45,11 @@ pub struct ConnectionTuning {
     /// Requests and answers carry acknowledgements anyway; acknowledging each of them again on
     /// its own costs a datagram, a system call on both sides and a wake-up per request.
     pub ack_eliciting_threshold: u32,
+    /// The round-trip time assumed before the first sample: it sets how soon a lost handshake
+    /// packet is sent again, and how long a connection still in its handshake lingers when
+    /// the endpoint closes (three probe timeouts, about 9× this). RFC 9002's 333 ms suits an
+    /// unknown path; a cluster on one network knows better.
+    pub initial_rtt: Duration,
 }
 
 impl Default for ConnectionTuning {
@@ -56,6 +61,7 @@ impl Default for ConnectionTuning {
             max_concurrent_uni_streams: 256,
             stream_receive_window: 4 * 1024 * 1024,
             ack_eliciting_threshold: 10,
+            initial_rtt: Duration::from_millis(333),
         }
     }
 }
@@ -72,6 +78,7 @@ impl ConnectionTuning {
         let mut ack = quinn::AckFrequencyConfig::default();
         ack.ack_eliciting_threshold(quinn::VarInt::from_u32(self.ack_eliciting_threshold));
         cfg.ack_frequency_config(Some(ack));
+        cfg.initial_rtt(self.initial_rtt);
         cfg
     }
 }

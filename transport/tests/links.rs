@@ -188,3 +188,26 @@ async fn a_lost_connection_is_reported_though_nothing_is_sent() {
         );
     }
 }
+
+/// Closing waits for connections to be told, and a connection still in its handshake is told
+/// by waiting out three probe timeouts counted from the assumed round trip. A store stopping
+/// while a peer is down must not spend seconds on the handshake it had started towards it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_with_a_handshake_to_a_silent_peer_waits_only_its_probe_timeouts() {
+    let pki = Pki::new();
+    let a = start_with(&pki, 1, |c| {
+        c.tuning.initial_rtt = Duration::from_millis(50)
+    });
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    a.endpoint.set_peer_addr(8, silent.local_addr().unwrap());
+    a.endpoint.send(8, &msg(1)).unwrap();
+    // The handshake is under way once its first packet arrives.
+    let mut buf = [0u8; 2048];
+    within(silent.recv_from(&mut buf)).await.unwrap();
+    let started = std::time::Instant::now();
+    a.endpoint.close().await;
+    // Three probe timeouts of 3 × 50 ms; with RFC 9002's 333 ms it is about 3 s, cut at
+    // close's own 2 s bound.
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "close took {took:?}");
+}
