@@ -142,16 +142,17 @@ impl Client {
     /// Each region's status as its leader reports it (the newest term's, should two claim
     /// it), and the stores that did not answer.
     async fn leader_statuses(&self) -> (HashMap<u64, PeerStatus>, BTreeSet<u64>) {
-        let stores: Vec<(u64, std::net::SocketAddr)> = self
+        let (ids, addrs): (Vec<u64>, Vec<std::net::SocketAddr>) = self
             .read_route()
             .stores
             .iter()
             .map(|(id, addr)| (*id, *addr))
-            .collect();
+            .unzip();
+        let answers = self.admin_each(&addrs, AdminRequest::StoreStatus).await;
         let mut leaders: HashMap<u64, PeerStatus> = HashMap::new();
         let mut silent = BTreeSet::new();
-        for (store, addr) in stores {
-            match self.admin(addr, AdminRequest::StoreStatus).await {
+        for (store, (_, answer)) in ids.into_iter().zip(answers) {
+            match answer {
                 Ok(AdminResponse::StoreStatus(status)) => {
                     for peer in status.peers.into_iter().filter(|p| p.role == "leader") {
                         let newer = leaders
