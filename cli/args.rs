@@ -473,15 +473,22 @@ pub enum CheckKind {
 
 #[derive(Subcommand, Debug)]
 pub enum RaftCmd {
-    /// A region's hard state (term, vote, commit), applied index and log bounds.
+    /// A region's hard state (term, vote, commit), applied index and log bounds, as one
+    /// store's peer of it sees them (a leader adds what it knows of every other peer).
     State {
         /// The region's id.
         region: u64,
+        /// The store whose peer to ask (default: the node named first in -e).
+        #[arg(long, conflicts_with = "data_dir")]
+        store: Option<u64>,
     },
-    /// A region's log entries, described (at most 1,000).
+    /// A region's log entries, described (at most 1,000), as one store's peer of it holds them.
     Log {
         /// The region's id.
         region: u64,
+        /// The store whose peer to ask (default: the node named first in -e).
+        #[arg(long, conflicts_with = "data_dir")]
+        store: Option<u64>,
         /// The first index to show (default: the first kept).
         #[arg(long)]
         from: Option<u64>,

@@ -396,6 +396,31 @@ fn a_three_process_cluster_through_the_command_line() {
         (progress.len() == 3 && holding == 2 && silent == 1).then_some(())
     });
 
+    // `--store` names the peer to ask, whichever node -e names first; the killed store's is
+    // unreachable (with a hint), and a store that is not in the cluster is refused.
+    let first_survivor = (1..=3).find(|&s| s != leader).expect("a survivor");
+    let asked = |endpoints: &str, store: Option<u64>| {
+        let store = store.map(|s| s.to_string());
+        let mut args = vec!["raft", "state", "1", "-o", "json"];
+        if let Some(s) = &store {
+            args.extend(["--store", s.as_str()]);
+        }
+        env.run_at(endpoints, &args)
+    };
+    let direct = asked(&survivors[0], None).ok().json();
+    let through_another = asked(&survivors[1], Some(first_survivor)).ok().json();
+    assert_eq!(direct["peer"], through_another["peer"], "{through_another}");
+    let dead = asked(&live, Some(leader));
+    assert_eq!(dead.code, 3, "{}", dead.stderr);
+    assert!(dead.stderr.contains("--data-dir"), "{}", dead.stderr);
+    let unknown = asked(&live, Some(99));
+    assert_eq!(unknown.code, 5, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("store 99 is not in the cluster"),
+        "{}",
+        unknown.stderr
+    );
+
     // `raft state` online equals offline for the same node, once stopped, but for what only a
     // running peer knows.
     let survivor = survivors[0].clone();

@@ -2,16 +2,18 @@
 //! dir, printed the same way), and the leader-side admin verbs `snapshot trigger`, `compact log`
 //! and `transfer-leader`.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::json;
+use tinykv_client::{Client, ClientError};
 use tinykv_node::inspect;
 use tinykv_proto::api::{AdminRequest, AdminResponse, LogEntryInfo, PeerStatus, RaftStateInfo};
 
 use crate::args::{GlobalArgs, Output, RaftCmd};
 use crate::commands::offline::{inspect_error, open_offline};
 use crate::connect;
-use crate::exit::{CliError, CliResult};
+use crate::exit::{CliError, CliResult, Exit};
 use crate::output::{Table, print_json};
 
 /// At most this many entries per `raft log`, the same cap the node applies online.
@@ -19,20 +21,26 @@ const MAX_LOG_ENTRIES: u64 = 1000;
 
 pub async fn run(global: &GlobalArgs, data_dir: Option<&Path>, cmd: RaftCmd) -> CliResult {
     match cmd {
-        RaftCmd::State { region } => match data_dir {
+        RaftCmd::State { region, store } => match data_dir {
             Some(dir) => {
                 let engines = open_offline(dir)?;
                 let state =
                     inspect::raft_state(&engines, region).map_err(|e| inspect_error(dir, e))?;
                 print_state(global.output, &state);
             }
-            None => match admin_first(global, AdminRequest::RaftState { region_id: region }).await?
+            None => match admin_on(global, store, AdminRequest::RaftState { region_id: region })
+                .await?
             {
                 AdminResponse::RaftState(status) => print_live_state(global.output, &status),
                 other => return Err(unexpected(&other)),
             },
         },
-        RaftCmd::Log { region, from, to } => {
+        RaftCmd::Log {
+            region,
+            store,
+            from,
+            to,
+        } => {
             let (from, to) = (from.unwrap_or(0), to.unwrap_or(0));
             let entries = match data_dir {
                 Some(dir) => {
@@ -46,7 +54,7 @@ pub async fn run(global: &GlobalArgs, data_dir: Option<&Path>, cmd: RaftCmd) -> 
                         from,
                         to,
                     };
-                    match admin_first(global, req).await? {
+                    match admin_on(global, store, req).await? {
                         AdminResponse::RaftLog(entries) => entries,
                         other => return Err(unexpected(&other)),
                     }
@@ -115,11 +123,56 @@ async fn leader_admin(
     Ok(client.admin_leader(region, req).await?)
 }
 
-/// Online inspection asks the node named first in `-e`: the question is about that node's peer.
-async fn admin_first(global: &GlobalArgs, req: AdminRequest) -> CliResult<AdminResponse> {
+/// Online inspection asks one node about its own peer: store `store`, or else the node named
+/// first in `-e`.
+async fn admin_on(
+    global: &GlobalArgs,
+    store: Option<u64>,
+    req: AdminRequest,
+) -> CliResult<AdminResponse> {
     let client = connect::client(global).await?;
-    let addr = client.endpoints()[0];
-    Ok(client.admin(addr, req).await?)
+    let addr = match store {
+        Some(id) => store_addr(&client, id).await?,
+        None => client.endpoints()[0],
+    };
+    client.admin(addr, req).await.map_err(|e| {
+        let unreachable = matches!(e, ClientError::Unreachable { .. });
+        let err = CliError::from(e);
+        match (unreachable, store) {
+            (true, None) => err.hint(
+                "the first node of -e is asked about its own peer: `--store ID` asks another \
+                 store, `--data-dir DIR` reads a stopped node's data dir",
+            ),
+            (true, Some(_)) => err.hint("`--data-dir DIR` reads a stopped node's data dir"),
+            _ => err,
+        }
+    })
+}
+
+/// Where store `id` serves, as the cluster lists it.
+async fn store_addr(client: &Client, id: u64) -> CliResult<SocketAddr> {
+    let info = client.cluster().await?;
+    let known: Vec<String> = info.stores.iter().map(|s| s.store_id.to_string()).collect();
+    let store = info
+        .stores
+        .iter()
+        .find(|s| s.store_id == id)
+        .ok_or_else(|| {
+            CliError::new(
+                Exit::NotFound,
+                format!(
+                    "store {id} is not in the cluster (stores: {})",
+                    known.join(", ")
+                ),
+            )
+            .hint("`tinykv cluster status` lists the stores")
+        })?;
+    store.addr.parse().map_err(|e| {
+        CliError::failed(format!(
+            "the cluster lists store {id} at {:?}, not an address: {e}",
+            store.addr
+        ))
+    })
 }
 
 fn unexpected(answer: &AdminResponse) -> CliError {

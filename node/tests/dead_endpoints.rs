@@ -46,7 +46,10 @@ async fn silent_endpoints_ahead_of_live_ones_are_passed_over() {
         client.cluster().await.expect("cluster");
     }
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(1000), "4 refreshes took {took:?}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "4 refreshes took {took:?}"
+    );
     client.put("k", "v").await.expect("put");
     cluster.shutdown().await;
 }
