@@ -15,7 +15,7 @@ pub enum ClientError {
     NoEndpoints,
     #[error(transparent)]
     Tls(#[from] CertError),
-    #[error("cannot reach any node ({addrs}): {detail}")]
+    #[error("cannot reach {}: {detail}", nodes(addrs))]
     Unreachable { addrs: String, detail: String },
     #[error("the node at {addr} refused the TLS handshake: {detail}")]
     TlsRefused { addr: SocketAddr, detail: String },
@@ -31,6 +31,15 @@ pub enum ClientError {
     Protocol { addr: SocketAddr, detail: String },
     #[error(transparent)]
     Backup(#[from] crate::backup_file::BackupError),
+}
+
+/// `addrs` (comma separated) as the message names them.
+fn nodes(addrs: &str) -> String {
+    if addrs.contains(',') {
+        format!("any of the nodes {addrs}")
+    } else {
+        format!("the node at {addrs}")
+    }
 }
 
 impl ClientError {
@@ -78,5 +87,30 @@ pub(crate) fn rpc_error(addr: SocketAddr, e: RpcError, write: bool) -> ClientErr
             addrs: addr.to_string(),
             detail: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_node_is_named_as_one_or_as_many() {
+        let one = ClientError::Unreachable {
+            addrs: "10.0.0.1:20160".into(),
+            detail: "timed out".into(),
+        };
+        assert_eq!(
+            one.to_string(),
+            "cannot reach the node at 10.0.0.1:20160: timed out"
+        );
+        let many = ClientError::Unreachable {
+            addrs: "10.0.0.1:20160, 10.0.0.2:20160".into(),
+            detail: "timed out".into(),
+        };
+        assert_eq!(
+            many.to_string(),
+            "cannot reach any of the nodes 10.0.0.1:20160, 10.0.0.2:20160: timed out"
+        );
     }
 }
