@@ -585,15 +585,16 @@ async fn statuses_of(client: Option<&Client>, nodes: &[NodeRef]) -> Vec<NodeStat
         }
         None => Vec::new(),
     };
+    // One answer per node, in order (none at all without a client).
+    let mut answers = answers.into_iter();
     nodes
         .iter()
-        .enumerate()
-        .map(|(i, n)| NodeStatus {
+        .map(|n| NodeStatus {
             id: n.id,
             addr: n.addr,
             pid: n.pid,
-            status: match answers.get(i) {
-                Some((_, Ok(AdminResponse::StoreStatus(s)))) => Some(s.clone()),
+            status: match answers.next() {
+                Some((_, Ok(AdminResponse::StoreStatus(s)))) => Some(s),
                 _ => None,
             },
         })

@@ -297,7 +297,8 @@ impl Client {
         result.map_err(ClientError::Kv)
     }
 
-    /// Sends `req` to every node of `addrs` at once; the answers come in the order of `addrs`.
+    /// Sends `req` to every node of `addrs` at once: one answer per address, in the order of
+    /// `addrs`.
     pub async fn admin_each(
         &self,
         addrs: &[SocketAddr],
@@ -307,21 +308,30 @@ impl Client {
         for (i, &addr) in addrs.iter().enumerate() {
             let client = self.clone();
             let req = req.clone();
-            asking.spawn(async move { (i, addr, client.admin(addr, req).await) });
+            asking.spawn(async move { (i, client.admin(addr, req).await) });
         }
-        let mut answers = Vec::with_capacity(addrs.len());
+        let mut answers: Vec<Option<Result<AdminResponse, ClientError>>> =
+            addrs.iter().map(|_| None).collect();
         while let Some(answered) = asking.join_next().await {
             match answered {
-                Ok(answer) => answers.push(answer),
-                // A task ends only by answering: it is never aborted, and panics propagate.
+                Ok((i, answer)) => answers[i] = Some(answer),
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled: only a runtime shutting down does that; it is answered below.
                 Err(_) => {}
             }
         }
-        answers.sort_by_key(|(i, _, _)| *i);
-        answers
-            .into_iter()
-            .map(|(_, addr, answer)| (addr, answer))
+        addrs
+            .iter()
+            .zip(answers)
+            .map(|(&addr, answer)| {
+                let answer = answer.unwrap_or_else(|| {
+                    Err(ClientError::Unreachable {
+                        addrs: addr.to_string(),
+                        detail: "the request was cancelled".into(),
+                    })
+                });
+                (addr, answer)
+            })
             .collect()
     }
 
