@@ -91,8 +91,9 @@ impl Client {
     /// asking stores until one holds the key's region (each store knows only the regions it
     /// hosts). Returns the first answer with regions.
     ///
-    /// Stores are asked in order (the endpoints, then the stores learned, those that failed
-    /// lately last), the next one as soon as the last fails or after [`ASK_NEXT_AFTER`]
+    /// Stores are asked in order (the one that answered the last refresh, the endpoints, then
+    /// the stores learned; those that failed lately last), the next one as soon as the last
+    /// fails or after [`ASK_NEXT_AFTER`]
     /// without an answer: a dead endpoint at the head of the list costs that, not the whole
     /// connect timeout.
     pub(crate) async fn refresh_for(&self, key: Option<&[u8]>) -> Result<ClusterInfo, ClientError> {
